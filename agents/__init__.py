@@ -1,0 +1,1 @@
+"""Faust agents, one module per stage, and the LLM client they use."""

@@ -1,0 +1,1 @@
+"""Confluent-compatible Schema Registry: client, wire-format serde, embedded server."""

@@ -1,0 +1,1 @@
+"""ReviewPulse: the Faust application, its settings, topics, CLI and embedded dev stack."""

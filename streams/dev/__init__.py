@@ -1,0 +1,1 @@
+"""Embedded dev stack shared by the demo, the tests and the benchmarks."""

@@ -1,0 +1,1 @@
+"""Windowed table definitions, pure aggregate value types, alert rules and the web view."""
