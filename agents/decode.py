@@ -1,0 +1,110 @@
+"""Stage 1: decode and validate inputs, dead-letter poison, repartition by restaurant.
+
+Both input topics feed one internal topic keyed by restaurant id, so every piece of a
+restaurant's state lives in one partition and one agent writes it (one hop in all).
+The original bytes are forwarded untouched: the next stage decodes them again (a cached
+schema makes that a few microseconds) and can still dead-letter exactly what arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from schema_registry.errors import RegistryHTTPError, SerdeError
+from streams import metrics
+from streams.app import app
+from streams.dlq import Origin
+from streams.logs import event as log_event
+from streams.runtime import Runtime, install
+from streams.topics import H_KIND, H_ORIGIN, H_TRACE
+
+runtime: Runtime = install(app)
+settings = app.settings
+
+
+@dataclass(frozen=True)
+class Invalid(Exception):
+    """A decoded value that breaks a rule of ours (rating range, text length)."""
+
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def validate_review(review: dict[str, Any], *, text_max_chars: int) -> None:
+    entity = review["entity"]
+    if not review["event_id"]:
+        raise Invalid("invalid_value", "event_id is empty")
+    if not entity["restaurant_id"]:
+        raise Invalid("invalid_value", "entity.restaurant_id is empty")
+    if not 1 <= entity["rating"] <= 5:
+        raise Invalid("invalid_value", f"entity.rating is {entity['rating']}, expected 1 to 5")
+    if len(entity["text"]) > text_max_chars:
+        raise Invalid("text_too_long",
+                      f"entity.text has {len(entity['text'])} chars, cap is {text_max_chars}")
+
+
+def validate_order(order: dict[str, Any]) -> None:
+    if not order["event_id"]:
+        raise Invalid("invalid_value", "event_id is empty")
+    if not order["restaurant_id"]:
+        raise Invalid("invalid_value", "restaurant_id is empty")
+
+
+async def forward(events: Sequence[Any], *, kind: str) -> int:
+    """Decode, validate and forward one batch; returns how many were dead-lettered."""
+    record_name = "ReviewCreated" if kind == "review" else "OrderDelivered"
+    pending: list[Awaitable[Any]] = []
+    dead = 0
+    for ev in events:
+        message = ev.message
+        metrics.EVENTS_CONSUMED.labels(message.topic).inc()
+        trace_id = None
+        try:
+            if message.value is None:
+                raise Invalid("empty_value", "record has no value (tombstone)")
+            record = await runtime.codecs.decode(record_name, message.value)
+            if kind == "review":
+                validate_review(record, text_max_chars=settings.text_max_chars)
+                restaurant_id = record["entity"]["restaurant_id"]
+            else:
+                validate_order(record)
+                restaurant_id = record["restaurant_id"]
+            trace_id = record["metadata"]["trace_id"]
+        except (SerdeError, Invalid, RegistryHTTPError) as exc:
+            reason = exc.reason if isinstance(exc, SerdeError | Invalid) else "registry_unavailable"
+            pending.append(await runtime.dead_letters.send(
+                Origin.of(message), stage="decode", reason=reason, error=exc, trace_id=trace_id))
+            dead += 1
+            continue
+        headers = [
+            (H_KIND, kind.encode()),
+            (H_ORIGIN, f"{message.topic}:{message.partition}:{message.offset}".encode()),
+            (H_TRACE, trace_id.encode()),
+        ]
+        pending.append(await app.topics_.by_restaurant.send(
+            key=restaurant_id.encode(), value=message.value, headers=headers, force=True))
+        log_event("decoded", level=10, kind=kind, restaurant=restaurant_id, trace_id=trace_id)
+    # Every output is acknowledged before take_events acks (and so commits) the inputs.
+    await asyncio.gather(*pending)
+    return dead
+
+
+@app.agent(app.topics_.reviews_created, name="decode-reviews")
+async def decode_reviews(stream: Any) -> None:
+    await runtime.ready()
+    async for events in stream.take_events(settings.take_max_events, within=settings.take_within_s):
+        dead = await forward(events, kind="review")
+        log_event("decode_batch", kind="review", events=len(events), dead_lettered=dead)
+
+
+@app.agent(app.topics_.orders_delivered, name="decode-orders")
+async def decode_orders(stream: Any) -> None:
+    await runtime.ready()
+    async for events in stream.take_events(settings.take_max_events, within=settings.take_within_s):
+        await forward(events, kind="order")

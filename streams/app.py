@@ -1,0 +1,85 @@
+"""Builds the ``faust.App`` from Settings, and nothing else.
+
+Faust's own environment variables (BROKER_URL, WEB_PORT, APP_STORE, ...) would override
+keyword arguments, so every value is passed explicitly from :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from streams import transport
+from streams.settings import Settings, load_settings
+from streams.topics import Topics, declare_topics
+
+
+class ReviewPulseApp(faust.App):
+    """A faust.App whose consumer uses our fetch wait (see streams.transport)."""
+
+    fetch_max_wait_ms: int = 1500
+    settings: Settings
+    topics_: Topics
+
+    def _new_transport(self) -> Any:
+        return transport.Transport(self.conf.broker_consumer, self)
+
+
+def broker_urls(bootstrap_servers: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap_servers.split(",") if host.strip()]
+
+
+def _credentials(settings: Settings) -> Any:
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context() if protocol.endswith("SSL") else None
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    assert settings.kafka_sasl_password is not None  # checked by Settings
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context,
+    )
+
+
+def create_app(settings: Settings) -> ReviewPulseApp:
+    advertised = settings.web_advertised_url or f"http://{settings.web_host}:{settings.web_port}"
+    app = ReviewPulseApp(
+        settings.app_id,
+        broker=broker_urls(settings.kafka_bootstrap_servers),
+        broker_credentials=_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+        broker_request_timeout=max(90.0, settings.broker_session_timeout_s + 30.0),
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        consumer_auto_offset_reset="earliest",
+        stream_publish_on_commit=False,
+        table_standby_replicas=1,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=advertised,
+        value_serializer="raw",
+        key_serializer="raw",
+        autodiscover=["agents", "tables"],
+        origin="streams.app",
+        loghandlers=[],
+    )
+    app.fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
+    app.settings = settings
+    app.topics_ = declare_topics(app, app_id=settings.app_id, partitions=settings.topic_partitions)
+    return app
+
+
+settings = load_settings()
+app = create_app(settings)

@@ -1,0 +1,137 @@
+"""The ``reviewpulse`` console script: thin click commands over the packages.
+
+Imports are inside the commands: ``reviewpulse registry`` must not build the Faust app,
+and ``reviewpulse --help`` must not touch the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """ReviewPulse: LLM-enriched review streams with windowed per-restaurant state."""
+
+
+@main.command()
+def worker() -> None:
+    """Run a Faust worker: all agents, tables, the web view and /metrics."""
+    from streams.app import app, settings
+
+    sys.argv = [
+        "reviewpulse", "worker", "--loglevel", settings.log_level,
+        "--web-host", settings.web_host, "--web-port", str(settings.web_port),
+        "--web-bind", settings.web_host,
+    ]
+    app.main()
+
+
+@main.command()
+@click.option("--port", type=int, default=8081, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--bootstrap-servers", default=None,
+              help="Kafka holding the _schemas topic (default: REVIEWPULSE_KAFKA_BOOTSTRAP_SERVERS).")
+def registry(port: int, host: str, bootstrap_servers: str | None) -> None:
+    """Run the embedded Confluent-compatible Schema Registry (schemas kept in _schemas)."""
+    from schema_registry.server import run
+    from streams.settings import load_settings
+
+    run(bootstrap_servers=bootstrap_servers or load_settings().kafka_bootstrap_servers,
+        host=host, port=port)
+
+
+@main.command("llm-sim")
+@click.option("--port", type=int, default=8090, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--latency-ms", type=float, default=0.0, show_default=True)
+@click.option("--jitter-ms", type=float, default=0.0, show_default=True)
+@click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of 500s.")
+@click.option("--rate-429", type=float, default=0.0, show_default=True, help="Share of 429s.")
+@click.option("--hang-rate", type=float, default=0.0, show_default=True)
+@click.option("--malformed-rate", type=float, default=0.0, show_default=True)
+@click.option("--seed", type=int, default=None)
+def llm_sim(port: int, host: str, latency_ms: float, jitter_ms: float, error_rate: float,
+            rate_429: float, hang_rate: float, malformed_rate: float, seed: int | None) -> None:
+    """Run the OpenAI-compatible LLM simulator (answers from the heuristic enricher)."""
+    from agents.llm.simulator import SimulatorConfig, run_simulator
+
+    config = SimulatorConfig(
+        latency_ms=latency_ms, jitter_ms=jitter_ms, error_500_rate=error_rate,
+        rate_429_rate=rate_429, hang_rate=hang_rate, malformed_rate=malformed_rate, seed=seed,
+    )
+    run_simulator(host=host, port=port, config=config)
+
+
+@main.group()
+def schemas() -> None:
+    """Register avro_schemas/ or check them against the registry."""
+
+
+def _run_schemas(action: str, url: str | None) -> None:
+    from streams import schemas as schemas_mod
+    from streams.codecs import registry_client
+    from streams.settings import load_settings
+
+    settings = load_settings(**({"schema_registry_url": url} if url else {}))
+
+    async def go() -> list[schemas_mod.SubjectResult]:
+        async with registry_client(settings) as client:
+            fn = schemas_mod.register_all if action == "register" else schemas_mod.check_all
+            return await fn(client)
+
+    results = asyncio.run(go())
+    for r in results:
+        click.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.subject:40} {r.record:28} {r.detail}")
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
+
+
+@schemas.command("register")
+@click.option("--url", default=None, help="Registry URL (default: REVIEWPULSE_SCHEMA_REGISTRY_URL).")
+def schemas_register(url: str | None) -> None:
+    """Register every schema under its TopicNameStrategy subject."""
+    _run_schemas("register", url)
+
+
+@schemas.command("check")
+@click.option("--url", default=None, help="Registry URL (default: REVIEWPULSE_SCHEMA_REGISTRY_URL).")
+def schemas_check(url: str | None) -> None:
+    """Exit non-zero, naming subject and reason, if a schema is incompatible with the registry."""
+    _run_schemas("check", url)
+
+
+@main.command("produce-sample")
+@click.option("--rate", type=float, default=50.0, show_default=True, help="Reviews per second.")
+@click.option("--count", type=int, default=1000, show_default=True, help="Reviews to produce.")
+@click.option("--seed", type=int, default=7, show_default=True)
+def produce_sample(rate: float, count: int, seed: int) -> None:
+    """Produce realistic sample traffic with confluent-kafka's AvroSerializer."""
+    from streams.dev.sample import produce_sample as produce
+    from streams.settings import load_settings
+
+    settings = load_settings()
+    stats = produce(bootstrap_servers=settings.kafka_bootstrap_servers,
+                    registry_url=settings.schema_registry_url, count=count, rate_per_s=rate,
+                    seed=seed, on_progress=lambda s: click.echo(f"produced {s.reviews} reviews"))
+    click.echo(f"produced {stats.reviews} reviews, {stats.orders} orders, {stats.duplicates} "
+               f"duplicates, {stats.late} late, {stats.poison} poison records")
+
+
+@main.command()
+@click.option("--rate", type=float, default=40.0, show_default=True)
+@click.option("--count", type=int, default=0, show_default=True, help="0: run until Ctrl-C.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data/demo"), show_default=True)
+def demo(rate: float, count: int, data_dir: Path) -> None:
+    """Run the whole embedded system: broker, registry, LLM simulator, worker, sample traffic."""
+    from streams.dev.demo import run_demo
+
+    run_demo(rate=rate, count=count, data_dir=data_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Wiring between the app and the registry: reader schemas in, registered output schemas out.
+
+Inputs are decoded with the writer schema named by each record's id (fetched once, then
+cached) and resolved to our reader schema from ``avro_schemas/``, so producers may evolve
+their schemas within the subject's compatibility level. Outputs are encoded with the
+schema registered (or looked up) at start-up under TopicNameStrategy ``<topic>-value``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import avro_schemas
+from schema_registry import serde
+from schema_registry.client import AsyncRegistryClient
+from schema_registry.codec import SchemaCache, decode_record, encode_record
+from schema_registry.errors import RegistryHTTPError
+from schema_registry.subjects import topic_name
+from streams.settings import Settings
+from streams.topics import TOPIC_RECORDS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+# The registry is asked again this many times, with doubling delays, before a record
+# whose writer schema cannot be fetched is dead-lettered as registry_unavailable.
+REGISTRY_ATTEMPTS = 4
+REGISTRY_BACKOFF_S = 0.25
+
+
+def to_ms(value: datetime | int) -> int:
+    """fastavro returns timestamp-millis as aware datetimes; we compute in integer ms."""
+    if isinstance(value, int):
+        return value
+    return (value - _EPOCH) // _MS
+
+
+def registry_client(settings: Settings) -> AsyncRegistryClient:
+    return AsyncRegistryClient(
+        settings.schema_registry_url,
+        username=settings.schema_registry_username,
+        password=settings.schema_registry_password,
+        ca_path=str(settings.schema_registry_ca_file) if settings.schema_registry_ca_file else None,
+    )
+
+
+class AvroCodecs:
+    """Decode inputs and encode outputs by record name (``ReviewCreated``, ``DeadLetter``, ...)."""
+
+    def __init__(self, settings: Settings, client: AsyncRegistryClient | None = None) -> None:
+        self.settings = settings
+        self.client = client or registry_client(settings)
+        self.cache = SchemaCache()
+        self._readers = {name: serde.parse_schema(avro_schemas.schema_text(name))
+                         for name in avro_schemas.record_names()}
+        self._writer_ids: dict[str, int] = {}
+
+    async def start(self) -> None:
+        """Register (or look up) every output schema; fail loudly if the registry says no."""
+        for topic, name in TOPIC_RECORDS.items():
+            text = avro_schemas.schema_text(name)
+            subject = topic_name(topic)
+            if self.settings.schema_auto_register:
+                schema_id = await self.client.register(subject, text)
+            else:
+                schema_id = (await self.client.lookup(subject, text)).schema_id
+            self._writer_ids[name] = schema_id
+            self.cache.put(schema_id, text)
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+
+    def encode(self, record_name: str, value: dict[str, Any]) -> bytes:
+        return encode_record(value, schema_id=self._writer_ids[record_name],
+                             schema=self._readers[record_name])
+
+    async def decode(self, record_name: str, data: bytes) -> dict[str, Any]:
+        """Decode framed bytes to a dict shaped by our reader schema.
+
+        Raises a SerdeError (bad bytes: dead-letter them) or, after retries, a retriable
+        RegistryHTTPError (the registry is down: the record itself may be fine).
+        """
+        schema_id, _ = serde.unframe(data)
+        if schema_id not in self.cache:
+            await self._ensure(schema_id)
+        return decode_record(data, reader_schema=self._readers[record_name],
+                             fetch_writer_schema=self.cache.get)
+
+    async def _ensure(self, schema_id: int) -> None:
+        delay_s = REGISTRY_BACKOFF_S
+        for attempt in range(1, REGISTRY_ATTEMPTS + 1):
+            try:
+                await self.cache.ensure(schema_id, self.client)
+                return
+            except RegistryHTTPError as exc:
+                if not exc.retriable or attempt == REGISTRY_ATTEMPTS:
+                    raise
+                await asyncio.sleep(delay_s)
+                delay_s *= 2

