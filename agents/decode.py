@@ -13,16 +13,13 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agents.context import app, runtime, settings
+from agents.ticks import record_progress
 from schema_registry.errors import RegistryHTTPError, SerdeError
 from streams import metrics
-from streams.app import app
 from streams.dlq import Origin
 from streams.logs import event as log_event
-from streams.runtime import Runtime, install
 from streams.topics import H_KIND, H_ORIGIN, H_TRACE
-
-runtime: Runtime = install(app)
-settings = app.settings
 
 
 @dataclass(frozen=True)
@@ -92,6 +89,7 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
         log_event("decoded", level=10, kind=kind, restaurant=restaurant_id, trace_id=trace_id)
     # Every output is acknowledged before take_events acks (and so commits) the inputs.
     await asyncio.gather(*pending)
+    record_progress(events)
     return dead
 
 

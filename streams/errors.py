@@ -7,11 +7,11 @@ catch everything of ours in one ``except`` and nothing foreign::
     ├── SettingsError                       (streams.settings: invalid configuration)
     ├── schema_registry.errors.SchemaRegistryError
     │   ├── RegistryHTTPError               (a registry answered with an error body)
-    │   ├── SerdeError                      (bytes that are not a valid Confluent frame)
-    │   │   ├── UnknownMagicByteError
-    │   │   ├── TruncatedPayloadError
-    │   │   └── UnknownSchemaIdError
-    │   └── IncompatibleSchemaError
+    │   ├── SerdeError                      (bytes or values that break the wire format)
+    │   │   ├── UnknownMagicByteError, TruncatedPayloadError, UnknownSchemaIdError
+    │   │   └── SchemaMismatchError, RecordEncodeError
+    │   ├── InvalidSchemaError, IncompatibleSchemaError
+    │   └── RegistryStoreError              (the embedded registry's _schemas topic)
     └── agents.llm.errors.LLMError          (retriable flag, retry_after_s)
         ├── LLMTimeoutError, LLMServerError, LLMRateLimitedError, CircuitOpenError
         └── LLMMalformedOutputError

@@ -68,15 +68,15 @@ def _tail(log_path: Path | None, lines: int = 20) -> str:
 def spawn(argv: list[str], *, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a process in its own session, output to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        argv,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
+    with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes], *, timeout_s: float = 10.0, kill: bool = False) -> None:

@@ -1,0 +1,183 @@
+"""Stage 3: fold enriched reviews and delivered orders into panes, and close windows.
+
+State is kept in panes (``gcd(window size, hopping step)``, 60 s by default) keyed
+``restaurant|pane_start``; a tumbling or hopping window is the merge of its panes.
+Each pane carries the highest input offset folded into it, so an event redelivered
+after a crash is recognised and not counted twice (Tansu has no transactions).
+
+Closing is ours, not Faust's ``on_window_close`` (which gets no value and loses windows
+around rebalances): a window closes when its end plus grace is behind the partition's
+watermark, which moves with event time and, through ticks, with the wall clock. The
+restaurant's closure record (last closed end per window kind) is changelogged, so a
+restarted worker neither repeats nor skips a final aggregate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tables.rules import RuleThresholds, alert_record, evaluate_hopping, evaluate_tumbling
+from tables.state import Tables
+from tables.values import PaneAggregate
+from tables.windows import WindowKind, WindowSpec
+
+INDEX_PREFIX = "~p"  # closures key listing the restaurants with panes in one partition
+
+
+def pane_key(restaurant_id: str, pane_start_ms: int) -> str:
+    return f"{restaurant_id}|{pane_start_ms}"
+
+
+@dataclass
+class Closed:
+    """What closing produced: Avro-ready records for the output topics."""
+
+    aggregates: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    latest: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # by partition
+    partition: int = 0  # the partition being closed now
+
+
+class PartitionState:
+    """The pane and closure records one batch touches in one partition: read once, written once.
+
+    Must be used inside ``tables.state.partition_of(event)`` for an event of the partition.
+    """
+
+    def __init__(self, tables: Tables, spec: WindowSpec, partition: int) -> None:
+        self.tables = tables
+        self.spec = spec
+        self.partition = partition
+        self._panes: dict[tuple[str, int], PaneAggregate] = {}
+        self._closures: dict[str, dict[str, Any]] = {}
+        self._dirty_panes: set[tuple[str, int]] = set()
+        self._deleted_panes: set[tuple[str, int]] = set()
+        self._dirty_closures: set[str] = set()
+        self._index: set[str] | None = None
+
+    # --- reading ---------------------------------------------------------------------------
+    def closure(self, restaurant_id: str) -> dict[str, Any]:
+        record = self._closures.get(restaurant_id)
+        if record is None:
+            stored = self.tables.closures.get(restaurant_id)
+            record = dict(stored) if stored else {"t": None, "h": None, "panes": []}
+            self._closures[restaurant_id] = record
+        return record
+
+    def pane(self, restaurant_id: str, start_ms: int) -> PaneAggregate:
+        key = (restaurant_id, start_ms)
+        pane = self._panes.get(key)
+        if pane is None:
+            stored = self.tables.panes.get(pane_key(restaurant_id, start_ms))
+            pane = PaneAggregate.from_json(stored) if stored else PaneAggregate()
+            self._panes[key] = pane
+        return pane
+
+    def index(self) -> set[str]:
+        if self._index is None:
+            self._index = set(self.tables.closures.get(f"{INDEX_PREFIX}{self.partition}") or ())
+        return self._index
+
+    # --- folding ---------------------------------------------------------------------------
+    def target_pane(self, restaurant_id: str, occurred_ms: int, *, watermark_ms: int) -> tuple[int, bool]:
+        """(pane an event counts in, is it late). A late event counts as late in the open pane."""
+        closed_end = self.closure(restaurant_id)["t"]
+        if self.spec.is_late(occurred_ms, watermark_ms=watermark_ms, last_closed_end_ms=closed_end):
+            return self.spec.late_pane(max(watermark_ms, occurred_ms)), True
+        return self.spec.pane_of(occurred_ms), False
+
+    def touch(self, restaurant_id: str, start_ms: int) -> PaneAggregate:
+        """The pane, marked for writing at flush, registered in the closure and index."""
+        pane = self.pane(restaurant_id, start_ms)
+        self._dirty_panes.add((restaurant_id, start_ms))
+        closure = self.closure(restaurant_id)
+        if start_ms not in closure["panes"]:
+            closure["panes"] = sorted([*closure["panes"], start_ms])
+            self._dirty_closures.add(restaurant_id)
+            index = self.index()
+            if restaurant_id not in index:
+                index.add(restaurant_id)
+                self._dirty_closures.add(f"{INDEX_PREFIX}{self.partition}")
+        return pane
+
+    # --- closing ---------------------------------------------------------------------------
+    def close(self, restaurant_id: str, *, watermark_ms: int, now_ms: int,
+              thresholds: RuleThresholds, out: Closed) -> None:
+        """Close every window of the restaurant whose end + grace is behind ``watermark_ms``."""
+        spec = self.spec
+        closure = self.closure(restaurant_id)
+        horizon = spec.close_horizon_ms(watermark_ms)
+        starts = closure["panes"]
+        changed = False
+        for kind, slot in ((WindowKind.TUMBLING, "t"), (WindowKind.HOPPING, "h")):
+            step, size = spec.step_ms(kind), spec.size_ms(kind)
+            aligned = horizon - horizon % step  # greatest window end on the grid <= horizon
+            last = closure[slot]
+            if last is not None and aligned <= last:
+                continue
+            if starts:
+                after = starts[0] if last is None else max(last, starts[0] - size)
+                for start in spec.windows_ending_between(after, horizon, kind):
+                    self._close_window(restaurant_id, kind, start, start + size, now_ms=now_ms,
+                                       thresholds=thresholds, out=out)
+            closure[slot] = aligned if last is None else max(last, aligned)
+            changed = True
+        if changed:
+            self._dirty_closures.add(restaurant_id)
+            self._collect_garbage(restaurant_id, watermark_ms)
+
+    def _close_window(self, restaurant_id: str, kind: WindowKind, start: int, end: int, *,
+                      now_ms: int, thresholds: RuleThresholds, out: Closed) -> None:
+        panes = [self.pane(restaurant_id, s) for s in self.closure(restaurant_id)["panes"]
+                 if start <= s < end]
+        window = PaneAggregate.merge_all(panes)
+        if window.is_empty:
+            return
+        record = window.to_record(restaurant_id=restaurant_id, window_kind=kind,
+                                  window_start_ms=start, window_end_ms=end, closed_at_ms=now_ms)
+        out.aggregates.append(record)
+        if kind == WindowKind.TUMBLING:
+            size = end - start
+            previous = PaneAggregate.merge_all(
+                self.pane(restaurant_id, s) for s in self.closure(restaurant_id)["panes"]
+                if start - size <= s < start)
+            decisions = evaluate_tumbling(window, None if previous.is_empty else previous, thresholds)
+            out.latest.setdefault(out.partition, {})[restaurant_id] = record
+        else:
+            decisions = evaluate_hopping(window, thresholds)
+        out.alerts += [alert_record(d, restaurant_id=restaurant_id, window_start_ms=start,
+                                    window_end_ms=end, emitted_at_ms=now_ms) for d in decisions]
+
+    def _collect_garbage(self, restaurant_id: str, watermark_ms: int) -> None:
+        closure = self.closure(restaurant_id)
+        oldest = self.spec.oldest_pane_needed(watermark_ms)
+        keep = [s for s in closure["panes"] if s >= oldest]
+        for start in closure["panes"]:
+            if start < oldest:
+                self._deleted_panes.add((restaurant_id, start))
+                self._dirty_panes.discard((restaurant_id, start))
+        if len(keep) != len(closure["panes"]):
+            closure["panes"] = keep
+            if not keep:
+                self.index().discard(restaurant_id)
+                self._dirty_closures.add(f"{INDEX_PREFIX}{self.partition}")
+
+    # --- writing ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write each touched record once (every write is a changelog record)."""
+        panes, closures = self.tables.panes, self.tables.closures
+        for restaurant_id, start in self._dirty_panes:
+            panes[pane_key(restaurant_id, start)] = self._panes[(restaurant_id, start)].to_json()
+        for restaurant_id, start in self._deleted_panes:
+            key = pane_key(restaurant_id, start)
+            if key in panes:
+                del panes[key]
+        for key in self._dirty_closures:
+            if key.startswith(INDEX_PREFIX):
+                closures[key] = sorted(self.index())
+            else:
+                closures[key] = self._closures[key]
+        self._dirty_panes.clear()
+        self._deleted_panes.clear()
+        self._dirty_closures.clear()

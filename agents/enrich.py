@@ -1,0 +1,133 @@
+"""Stage 2 helpers: the LLM services a worker shares, and the records an enrichment yields.
+
+The batching, cache, budgets, split-and-retry and fallback live in ``agents.llm``; this
+module only builds them from Settings and turns outcomes into Avro-ready records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agents.llm.breaker import BreakerState, CircuitBreaker
+from agents.llm.budget import TokenBudget
+from agents.llm.cache import ResultCache
+from agents.llm.client import LLMClient
+from agents.llm.outcome import EnrichOutcome, EnrichRequest, EnrichStatus
+from agents.llm.redact import redact_pii
+from streams import metrics
+from streams.codecs import to_ms
+from streams.logs import event as log_event
+from streams.settings import Settings
+
+BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+@dataclass
+class LLMServices:
+    """One client, cache, budget and breaker per worker process."""
+
+    client: LLMClient
+    cache: ResultCache | None
+    budget: TokenBudget
+    breaker: CircuitBreaker
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LLMServices:
+        def on_state_change(old: BreakerState, new: BreakerState) -> None:
+            metrics.BREAKER_STATE.set(BREAKER_GAUGE[new])
+            log_event("breaker_state", old=old.value, new=new.value)
+
+        breaker = CircuitBreaker(
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_timeout_s=settings.breaker_reset_timeout_s,
+            on_state_change=on_state_change,
+        )
+        client = LLMClient(
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key_value(),
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            backoff_base_s=settings.llm_backoff_base_s,
+            backoff_max_s=settings.llm_backoff_max_s,
+            price_in_usd_per_mtok=settings.llm_price_in_usd_per_mtok,
+            price_out_usd_per_mtok=settings.llm_price_out_usd_per_mtok,
+            max_concurrency=settings.llm_concurrency,
+            breaker=breaker,
+            json_schema=settings.llm_json_schema_output,
+        )
+        cache = ResultCache(max_entries=settings.cache_size) if settings.cache_size else None
+        return cls(client=client, cache=cache, breaker=breaker,
+                   budget=TokenBudget(tokens_per_minute=settings.token_budget_per_minute))
+
+
+def enrich_request(review: dict[str, Any]) -> EnrichRequest:
+    entity = review["entity"]
+    return EnrichRequest(ref=review["event_id"], restaurant_id=entity["restaurant_id"],
+                         text=entity["text"], rating=entity["rating"], language=entity["language"])
+
+
+def enriched_record(review: dict[str, Any], outcome: EnrichOutcome, *, attempts: int,
+                    enriched_at_ms: int) -> dict[str, Any]:
+    """The ``ReviewEnriched`` record; the text is stored redacted, like what the LLM saw."""
+    assert outcome.enrichment is not None and outcome.status is not EnrichStatus.TRANSIENT_FAILURE
+    entity, enrichment = review["entity"], outcome.enrichment
+    occurred_ms = to_ms(review["occurred_at"])
+    return {
+        "event_id": review["event_id"],
+        "review_id": entity["review_id"],
+        "restaurant_id": entity["restaurant_id"],
+        "order_id": entity["order_id"],
+        "user_id": entity["user_id"],
+        "rating": entity["rating"],
+        "text": redact_pii(entity["text"]).text,
+        "language": entity["language"],
+        "occurred_at": occurred_ms,
+        "enriched_at": enriched_at_ms,
+        "sentiment": str(enrichment.label),
+        "sentiment_score": float(enrichment.score),
+        "categories": list(enrichment.categories),
+        "reply_draft": enrichment.reply_draft,
+        "status": str(outcome.status),
+        "model": outcome.model,
+        "prompt_version": outcome.prompt_version,
+        "cache_hit": outcome.cache_hit,
+        "tokens_in": outcome.tokens_in,
+        "tokens_out": outcome.tokens_out,
+        "cost_micro_usd": outcome.cost_micro_usd,
+        "llm_latency_ms": round(outcome.latency_ms),
+        "attempts": attempts,
+        "processing_lag_ms": max(0, enriched_at_ms - occurred_ms),
+        "trace_id": review["metadata"]["trace_id"],
+    }
+
+
+def critical_alert_record(enriched: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "alert_id": f"critical:{enriched['event_id']}",
+        "event_id": enriched["event_id"],
+        "review_id": enriched["review_id"],
+        "restaurant_id": enriched["restaurant_id"],
+        "rating": enriched["rating"],
+        "text": enriched["text"],
+        "sentiment_score": enriched["sentiment_score"],
+        "categories": enriched["categories"],
+        "reply_draft": enriched["reply_draft"],
+        "status": enriched["status"],
+        "occurred_at": enriched["occurred_at"],
+        "detected_at": enriched["enriched_at"],
+        "trace_id": enriched["trace_id"],
+    }
+
+
+def count_outcome(outcome: EnrichOutcome) -> None:
+    """Metrics of one final outcome (LLM request metrics are counted by the client hooks)."""
+    metrics.ENRICHED.labels(str(outcome.status)).inc()
+    if outcome.cache_hit:
+        metrics.CACHE_HITS.inc()
+    if outcome.tokens_in or outcome.tokens_out:
+        metrics.TOKENS.labels("in").inc(outcome.tokens_in)
+        metrics.TOKENS.labels("out").inc(outcome.tokens_out)
+    if outcome.cost_micro_usd:
+        metrics.COST.inc(outcome.cost_micro_usd)

@@ -1,0 +1,1 @@
+"""LLM enrichment library: client, prompt, parsing, guards, heuristic fallback and simulator."""

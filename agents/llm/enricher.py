@@ -1,0 +1,294 @@
+"""Batch enrichment: redact, cache, budgets, LLM sub-batches, split-and-retry, fallback.
+
+Pure async logic with no Kafka: the enrich agent hands it a batch and gets one outcome
+per review, in input order, and decides what to send where. The LLM is an observer, not
+a bottleneck (seed 000): every review leaves with an outcome; only a retriable transport
+failure yields ``TRANSIENT_FAILURE`` (no enrichment), which the agent routes to the
+retry topic and, once attempts are exhausted, turns into :func:`fallback_outcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from agents.llm.budget import TokenBudget, would_exceed
+from agents.llm.cache import ResultCache, cache_key
+from agents.llm.client import BatchResult, LLMClient
+from agents.llm.errors import LLMError, LLMMalformedOutputError
+from agents.llm.labels import Enrichment, ReviewInput
+from agents.llm.outcome import EnrichOutcome, EnrichRequest, EnrichStatus, fallback_outcome
+from agents.llm.pricing import apportion, cost_micro_usd, estimate_tokens
+from agents.llm.prompt import PROMPT_TOKENS_PER_REVIEW_OVERHEAD, estimate_review_tokens
+from agents.llm.redact import redact_pii
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Item:
+    request: EnrichRequest
+    review: ReviewInput  # redacted, as sent to the LLM
+    key: str
+    pii_redacted: int
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_micro_usd: int = 0
+    latency_ms: float = 0.0
+    outcome: EnrichOutcome | None = None
+    followers: list[_Item] = field(default_factory=list)
+
+
+class _Run:
+    """State of one ``enrich_batch`` call (kept off the module so calls never share it)."""
+
+    def __init__(
+        self, *, client: LLMClient, budget: TokenBudget | None, concurrency: int, batch_size: int
+    ) -> None:
+        self.client = client
+        self.budget = budget
+        self.batch_size = batch_size
+        self.slots = asyncio.Semaphore(concurrency)
+
+    def _finish(
+        self,
+        item: _Item,
+        status: EnrichStatus,
+        enrichment: Enrichment | None,
+        *,
+        model: str,
+        prompt_version: str,
+        error: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        item.outcome = EnrichOutcome(
+            ref=item.request.ref,
+            restaurant_id=item.request.restaurant_id,
+            status=status,
+            enrichment=enrichment,
+            model=model,
+            prompt_version=prompt_version,
+            tokens_in=item.tokens_in,
+            tokens_out=item.tokens_out,
+            cost_micro_usd=item.cost_micro_usd,
+            latency_ms=item.latency_ms,
+            pii_redacted=item.pii_redacted,
+            error=error,
+            retry_after_s=retry_after_s,
+        )
+
+    def _fallback(self, item: _Item, status: EnrichStatus, reason: str) -> None:
+        base = fallback_outcome(item.request, status=status, reason=reason)
+        self._finish(
+            item,
+            status,
+            base.enrichment,
+            model=base.model,
+            prompt_version=base.prompt_version,
+            error=reason,
+        )
+
+    @staticmethod
+    def _charge(
+        items: list[_Item], *, tokens_in: int, tokens_out: int, cost: int, latency_ms: float
+    ) -> None:
+        weights = [
+            estimate_tokens(i.review.text) + PROMPT_TOKENS_PER_REVIEW_OVERHEAD for i in items
+        ]
+        for item, t_in, t_out, c in zip(
+            items,
+            apportion(tokens_in, weights),
+            apportion(tokens_out, [1] * len(items)),
+            apportion(cost, weights),
+            strict=True,
+        ):
+            item.tokens_in += t_in
+            item.tokens_out += t_out
+            item.cost_micro_usd += c
+            item.latency_ms += latency_ms
+
+    async def resolve(self, items: list[_Item]) -> None:
+        """Enrich ``items`` with one call; on a malformed answer keep the valid part and
+        re-ask for the rest in halves, down to single reviews, which fall back."""
+        reserved = sum(
+            sum(estimate_review_tokens(i.review, batch_size=self.batch_size)) for i in items
+        )
+        if self.budget is not None and not self.budget.try_reserve(reserved):
+            for item in items:
+                self._fallback(item, EnrichStatus.BUDGET_SKIPPED, "global token budget exhausted")
+            return
+        try:
+            async with self.slots:
+                result: BatchResult = await self.client.complete_batch([i.review for i in items])
+        except LLMMalformedOutputError as exc:
+            if self.budget is not None:
+                self.budget.commit(exc.tokens_in + exc.tokens_out, reserved=reserved)
+            self._charge(
+                items,
+                tokens_in=exc.tokens_in,
+                tokens_out=exc.tokens_out,
+                cost=exc.cost_micro_usd,
+                latency_ms=exc.latency_ms,
+            )
+            model = exc.model or self.client.model
+            for item in items:
+                if item.request.ref in exc.valid_results:
+                    self._finish(
+                        item,
+                        EnrichStatus.ENRICHED,
+                        exc.valid_results[item.request.ref],
+                        model=model,
+                        prompt_version=self.client.prompt_version,
+                    )
+            rest = [i for i in items if i.outcome is None]
+            log.info(
+                "llm answer malformed, re-asking: batch=%d failed=%d reason=%s",
+                len(items),
+                len(rest),
+                exc,
+            )
+            if len(items) == 1:
+                for item in rest:
+                    self._fallback(item, EnrichStatus.FALLBACK, f"malformed LLM output: {exc}")
+            elif len(rest) == 1:
+                await self.resolve(rest)
+            elif rest:
+                half = len(rest) // 2
+                await asyncio.gather(self.resolve(rest[:half]), self.resolve(rest[half:]))
+            return
+        except LLMError as exc:
+            if self.budget is not None:
+                self.budget.release(reserved)
+            for item in items:
+                if exc.retriable:
+                    self._finish(
+                        item,
+                        EnrichStatus.TRANSIENT_FAILURE,
+                        None,
+                        model=self.client.model,
+                        prompt_version=self.client.prompt_version,
+                        error=f"{type(exc).__name__}: {exc}",
+                        retry_after_s=exc.retry_after_s,
+                    )
+                else:
+                    self._fallback(item, EnrichStatus.FALLBACK, f"{type(exc).__name__}: {exc}")
+            return
+        if self.budget is not None:
+            self.budget.commit(result.tokens_in + result.tokens_out, reserved=reserved)
+        self._charge(
+            items,
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            cost=result.cost_micro_usd,
+            latency_ms=result.latency_ms,
+        )
+        for item in items:
+            self._finish(
+                item,
+                EnrichStatus.ENRICHED,
+                result.results[item.request.ref],
+                model=result.model,
+                prompt_version=result.prompt_version,
+            )
+
+
+async def enrich_batch(
+    requests: Sequence[EnrichRequest],
+    *,
+    client: LLMClient,
+    cache: ResultCache | None = None,
+    token_budget: TokenBudget | None = None,
+    restaurant_spent_micro_usd: Mapping[str, int] | None = None,
+    restaurant_cap_micro_usd: int | None = None,
+    batch_size: int = 10,  # seed 000 §4.3: BATCH_SIZE = 10
+    concurrency: int = 2,
+) -> list[EnrichOutcome]:
+    """Enrich a batch; one :class:`EnrichOutcome` per request, in input order.
+
+    ``restaurant_spent_micro_usd`` is today's spend per restaurant (the worker's daily
+    cost table); a review whose estimated cost would pass ``restaurant_cap_micro_usd``
+    is ``BUDGET_SKIPPED``. The caller adds each outcome's ``cost_micro_usd`` back.
+    """
+    refs = [r.ref for r in requests]
+    if len(set(refs)) != len(refs):
+        raise ValueError("request refs in one batch must be unique")
+    if batch_size < 1 or concurrency < 1:
+        raise ValueError("batch_size and concurrency must be at least 1")
+    run = _Run(client=client, budget=token_budget, concurrency=concurrency, batch_size=batch_size)
+    items: list[_Item] = []
+    leaders: dict[str, _Item] = {}
+    for request in requests:
+        redacted = redact_pii(request.text)
+        review = ReviewInput(request.ref, redacted.text, request.rating, request.language)
+        key = cache_key(redacted.text, model=client.model, prompt_version=client.prompt_version)
+        item = _Item(request=request, review=review, key=key, pii_redacted=redacted.total)
+        items.append(item)
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            run._finish(
+                item,
+                EnrichStatus.ENRICHED,
+                cached,
+                model=client.model,
+                prompt_version=client.prompt_version,
+            )
+            item.outcome = _with(item.outcome, cache_hit=True)
+        elif key in leaders:  # same normalised text twice in one batch: ask once
+            leaders[key].followers.append(item)
+        else:
+            leaders[key] = item
+
+    to_send: list[_Item] = []
+    projected: dict[str, int] = dict(restaurant_spent_micro_usd or {})
+    for item in leaders.values():
+        t_in, t_out = estimate_review_tokens(item.review, batch_size=batch_size)
+        estimate = cost_micro_usd(tokens_in=t_in, tokens_out=t_out, prices=client.prices)
+        rid = item.request.restaurant_id
+        spent = projected.get(rid, 0)
+        if would_exceed(
+            spent_micro_usd=spent,
+            estimate_micro_usd=estimate,
+            cap_micro_usd=restaurant_cap_micro_usd,
+        ):
+            run._fallback(item, EnrichStatus.BUDGET_SKIPPED, "restaurant daily cost cap reached")
+        else:
+            projected[rid] = spent + estimate
+            to_send.append(item)
+
+    chunks = [to_send[i : i + batch_size] for i in range(0, len(to_send), batch_size)]
+    await asyncio.gather(*(run.resolve(chunk) for chunk in chunks))
+
+    for leader in leaders.values():
+        assert leader.outcome is not None
+        if leader.outcome.status is EnrichStatus.ENRICHED and cache is not None:
+            assert leader.outcome.enrichment is not None
+            cache.put(leader.key, leader.outcome.enrichment)
+        for follower in leader.followers:
+            if leader.outcome.status in (EnrichStatus.FALLBACK, EnrichStatus.BUDGET_SKIPPED):
+                # The heuristic reads the rating too: each follower gets its own.
+                follower.outcome = fallback_outcome(
+                    follower.request,
+                    status=leader.outcome.status,
+                    reason=leader.outcome.error,
+                    pii_redacted=follower.pii_redacted,
+                )
+                continue
+            follower.outcome = _with(
+                leader.outcome,
+                ref=follower.request.ref,
+                restaurant_id=follower.request.restaurant_id,
+                cache_hit=leader.outcome.status is EnrichStatus.ENRICHED,
+                tokens_in=0,
+                tokens_out=0,
+                cost_micro_usd=0,
+                latency_ms=0.0,
+                pii_redacted=follower.pii_redacted,
+            )
+    return [item.outcome for item in items if item.outcome is not None]
+
+
+def _with(outcome: EnrichOutcome | None, **changes: object) -> EnrichOutcome:
+    assert outcome is not None
+    return replace(outcome, **changes)

@@ -1,0 +1,171 @@
+"""Registry-aware Avro encode/decode for agents, and the same as a Faust codec.
+
+Why a synchronous fetch on a cache miss: Faust codecs are synchronous (``_loads`` is
+called inside the consumer loop, with no way to await), and schema ids are immutable, so
+the writer schema of an id is fetched at most once per process and then served from
+memory forever. The first record of each writer version pays one blocking HTTP GET of a
+few milliseconds; every later record pays a dict lookup. Pre-filling the cache with
+:meth:`SchemaCache.ensure` (async) at start-up removes even that, and a cache without a
+``fetch`` function never does I/O (it raises UnknownSchemaIdError on a miss instead).
+
+The app itself is expected to decode raw bytes in its agents with :func:`decode_record`,
+so that a record that fails to decode is dead-lettered with the error's ``reason``
+rather than failing inside Faust's deserialization, where it cannot be routed.
+A :class:`RegistryHTTPError` (``retriable``) means the registry is unreachable: retry,
+do not dead-letter, the record itself may be fine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from faust.serializers.codecs import Codec
+
+from schema_registry import serde
+from schema_registry.client import AsyncRegistryClient
+from schema_registry.errors import (
+    InvalidSchemaError,
+    RecordEncodeError,
+    RegistryHTTPError,
+    SchemaMismatchError,
+    UnknownSchemaIdError,
+)
+from schema_registry.serde import ParsedSchema
+
+SCHEMA_NOT_FOUND = 40403  # the registry's error code for an unknown schema id
+
+SchemaSource = str | Mapping[str, Any] | ParsedSchema
+
+
+def _parse_writer(schema_id: int, schema: SchemaSource) -> ParsedSchema:
+    try:
+        return serde.parse_schema(schema)
+    except InvalidSchemaError as exc:
+        raise SchemaMismatchError(f"writer schema {schema_id} does not parse: {exc}") from exc
+
+
+def _unknown_id(schema_id: int, exc: RegistryHTTPError) -> UnknownSchemaIdError | None:
+    if exc.error_code == SCHEMA_NOT_FOUND or exc.status == 404:
+        return UnknownSchemaIdError(schema_id, f"the registry has no schema id {schema_id}")
+    return None
+
+
+class SchemaCache:
+    """Writer schemas by id, parsed once; read synchronously, filled sync or async.
+
+    ``fetch`` (e.g. ``SyncRegistryClient(url).get_schema``) is called on a miss, at most
+    once per id that exists. Safe to share between threads.
+    """
+
+    def __init__(self, fetch: Callable[[int], str] | None = None) -> None:
+        self._fetch = fetch
+        self._parsed: dict[int, ParsedSchema] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SchemaCache(ids={sorted(self._parsed)})"
+
+    def __contains__(self, schema_id: object) -> bool:
+        return schema_id in self._parsed
+
+    def put(self, schema_id: int, schema: SchemaSource) -> ParsedSchema:
+        """Remember the schema of ``schema_id`` (e.g. one just registered)."""
+        parsed = _parse_writer(schema_id, schema)
+        with self._lock:
+            return self._parsed.setdefault(schema_id, parsed)
+
+    def get(self, schema_id: int) -> ParsedSchema:
+        """The parsed schema of ``schema_id``, fetched synchronously on the first miss."""
+        parsed = self._parsed.get(schema_id)
+        if parsed is not None:
+            return parsed
+        if self._fetch is None:
+            raise UnknownSchemaIdError(schema_id, f"schema id {schema_id} is not in the cache")
+        try:
+            text = self._fetch(schema_id)
+        except RegistryHTTPError as exc:
+            unknown = _unknown_id(schema_id, exc)
+            if unknown is not None:
+                raise unknown from exc
+            raise
+        return self.put(schema_id, text)
+
+    async def ensure(self, schema_id: int, client: AsyncRegistryClient) -> ParsedSchema:
+        """Fill the cache for ``schema_id`` from the async client (no blocking I/O)."""
+        if schema_id in self._parsed:
+            return self._parsed[schema_id]
+        try:
+            text = await client.get_schema(schema_id)
+        except RegistryHTTPError as exc:
+            unknown = _unknown_id(schema_id, exc)
+            if unknown is not None:
+                raise unknown from exc
+            raise
+        return self.put(schema_id, text)
+
+
+def encode_record(value: Mapping[str, Any], *, schema_id: int, schema: SchemaSource) -> bytes:
+    """Avro-encode ``value`` with a registered schema and frame it with the schema's id."""
+    return serde.encode_framed(value, schema_id=schema_id, schema=serde.parse_schema(schema))
+
+
+def decode_record(
+    data: bytes,
+    *,
+    reader_schema: SchemaSource | None,
+    fetch_writer_schema: Callable[[int], SchemaSource],
+) -> Any:
+    """Decode framed bytes: the writer schema by the frame's id, resolved to ``reader_schema``.
+
+    ``fetch_writer_schema`` is usually :meth:`SchemaCache.get`. Raises a SerdeError whose
+    ``reason`` says why the bytes are bad, or a retriable RegistryHTTPError.
+    """
+    schema_id, payload = serde.unframe(data)
+    writer = _parse_writer(schema_id, fetch_writer_schema(schema_id))
+    reader = serde.parse_schema(reader_schema) if reader_schema is not None else None
+    return serde.decode(payload, writer_schema=writer, reader_schema=reader)
+
+
+class ConfluentAvroCodec(Codec):
+    """A Faust codec for Confluent-framed Avro.
+
+    Decoding reads any writer schema through ``cache`` and resolves it to
+    ``reader_schema`` (or returns the writer's shape if none is given). Encoding needs
+    the registered ``schema_id`` and ``schema`` of the value's subject.
+    """
+
+    def __init__(
+        self,
+        *,
+        cache: SchemaCache,
+        schema_id: int | None = None,
+        schema: SchemaSource | None = None,
+        reader_schema: SchemaSource | None = None,
+        children: tuple[Any, ...] | None = None,
+    ) -> None:
+        super().__init__(
+            children=children,
+            cache=cache,
+            schema_id=schema_id,
+            schema=schema,
+            reader_schema=reader_schema,
+        )
+        self.cache = cache
+        self.schema_id = schema_id
+        self.schema = serde.parse_schema(schema) if schema is not None else None
+        self.reader_schema = serde.parse_schema(reader_schema) if reader_schema else None
+        if self.schema is not None and schema_id is not None:
+            cache.put(schema_id, self.schema)
+
+    def _dumps(self, s: Any) -> bytes:
+        if self.schema_id is None or self.schema is None:
+            raise RecordEncodeError("this codec decodes only: it was given no writer schema")
+        value = s.asdict() if hasattr(s, "asdict") else s
+        return serde.encode_framed(value, schema_id=self.schema_id, schema=self.schema)
+
+    def _loads(self, s: bytes) -> Any:
+        return decode_record(
+            s, reader_schema=self.reader_schema, fetch_writer_schema=self.cache.get
+        )

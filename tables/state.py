@@ -1,0 +1,73 @@
+"""The changelogged tables of the restaurant stage, and writing them from the right partition.
+
+One agent (the restaurant stage) writes every table here, once per key per batch.
+
+Why :func:`partition_of` exists: Faust stores a table key in the RocksDB database, and
+sends its changelog record to the partition, *of the event being processed*
+(``current_event()``). A ``take_events`` batch mixes partitions, so before reading or
+writing the state of restaurant R we make an event of R's partition current. Without
+it, state would be restored into the wrong partition after a rebalance.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust import streams as faust_streams
+
+from streams.settings import Settings
+
+# Table names are data: renaming one drops its state (a new changelog topic).
+DEDUPE = "dedupe"
+PANES = "panes"
+CLOSURES = "closures"
+DAILY_COST = "daily-cost"
+LATEST = "latest-aggregates"
+
+
+@contextmanager
+def partition_of(event: Any) -> Iterator[None]:
+    """Make ``event`` current, so table reads and writes go to its partition."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
+
+
+@dataclass(frozen=True)
+class Tables:
+    dedupe: faust.Table  # event_id -> by-restaurant offset where it was first seen
+    panes: faust.Table  # "restaurant|pane_start_ms" -> PaneAggregate.to_json()
+    closures: faust.Table  # restaurant -> {"t": end, "h": end, "panes": [...]}; "~p<n>" -> index
+    daily_cost: faust.Table  # "restaurant|day_start_ms" -> {"spent": micro_usd, "alerted": bool}
+    latest: faust.GlobalTable  # restaurant -> latest closed tumbling RestaurantWindowAggregate
+
+
+def declare_tables(app: faust.App, settings: Settings) -> Tables:
+    # Keys and values are JSON (key_type str, no value type: Faust picks json for both).
+    def table(name: str, **extra: Any) -> faust.Table:
+        return app.Table(
+            name, default=None, key_type=str, partitions=settings.topic_partitions, **extra,
+        )
+
+    ttl_ms = settings.dedupe_ttl_s * 1000
+    return Tables(
+        # RocksDB's TTL expires local entries; compact+delete with retention bounds the
+        # changelog, so a week of event ids never grows without limit.
+        dedupe=table(DEDUPE, options={"ttl": settings.dedupe_ttl_s},
+                     extra_topic_configs={"cleanup.policy": "compact,delete",
+                                          "retention.ms": str(ttl_ms)}),
+        panes=table(PANES),
+        closures=table(CLOSURES),
+        daily_cost=table(DAILY_COST),
+        # Same partitioning as the rest (written in the restaurant's partition); global:
+        # every worker reads every partition, so any worker's web view can list all.
+        latest=app.GlobalTable(LATEST, default=None, key_type=str,
+                               partitions=settings.topic_partitions),
+    )

@@ -1,0 +1,173 @@
+"""The async and sync registry clients against the embedded server on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import AsyncIterator
+
+import certifi
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from schema_registry.client import AsyncRegistryClient
+from schema_registry.errors import IncompatibleSchemaError, RegistryHTTPError
+from schema_registry.rest import RegistryConnection
+from schema_registry.server import RunningRegistry, start_server
+from schema_registry.server.store import MemoryLog
+from schema_registry.sync_client import SyncRegistryClient
+
+V1 = json.dumps(
+    {"type": "record", "name": "R", "namespace": "t", "fields": [{"name": "a", "type": "int"}]}
+)
+V2 = json.dumps(
+    {
+        "type": "record",
+        "name": "R",
+        "namespace": "t",
+        "fields": [{"name": "a", "type": "int"}, {"name": "b", "type": "string"}],
+    }
+)
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[RunningRegistry]:
+    running = await start_server(None, port=0, log_=MemoryLog())
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def client(registry: RunningRegistry) -> AsyncIterator[AsyncRegistryClient]:
+    async with AsyncRegistryClient(registry.url) as client:
+        yield client
+
+
+async def test_register_lookup_latest_and_version(client):
+    schema_id = await client.register("r-value", V1)
+    assert await client.get_schema(schema_id) == V1
+    latest = await client.get_latest("r-value")
+    assert (latest.subject, latest.version, latest.schema_id) == ("r-value", 1, schema_id)
+    assert await client.lookup("r-value", V1) == latest
+    assert await client.get_version("r-value", 1) == latest
+    assert await client.get_subjects() == ["r-value"]
+
+
+async def test_subject_names_with_slashes_are_escaped(client):
+    schema_id = await client.register("team/a-value", V1)
+    assert (await client.get_latest("team/a-value")).schema_id == schema_id
+
+
+async def test_incompatible_registration_raises_incompatible_schema_error(client):
+    await client.register("r-value", V1)
+    ok, messages = await client.test_compatibility("r-value", V2)
+    assert not ok and messages
+    with pytest.raises(IncompatibleSchemaError) as info:
+        await client.register("r-value", V2)
+    assert info.value.subject == "r-value"
+    assert isinstance(info.value.__cause__, RegistryHTTPError)
+
+
+async def test_config_and_delete(client):
+    assert await client.get_config() == "BACKWARD"
+    assert await client.set_config("FULL", "r-value") == "FULL"
+    assert await client.get_config("r-value") == "FULL"
+    assert await client.get_config("unset-value") == "BACKWARD"
+    await client.register("r-value", V1)
+    assert await client.delete_subject("r-value") == [1]
+    assert await client.delete_subject("r-value", permanent=True) == [1]
+
+
+async def test_registry_errors_carry_status_and_code(client):
+    with pytest.raises(RegistryHTTPError) as info:
+        await client.get_latest("missing-value")
+    assert (info.value.status, info.value.error_code, info.value.retriable) == (404, 40401, False)
+
+
+async def test_schemas_by_id_are_fetched_once():
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, json={"schema": V1})
+
+    async with AsyncRegistryClient(
+        "http://registry.test", transport=httpx.MockTransport(handler)
+    ) as client:
+        assert await client.get_schema(3) == V1
+        assert await client.get_schema(3) == V1
+    assert calls == ["/schemas/ids/3"]
+
+
+async def test_server_errors_and_no_answer_are_retriable():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, text="upstream down")
+
+    async with AsyncRegistryClient(
+        "http://registry.test", transport=httpx.MockTransport(handler)
+    ) as client:
+        with pytest.raises(RegistryHTTPError) as info:
+            await client.get_schema(1)
+    assert (info.value.status, info.value.error_code, info.value.retriable) == (503, None, True)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with AsyncRegistryClient(
+        "http://registry.test", transport=httpx.MockTransport(refuse)
+    ) as client:
+        with pytest.raises(RegistryHTTPError) as info:
+            await client.get_subjects()
+    assert info.value.status is None and info.value.retriable
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+
+
+async def test_basic_auth_is_sent_and_the_password_never_shows(caplog):
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200, json=["s"])
+
+    caplog.set_level(logging.DEBUG)
+    client = AsyncRegistryClient(
+        "http://registry.test",
+        username="svc",
+        password="hunter2-secret",
+        transport=httpx.MockTransport(handler),
+    )
+    async with client:
+        await client.get_subjects()
+    assert seen == [httpx.BasicAuth("svc", "hunter2-secret")._auth_header]
+    assert "hunter2-secret" not in repr(client)
+    assert "hunter2-secret" not in repr(client.connection)
+    assert "hunter2-secret" not in caplog.text
+
+
+def test_tls_options_build_an_ssl_context():
+    connection = RegistryConnection(
+        url="https://registry.test", ca_path=certifi.where(), password=SecretStr("x")
+    )
+    assert isinstance(connection.httpx_options()["verify"], ssl.SSLContext)
+    assert "verify" not in RegistryConnection(url="https://registry.test").httpx_options()
+
+
+async def test_sync_client_speaks_the_same_api(registry):
+    # The server shares this event loop, so the blocking client runs in a thread.
+    await asyncio.to_thread(_sync_client_round_trip, registry.url)
+
+
+def _sync_client_round_trip(url: str) -> None:
+    with SyncRegistryClient(url) as client:
+        schema_id = client.register("s-value", V1)
+        assert client.get_schema(schema_id) == V1
+        assert client.lookup("s-value", V1).version == 1
+        assert client.get_latest("s-value").schema_id == schema_id
+        assert client.test_compatibility("s-value", V1) == (True, [])
+        assert client.set_config("NONE") == "NONE"
+        assert client.get_config() == "NONE"
+        assert client.get_subjects() == ["s-value"]
+        assert client.delete_subject("s-value") == [1]
