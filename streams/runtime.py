@@ -28,6 +28,12 @@ class Runtime:
         self._ready = asyncio.Event()
 
     async def start(self) -> None:
+        # Faust creates the internal topics it consumes; the ones we only produce to must be
+        # declared here, or the first send waits on metadata for a topic that never comes.
+        topics = self.app.topics_
+        for topic in (topics.enriched, topics.critical_alert, topics.aggregates,
+                      topics.restaurant_alerts, topics.dlq, topics.retry, topics.by_restaurant):
+            await topic.maybe_declare()
         await self.codecs.start()
         self._ready.set()
 

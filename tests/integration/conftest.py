@@ -1,0 +1,155 @@
+"""One session-scoped embedded system: Tansu, our registry, the LLM simulator, one worker.
+
+A group join on Tansu costs about half the session timeout, so the worker starts once
+per session with a 6 s session timeout. Tests isolate themselves by unique restaurant and
+event ids. Windows are short (5 s tumbling, 20 s hopping every 5 s, 2 s grace) so window
+closing is observable in seconds. A missing part fails loudly; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import avro_schemas
+from streams.dev.reader import TopicReader
+from streams.dev.stack import Process, Stack
+from streams.topics import ORDERS_DELIVERED, REVIEWS_CREATED
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+# Settings of the session worker: small windows, and a daily cap a test can reach quickly.
+WORKER_ENV = {
+    "REVIEWPULSE_WINDOW_SIZE_S": "5",
+    "REVIEWPULSE_HOPPING_SIZE_S": "20",
+    "REVIEWPULSE_HOPPING_STEP_S": "5",
+    "REVIEWPULSE_WINDOW_GRACE_S": "2",
+    "REVIEWPULSE_WINDOW_CLOSE_INTERVAL_S": "0.5",
+    "REVIEWPULSE_RESTAURANT_DAILY_COST_CAP_USD": "0.002",
+    "REVIEWPULSE_LLM_RETRY_DELAY_S": "0.5",
+    "REVIEWPULSE_LLM_TIMEOUT_S": "2",
+    "REVIEWPULSE_LLM_BACKOFF_BASE_S": "0.05",
+    "REVIEWPULSE_BREAKER_RESET_TIMEOUT_S": "2",
+    "REVIEWPULSE_LLM_API_KEY": "sk-test-never-logged-4242",
+    "REVIEWPULSE_LOG_LEVEL": "info",
+}
+OUTPUT_TOPICS = ("reviews.enriched", "reviews.critical_alert", "restaurants.aggregates",
+                 "restaurants.alerts", "reviewpulse.dlq")
+
+
+@pytest.fixture(scope="session")
+def log_dir() -> Path:
+    path = ARTIFACTS / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack(log_dir: Path) -> Iterator[Stack]:
+    stack = Stack(log_dir=log_dir, partitions=4).start(llm_args=["--latency-ms", "5"])
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Process:
+    return stack.add_worker(data_dir=tmp_path_factory.mktemp("worker"), extra_env=WORKER_ENV)
+
+
+@pytest.fixture
+def reader(stack: Stack) -> Iterator[TopicReader]:
+    """Reads outputs decoded with the official confluent-kafka AvroDeserializer."""
+    assert stack.broker and stack.registry
+    reader = TopicReader(stack.broker.bootstrap, registry_url=stack.registry.url)
+    yield reader
+    reader.close()
+
+
+class Producer:
+    """Another service: confluent-kafka's Producer and official AvroSerializer."""
+
+    def __init__(self, stack: Stack) -> None:
+        from confluent_kafka import Producer as KafkaProducer
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+
+        assert stack.broker and stack.registry
+        registry = SchemaRegistryClient({"url": stack.registry.url})
+        self.review_serializer = AvroSerializer(registry, avro_schemas.schema_text("ReviewCreated"))
+        self.order_serializer = AvroSerializer(registry, avro_schemas.schema_text("OrderDelivered"))
+        self.producer = KafkaProducer({"bootstrap.servers": stack.broker.bootstrap, "linger.ms": 1})
+
+    def review_bytes(self, review: dict[str, Any]) -> bytes:
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        return self.review_serializer(review, SerializationContext(REVIEWS_CREATED, MessageField.VALUE))
+
+    def send_review(self, review: dict[str, Any], *, key: bytes | None = None) -> None:
+        self.send_raw(REVIEWS_CREATED, self.review_bytes(review), key=key or review["event_id"].encode())
+
+    def send_order(self, order: dict[str, Any]) -> None:
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        value = self.order_serializer(order, SerializationContext(ORDERS_DELIVERED, MessageField.VALUE))
+        self.send_raw(ORDERS_DELIVERED, value, key=order["order_id"].encode())
+
+    def send_raw(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
+        self.producer.produce(topic, key=key, value=value)
+        self.producer.flush(10)
+
+
+@pytest.fixture(scope="session")
+def producer(stack: Stack) -> Producer:
+    return Producer(stack)
+
+
+_counter = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}-{next(_counter)}"
+
+
+@pytest.fixture
+def review_factory() -> Callable[..., dict[str, Any]]:
+    """A ReviewCreated dict; a test overrides only what it is about (entity fields flat)."""
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        entity_keys = {"review_id", "order_id", "user_id", "restaurant_id", "rating", "text", "language"}
+        entity = {
+            "review_id": unique("rv"), "order_id": None, "user_id": "usr-1",
+            "restaurant_id": unique("rest"), "rating": 4,
+            "text": "Comida boa, chegou quente.", "language": "pt-BR",
+        }
+        entity.update({k: v for k, v in overrides.items() if k in entity_keys})
+        review = {
+            "event_id": unique("evt"), "event_version": 1,
+            "occurred_at": int(time.time() * 1000),
+            "entity": entity,
+            "metadata": {"source": "test", "trace_id": unique("trc"), "retries": 0},
+        }
+        review.update({k: v for k, v in overrides.items() if k not in entity_keys})
+        return review
+
+    return make
+
+
+@pytest.fixture
+def order_factory() -> Callable[..., dict[str, Any]]:
+    def make(**overrides: Any) -> dict[str, Any]:
+        now = int(time.time() * 1000)
+        order = {
+            "event_id": unique("evo"), "occurred_at": now, "order_id": unique("ord"),
+            "restaurant_id": unique("rest"), "promised_at": now - 60_000, "delivered_at": now,
+            "metadata": {"source": "test", "trace_id": unique("trc"), "retries": 0},
+        }
+        order.update(overrides)
+        return order
+
+    return make
