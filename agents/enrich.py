@@ -38,6 +38,14 @@ class LLMServices:
             metrics.BREAKER_STATE.set(BREAKER_GAUGE[new])
             log_event("breaker_state", old=old.value, new=new.value)
 
+        def on_request(outcome: str, duration_s: float) -> None:
+            metrics.LLM_REQUESTS.labels(outcome).inc()
+            if outcome != "breaker_open":  # refused before any HTTP request: no duration
+                metrics.LLM_DURATION.observe(duration_s)
+
+        def on_retry(outcome: str, delay_s: float) -> None:
+            metrics.LLM_RETRIES.inc()
+
         breaker = CircuitBreaker(
             failure_threshold=settings.breaker_failure_threshold,
             reset_timeout_s=settings.breaker_reset_timeout_s,
@@ -56,6 +64,8 @@ class LLMServices:
             max_concurrency=settings.llm_concurrency,
             breaker=breaker,
             json_schema=settings.llm_json_schema_output,
+            on_request=on_request,
+            on_retry=on_retry,
         )
         cache = ResultCache(max_entries=settings.cache_size) if settings.cache_size else None
         return cls(client=client, cache=cache, breaker=breaker,

@@ -86,3 +86,41 @@ LATE_EVENTS = Counter(
     "reviewpulse_late_events", "Events later than their window's grace, counted as late.",
     registry=REGISTRY,
 )
+WEB_ROUTED = Counter(
+    "reviewpulse_web_routed_requests", "Per-restaurant web requests, by how they were answered "
+    "(local: this worker owns the partition; proxied: forwarded to the owner; unavailable: "
+    "no owner known, rebalancing; error: the owner did not answer).",
+    ["outcome"], registry=REGISTRY,
+)
+
+# Known label values start at 0, so a series exists (and rate() works) before its first event:
+# a dashboard shows "0 timeouts", not "no data". Kept equal to the enums they mirror by
+# tests/integration/test_metrics_endpoint.py (agents.llm.client.OUTCOMES, tables.rules.Rule, ...).
+LLM_OUTCOMES = ("ok", "timeout", "server_error", "rate_limited", "connection_error", "malformed",
+                "breaker_open", "client_error")
+ALERT_RULES = ("negative_share", "sentiment_drop", "window_cost", "processing_lag",
+               "delivery_delay", "budget_exceeded")
+ENRICH_STATUSES = ("ENRICHED", "FALLBACK", "BUDGET_SKIPPED")
+WINDOW_KINDS = ("TUMBLING", "HOPPING")
+INPUT_TOPICS = ("reviews.created", "orders.delivered")  # streams.topics (no import: no Faust here)
+WEB_ROUTE_OUTCOMES = ("local", "proxied", "unavailable", "error")
+
+
+def _initialise_labels() -> None:
+    for outcome in LLM_OUTCOMES:
+        LLM_REQUESTS.labels(outcome)
+    for rule in ALERT_RULES:
+        ALERTS.labels(rule)
+    for status in ENRICH_STATUSES:
+        ENRICHED.labels(status)
+    for kind in WINDOW_KINDS:
+        AGGREGATES.labels(kind)
+    for topic in INPUT_TOPICS:
+        EVENTS_CONSUMED.labels(topic)
+    for direction in ("in", "out"):
+        TOKENS.labels(direction)
+    for outcome in WEB_ROUTE_OUTCOMES:
+        WEB_ROUTED.labels(outcome)
+
+
+_initialise_labels()

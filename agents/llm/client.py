@@ -5,6 +5,11 @@ and full jitter (``Retry-After`` wins on 429), guarded by the circuit breaker, a
 limited in concurrency. httpx errors and HTTP statuses are translated here, once, into
 the ``agents.llm.errors`` tree. The API key is a ``SecretStr``; its value is read only
 where the Authorization header is built and appears in no log, repr or error.
+
+Observers (optional, for metrics): ``on_request(outcome, duration_s)`` is called once per
+attempt, ``outcome`` one of :data:`OUTCOMES` (``breaker_open``: the breaker refused, no
+HTTP request was made); ``on_retry(outcome, delay_s)`` once per retry, before its backoff.
+An observer that raises is logged and ignored: metrics never fail an enrichment.
 """
 
 from __future__ import annotations
@@ -48,6 +53,29 @@ from agents.llm.prompt import (
 )
 
 log = logging.getLogger(__name__)
+
+# Outcome label of one attempt, by the error it raised ("ok" when it raised none).
+OUTCOME_OF_ERROR: dict[type[LLMError], str] = {
+    LLMTimeoutError: "timeout",
+    LLMServerError: "server_error",
+    LLMRateLimitedError: "rate_limited",
+    LLMConnectionError: "connection_error",
+    LLMMalformedOutputError: "malformed",
+    CircuitOpenError: "breaker_open",
+    LLMClientError: "client_error",
+}
+OUTCOMES = ("ok", *OUTCOME_OF_ERROR.values())
+
+RequestObserver = Callable[[str, float], None]  # (outcome, duration_s)
+RetryObserver = Callable[[str, float], None]  # (outcome that is retried, delay_s)
+
+
+def outcome_of(exc: LLMError) -> str:
+    """The outcome label of an LLM error (a subclass maps like its nearest listed base)."""
+    for cls in type(exc).__mro__:
+        if cls in OUTCOME_OF_ERROR:
+            return OUTCOME_OF_ERROR[cls]
+    return "client_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +132,8 @@ class LLMClient:
         http_client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        on_request: RequestObserver | None = None,
+        on_retry: RetryObserver | None = None,
     ) -> None:
         if timeout_s <= 0 or max_retries < 0 or max_concurrency < 1:
             raise ValueError("timeout_s > 0, max_retries >= 0 and max_concurrency >= 1")
@@ -127,6 +157,8 @@ class LLMClient:
         )
         self._sleep = sleep
         self._rand = rand
+        self.on_request = on_request
+        self.on_retry = on_retry
 
     def __repr__(self) -> str:
         key = "set" if self._api_key is not None else "none"
@@ -200,6 +232,7 @@ class LLMClient:
                 if give_up:
                     raise
                 delay_s = self.backoff_delay_s(attempt, retry_after_s=retry_after_s)
+                self._notify(self.on_retry, outcome_of(exc), delay_s)
                 log.info(
                     "llm call failed, retrying: error=%s attempt=%d delay_s=%.3f",
                     type(exc).__name__,
@@ -210,14 +243,29 @@ class LLMClient:
 
     async def _attempt(self, body: dict[str, Any], *, refs: list[str], attempt: int) -> BatchResult:
         async with self._semaphore:
-            with self.breaker.guard():
-                started = time.perf_counter()
-                response = await self._post(body)
-                latency_ms = (time.perf_counter() - started) * 1000.0
-                self._raise_for_status(response)
-                return self._read_answer(
-                    response, body=body, refs=refs, latency_ms=latency_ms, attempt=attempt
-                )
+            started = time.perf_counter()
+            try:
+                with self.breaker.guard():
+                    response = await self._post(body)
+                    latency_ms = (time.perf_counter() - started) * 1000.0
+                    self._raise_for_status(response)
+                    result = self._read_answer(
+                        response, body=body, refs=refs, latency_ms=latency_ms, attempt=attempt
+                    )
+            except LLMError as exc:
+                self._notify(self.on_request, outcome_of(exc), time.perf_counter() - started)
+                raise
+            self._notify(self.on_request, "ok", time.perf_counter() - started)
+            return result
+
+    @staticmethod
+    def _notify(observer: Callable[[str, float], None] | None, outcome: str, seconds: float) -> None:
+        if observer is None:
+            return
+        try:
+            observer(outcome, seconds)
+        except Exception:  # an observer is for metrics: it must never fail a call
+            log.exception("LLM client observer failed (outcome=%s)", outcome)
 
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
         url = f"{self.base_url}/chat/completions"

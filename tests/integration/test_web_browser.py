@@ -1,0 +1,176 @@
+"""The web view in a real browser (Debian's Chromium through Playwright) on the session worker.
+
+Traffic for a few unique restaurants is produced once per module; the tests then wait for
+their windows to close and look at the pages as a person would. Screenshots go to
+``artifacts/screenshots/`` for a human to check the look.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from streams.dev.stack import Process
+from tests.until import until
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+XSS_TEXT = ('Terrible, found a cockroach, food poisoning, disgusting! '
+            '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2">')
+# The owner keeps critical reviews only once agents/restaurant.py calls
+# tables.views.recent.remember_critical (see tables/views.py); until then that one check is
+# an expected, reported failure, and it turns into a plain passing test by itself.
+REVIEWS_PER_WINDOW = 5
+HOOKED = "remember_critical" in (ROOT / "agents" / "restaurant.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def traffic(worker: Process, producer: Any) -> dict[str, str]:
+    """Three restaurants over two windows: a happy one, an unhappy one, one with hostile markup."""
+    run = uuid.uuid4().hex[:6]
+    names = {
+        "happy": f"web-happy-{run}",
+        "unhappy": f"web-unhappy-{run}",
+        "hostile": f'web-<img src=x onerror="window.__pwned=3">-{run}',
+    }
+    window_ms = httpx.get(f"{worker.url}/api/restaurants", timeout=5).json()["window_size_s"] * 1000
+
+    def review(restaurant: str, rating: int, text: str, occurred_ms: int) -> dict[str, Any]:
+        return {
+            "event_id": f"evt-web-{uuid.uuid4().hex}", "event_version": 1, "occurred_at": occurred_ms,
+            "entity": {"review_id": f"rv-{uuid.uuid4().hex[:8]}", "order_id": None, "user_id": "usr-web",
+                       "restaurant_id": restaurant, "rating": rating, "text": text, "language": "en"},
+            "metadata": {"source": "test", "trace_id": f"trc-{uuid.uuid4().hex[:8]}", "retries": 0},
+        }
+
+    for batch in range(2):  # two consecutive windows: two chart points
+        now = int(time.time() * 1000)
+        for i in range(REVIEWS_PER_WINDOW):  # >= alert_negative_min_reviews (5)
+            producer.send_review(review(names["happy"], 5, f"Amazing food, arrived hot {i} {run}", now))
+            producer.send_review(review(names["unhappy"], 1, f"Cold and late, terrible {i} {run}", now))
+        if batch == 0:
+            producer.send_review(review(names["hostile"], 1, XSS_TEXT, now))
+            # Wait for the next window by the clock (a boundary, not luck): events dated in a
+            # window that already closed would be counted as late instead.
+            time.sleep((window_ms - now % window_ms) / 1000 + 0.1)
+    return names
+
+
+@pytest.fixture(scope="module")
+def listed(worker: Process, traffic: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The dashboard API rows of the three restaurants, once all have a closed window."""
+    def rows() -> dict[str, dict[str, Any]]:
+        body = httpx.get(f"{worker.url}/api/restaurants", timeout=5).json()
+        return {r["restaurant_id"]: r for r in body["restaurants"] if r["restaurant_id"] in traffic.values()}
+
+    return until(rows, timeout_s=40, what="the three restaurants on the dashboard",
+                 done=lambda found: len(found) == 3, interval_s=0.5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_dashboard_lists_restaurants_from_traffic_worst_first(
+        page: Any, worker: Process, traffic: dict[str, str], listed: dict[str, dict[str, Any]]) -> None:
+    unhappy, happy = listed[traffic["unhappy"]], listed[traffic["happy"]]
+    assert unhappy["severity"] == "CRITICAL" and unhappy["negative_share"] == 1.0
+    assert happy["severity"] == "OK" and happy["sentiment_avg"] > 0
+
+    page.goto(f"{worker.url}/")
+    rows = page.locator("#restaurants tbody tr[data-restaurant]")
+    for name in traffic.values():
+        rows.filter(has_text=name).first.wait_for()
+    order = rows.evaluate_all("rows => rows.map(r => r.dataset.restaurant)")
+    assert order.index(traffic["unhappy"]) < order.index(traffic["happy"])  # worst first
+    row = page.locator(f'tr[data-restaurant="{traffic["unhappy"]}"]')
+    assert "CRITICAL" in row.inner_text() and "100%" in row.inner_text()
+    assert "/min" in row.inner_text() and "$" in row.inner_text() and "negative_share" in row.inner_text()
+    screenshot(page, "dashboard")
+
+
+def test_hostile_restaurant_id_is_shown_as_text_and_runs_nothing(
+        page: Any, worker: Process, traffic: dict[str, str], listed: dict[str, dict[str, Any]]) -> None:
+    hostile = traffic["hostile"]
+    page.goto(f"{worker.url}/")
+    page.get_by_text(hostile, exact=True).first.wait_for()
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("#restaurants img").count() == 0
+
+    page.goto(f"{worker.url}/restaurants/{quote(hostile, safe='')}")
+    page.locator("#name").filter(has_text=hostile).wait_for()
+    page.locator("#tiles .tile").first.wait_for()
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("main img, main script").count() == 0
+
+
+@pytest.mark.xfail(not HOOKED, strict=True,
+                   reason="agents/restaurant.py does not call tables.views.recent.remember_critical yet")
+def test_critical_review_with_markup_is_shown_as_text_and_runs_nothing(
+        page: Any, worker: Process, traffic: dict[str, str], listed: dict[str, dict[str, Any]]) -> None:
+    page.goto(f"{worker.url}/restaurants/{quote(traffic['hostile'], safe='')}")
+    text = page.locator("#critical .review-text")
+    text.first.wait_for(timeout=10_000)
+    assert "<script>window.__pwned=1</script>" in text.first.inner_text()
+    assert '<img src=x onerror="window.__pwned=2">' in text.first.inner_text()
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("main img, main script").count() == 0
+    screenshot(page, "restaurant-critical-review")
+
+
+def test_restaurant_page_draws_window_history_chart(
+        page: Any, worker: Process, traffic: dict[str, str], listed: dict[str, dict[str, Any]]) -> None:
+    name = traffic["unhappy"]
+    windows = httpx.get(f"{worker.url}/api/restaurants/{quote(name, safe='')}/windows", timeout=5).json()
+    assert windows["windows"] and all(w["reviews"] == REVIEWS_PER_WINDOW for w in windows["windows"])
+    page.goto(f"{worker.url}/restaurants/{quote(name, safe='')}")
+    points = page.locator("#chart svg circle.point")
+    points.first.wait_for()
+    assert points.count() == len(windows["windows"])
+    assert page.locator("#chart svg rect.barr").count() == len(windows["windows"])
+    assert float(points.first.get_attribute("data-sentiment")) < 0
+    assert page.locator("#severity .pill").inner_text() == "CRITICAL"
+    assert "negative_share" in page.locator("#alerts").inner_text()
+    screenshot(page, "restaurant")
+
+
+def test_pages_and_api_answer_without_a_token_when_none_is_set(worker: Process) -> None:
+    """The session worker runs without a token (the routing tests set one)."""
+    for path in ("/", "/api/restaurants", "/static/style.css", "/health", "/ready", "/metrics"):
+        assert httpx.get(f"{worker.url}{path}", timeout=5).status_code == 200, path
