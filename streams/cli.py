@@ -122,6 +122,114 @@ def produce_sample(rate: float, count: int, seed: int) -> None:
                f"duplicates, {stats.late} late, {stats.poison} poison records")
 
 
+@main.group()
+def dlq() -> None:
+    """Inspect (list) or re-publish (replay) the dead letters of reviewpulse.dlq."""
+
+
+_REASON_HELP = "Only dead letters with this reason (repeatable)."
+
+
+@dlq.command("list")
+@click.option("--reason", "reasons", multiple=True, help=_REASON_HELP)
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Print at most N letters (oldest last failure first); counts cover all.")
+def dlq_list(reasons: tuple[str, ...], limit: int | None) -> None:
+    """One line per dead letter, then the count per reason."""
+    from streams import replay
+    from streams.settings import load_settings
+
+    letters = replay.read_dead_letters(load_settings(), reasons=reasons)
+    for letter in letters[:limit]:
+        click.echo(replay.format_letter(letter))
+    counts = replay.count_by_reason(letters)
+    click.echo(f"{len(letters)} dead letters" + "".join(
+        f"\n  {reason:24} {n}" for reason, n in counts.most_common()))
+
+
+@dlq.command("replay")
+@click.option("--reason", "reasons", multiple=True, help=_REASON_HELP)
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Replay at most N letters (oldest last failure first).")
+def dlq_replay(reasons: tuple[str, ...], limit: int | None) -> None:
+    """Re-publish dead letters to their original topic, with an rp-replay count header.
+
+    \b
+    Without --reason, letters that can never succeed as they are are skipped:
+      unknown_magic_byte, truncated_payload, undecodable, empty_value,
+      invalid_value, text_too_long (name them with --reason to replay them anyway,
+      e.g. after raising REVIEWPULSE_TEXT_MAX_CHARS).
+    llm_exhausted letters are re-enriched with the LLM and written to
+    reviews.enriched (a re-published copy would be dropped by the event_id dedupe).
+    Replaying twice publishes twice: a copy that fails again makes a new dead letter
+    (rp-replay counts up), a copy that succeeds twice is enriched once.
+    """
+    from streams import replay
+    from streams.settings import load_settings
+
+    settings = load_settings()
+    letters = replay.read_dead_letters(settings, reasons=reasons)
+    chosen, skipped = replay.select_for_replay(letters, reasons=reasons)
+    chosen = chosen[:limit]
+    click.echo(f"replaying {len(chosen)} of {len(letters)} dead letters"
+               + (f" ({len(skipped)} with permanent reasons skipped)" if skipped else ""))
+    stats = replay.replay(settings, chosen,
+                          on_progress=lambda done, total: click.echo(f"  {done}/{total}"))
+    click.echo(f"re-published {stats.republished}, re-enriched {stats.reenriched}, "
+               f"LLM failed again {stats.failed}, not decodable {stats.undecodable}")
+    if stats.failed:
+        raise SystemExit(1)
+
+
+def _time_ms(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    from streams.replay import parse_time_ms
+
+    try:
+        return parse_time_ms(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command()
+@click.option("--from", "from_ms", required=True, callback=_time_ms,
+              help="Start (inclusive): ISO 8601 (naive = UTC) or epoch ms.")
+@click.option("--to", "to_ms", required=True, callback=_time_ms, help="End (exclusive), same forms.")
+@click.option("--model", default=None, help="Model to re-enrich with (default: REVIEWPULSE_LLM_MODEL).")
+@click.option("--prompt-version", default=None,
+              help="Prompt version to record; only this build's prompt can be used.")
+@click.option("--dry-run", is_flag=True, help="Only count the reviews and estimate tokens and cost.")
+def reprocess(from_ms: int, to_ms: int, model: str | None, prompt_version: str | None,
+              dry_run: bool) -> None:
+    """Re-enrich the reviews.created records of a time range (by Kafka timestamp).
+
+    Writes new ReviewEnriched records (same event_id, the new model and prompt version,
+    header rp-reprocess) to reviews.enriched; consumers keep the newest per event_id.
+    Windowed aggregates and alerts are not recomputed.
+    """
+    from streams import replay
+    from streams.settings import load_settings
+
+    settings = load_settings()
+    version = prompt_version or replay.PROMPT_VERSIONS[-1]
+    model = model or settings.llm_model
+    try:
+        report, stats = replay.reprocess(
+            settings, from_ms=from_ms, to_ms=to_ms, model=model, prompt_version=version,
+            dry_run=dry_run, on_progress=lambda done, total: click.echo(f"  {done}/{total}"))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    est = report.estimate
+    click.echo(f"{report.records} records in range: {len(report.reviews)} reviews to re-enrich, "
+               f"{report.duplicates} duplicates, {report.invalid} not decodable or invalid")
+    click.echo(f"estimate with {model} / {version}: ~{est.tokens_in} tokens in, at most "
+               f"{est.tokens_out} tokens out, ~${est.cost_micro_usd / 1_000_000:.6f}")
+    if stats is not None:
+        click.echo(f"wrote {stats.written} ReviewEnriched records; LLM failed for {stats.failed}"
+                   + "".join(f"\n  {why}: {n}" for why, n in stats.failures.most_common()))
+        if stats.failed:
+            raise SystemExit(1)
+
+
 @main.command()
 @click.option("--rate", type=float, default=40.0, show_default=True)
 @click.option("--count", type=int, default=0, show_default=True, help="0: run until Ctrl-C.")

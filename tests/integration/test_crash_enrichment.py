@@ -1,0 +1,101 @@
+"""kill -9 of the worker mid-stream loses no review, and duplicates stay explained.
+
+Its own broker, registry, simulator and worker (so the kill does not disturb the session
+worker), with a data directory kept across the restart: RocksDB table state survives, and
+the restarted worker resumes from the committed offsets. The restaurant stage writes its
+tables only after its outputs are acknowledged, and panes carry the highest input offset
+they applied, so a batch replayed after the kill is skipped where it was applied. What can
+still repeat is a batch whose outputs were acknowledged but whose table writes (changelog)
+never reached the broker before the kill: those reviews are enriched again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from test_pipeline_support import DLQ, ENRICHED, Outputs
+
+from streams.dev.sample import SampleStats, produce_sample
+from streams.dev.stack import Stack
+from tests.until import until
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+REVIEWS = 3_000
+RATE_PER_S = 200.0  # 15 s of traffic; the kill lands about a third of the way in
+KILL_AFTER_S = 5.0
+WORKER_ENV = {"REVIEWPULSE_LOG_LEVEL": "info", "REVIEWPULSE_LLM_TIMEOUT_S": "5"}
+
+
+@pytest.fixture
+def crash_stack(log_dir: Path):
+    """A stack per case: the cases must not share committed offsets or changelogs."""
+    stack = Stack(log_dir=log_dir / f"crash-{uuid.uuid4().hex[:6]}", partitions=4).start(
+        llm_args=["--latency-ms", "5"])
+    yield stack
+    stack.stop()
+
+
+KEPT_DATA_DIR_BUG = (
+    "bug, intermittent (1 run in 2 here): the restarted worker may crash in recovery with faust "
+    "ConsistencyError (persisted changelog "
+    "offset > highwater, e.g. 41 > 22): Tansu answers ListOffsets(latest) with the last record batch's "
+    "base offset + 1, so faust under-reads every changelog highwater (streams/transport.py, Tansu)")
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param("kept", marks=pytest.mark.xfail(strict=False, reason=KEPT_DATA_DIR_BUG)),
+    "fresh",  # an empty data dir: the tables are rebuilt from their changelogs
+])
+def test_kill_9_mid_stream_loses_no_review(data: str, crash_stack: Stack, tmp_path: Path) -> None:
+    started = time.monotonic()
+    data_dir = tmp_path / "worker-data"
+    worker = crash_stack.add_worker(data_dir=data_dir, extra_env=WORKER_ENV, name="crash-worker")
+    assert crash_stack.broker and crash_stack.registry
+    stats: list[SampleStats] = []
+    producer = threading.Thread(target=lambda: stats.append(produce_sample(
+        bootstrap_servers=crash_stack.broker.bootstrap, registry_url=crash_stack.registry.url,
+        count=REVIEWS, rate_per_s=RATE_PER_S, seed=11, poison_every=0)))
+    producer.start()
+    time.sleep(KILL_AFTER_S)  # let traffic flow before the kill (the point of the test)
+    worker.stop(kill=True)
+
+    killed_at_s = time.monotonic() - started
+    restarted = crash_stack.add_worker(data_dir=data_dir if data == "kept" else tmp_path / "fresh",
+                                       extra_env=WORKER_ENV, name=f"crash-worker-{data}-2")
+    producer.join(60)
+
+    assert not producer.is_alive() and stats
+    produced = stats[0].event_ids
+
+    outputs = Outputs(crash_stack, topics=(ENRICHED, DLQ))
+    try:
+        def missing_count() -> int:
+            assert restarted.proc.poll() is None, f"restarted worker exited; see {restarted.log_path}"
+            return len(produced - {r.value["event_id"] for r in outputs.poll().records[ENRICHED]})
+
+        until(missing_count, timeout_s=45, what="every produced review enriched (missing count)",
+              done=lambda missing: missing == 0)
+        per_event = Counter(r.value["event_id"] for r in outputs.records[ENRICHED])
+        letters = outputs.records[DLQ]
+    finally:
+        outputs.close()
+
+    missing = produced - set(per_event)
+    extra = {e: n - 1 for e, n in per_event.items() if n > 1}
+    statuses = Counter(r.value["status"] for r in outputs.records[ENRICHED])
+    print(f"\ncrash test: produced {len(produced)} reviews (+{stats[0].duplicates} upstream duplicates), "
+          f"killed at {killed_at_s:.1f} s; enriched records {sum(per_event.values())} for "
+          f"{len(per_event)} events {dict(statuses)}; DLQ {len(letters)}; missing {len(missing)}; "
+          f"events enriched more than once {len(extra)} ({sum(extra.values())} extra records); "
+          f"total {time.monotonic() - started:.1f} s")
+    assert not missing
+    assert set(per_event) <= produced
+    # Repeats can only come from the last batches before the kill (see the module docstring):
+    # a few per partition at most, never a large share of the stream.
+    assert sum(extra.values()) <= 0.05 * len(produced), extra
