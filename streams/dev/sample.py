@@ -53,6 +53,7 @@ class SampleStats:
     late: int = 0
     poison: int = 0
     event_ids: set[str] = field(default_factory=set)
+    late_ids: set[str] = field(default_factory=set)  # produced minutes after occurred_at
 
 
 def _review(rng: random.Random, *, restaurant: str, now_ms: int, late: bool) -> dict[str, Any]:
@@ -120,6 +121,7 @@ def produce_sample(
     poison_every: int = 400,
     duplicate_share: float = 0.02,
     late_share: float = 0.01,
+    orders_share: float = 0.5,
     on_progress: Any = None,
 ) -> SampleStats:
     """Produce ``count`` reviews (plus orders, duplicates and poison) at about ``rate_per_s``."""
@@ -154,10 +156,12 @@ def produce_sample(
         stats.reviews += 1
         stats.late += late
         stats.event_ids.add(review["event_id"])
+        if late:
+            stats.late_ids.add(review["event_id"])
         if rng.random() < duplicate_share:
             producer.produce(REVIEWS_CREATED, key=key, value=payload)  # at-least-once upstream
             stats.duplicates += 1
-        if rng.random() < 0.5:
+        if rng.random() < orders_share:
             order = order_ser(_order(rng, review, now_ms=now_ms), order_ctx)
             producer.produce(ORDERS_DELIVERED, key=key, value=order)
             stats.orders += 1
@@ -172,4 +176,5 @@ def produce_sample(
         if on_progress is not None and (i + 1) % 500 == 0:
             on_progress(stats)
     producer.flush(30)
+    registry.close()
     return stats

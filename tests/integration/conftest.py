@@ -80,7 +80,7 @@ class Producer:
         from confluent_kafka.schema_registry.avro import AvroSerializer
 
         assert stack.broker and stack.registry
-        registry = SchemaRegistryClient({"url": stack.registry.url})
+        registry = self.registry = SchemaRegistryClient({"url": stack.registry.url})
         self.review_serializer = AvroSerializer(registry, avro_schemas.schema_text("ReviewCreated"))
         self.order_serializer = AvroSerializer(registry, avro_schemas.schema_text("OrderDelivered"))
         self.producer = KafkaProducer({"bootstrap.servers": stack.broker.bootstrap, "linger.ms": 1})
@@ -104,9 +104,16 @@ class Producer:
         self.producer.flush(10)
 
 
+    def close(self) -> None:
+        self.producer.flush(10)
+        self.registry.close()
+
+
 @pytest.fixture(scope="session")
-def producer(stack: Stack) -> Producer:
-    return Producer(stack)
+def producer(stack: Stack) -> Iterator[Producer]:
+    producer = Producer(stack)
+    yield producer
+    producer.close()
 
 
 _counter = itertools.count()
