@@ -66,13 +66,13 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
             if message.value is None:
                 raise Invalid("empty_value", "record has no value (tombstone)")
             record = await runtime.codecs.decode(record_name, message.value)
+            trace_id = record["metadata"]["trace_id"]  # dead letters of invalid values carry it too
             if kind == "review":
                 validate_review(record, text_max_chars=settings.text_max_chars)
                 restaurant_id = record["entity"]["restaurant_id"]
             else:
                 validate_order(record)
                 restaurant_id = record["restaurant_id"]
-            trace_id = record["metadata"]["trace_id"]
         except (SerdeError, Invalid, RegistryHTTPError) as exc:
             reason = exc.reason if isinstance(exc, SerdeError | Invalid) else "registry_unavailable"
             pending.append(await runtime.dead_letters.send(

@@ -42,6 +42,7 @@ from streams.topics import (
 )
 from tables.rules import budget_exceeded_record
 from tables.state import partition_of
+from tables.views import recent
 from tables.windows import utc_day
 
 H_FIRST_OFFSET = "rp-first-offset"  # by-restaurant offset where a retried review was first seen
@@ -91,6 +92,7 @@ class RestaurantStage:
         return max(self.event_watermark.get(partition, 0), self.tick_watermark.get(partition, 0))
 
     async def process(self, events: list[Any]) -> None:
+        t0 = time.perf_counter()
         now_ms = int(time.time() * 1000)
         groups: dict[int, list[Any]] = {}
         for ev in events:
@@ -112,10 +114,15 @@ class RestaurantStage:
                     found.append(item)
                     if item.kind == "review" and item.restaurant_id not in spent:
                         daily = tables.daily_cost.get(_day_key(item.restaurant_id, now_ms)) or {}
-                        spent[item.restaurant_id] = daily.get("spent", 0)
+                        # Once the cap fired, the rest of the day is heuristic (estimates are
+                        # above actual costs, so the spend alone could let reviews through again).
+                        cap = settings.restaurant_daily_cost_cap_micro_usd
+                        spent[item.restaurant_id] = cap if daily.get("alerted") else daily.get("spent", 0)
         reviews = [i for found in items.values() for i in found if i.kind == "review"]
+        t1 = time.perf_counter()
         if reviews:
             await self._enrich(reviews, spent=spent, now_ms=now_ms, pending=pending)
+        t2 = time.perf_counter()
         closed = Closed()
         budget_alerts: list[dict[str, Any]] = []
         daily_writes: dict[int, dict[str, dict[str, Any]]] = {}
@@ -133,7 +140,9 @@ class RestaurantStage:
                     state.close(restaurant_id, watermark_ms=self.watermark(partition), now_ms=now_ms,
                                 thresholds=thresholds, out=closed)
         pending += await self._send_closed(closed, budget_alerts)
+        t3 = time.perf_counter()
         await asyncio.gather(*pending)
+        t4 = time.perf_counter()
         # Outputs are acknowledged: now the state may say "applied" (see module docstring).
         for partition, evs in groups.items():
             with partition_of(evs[-1]):
@@ -147,6 +156,11 @@ class RestaurantStage:
                 for restaurant_id, record in closed.latest.get(partition, {}).items():
                     tables.latest[restaurant_id] = record
         record_progress(events)
+        t5 = time.perf_counter()
+        log_event("restaurant_batch", events=len(events), reviews=len(reviews),
+                  read_ms=round((t1 - t0) * 1000, 1), enrich_ms=round((t2 - t1) * 1000, 1),
+                  fold_ms=round((t3 - t2) * 1000, 1), acks_ms=round((t4 - t3) * 1000, 1),
+                  write_ms=round((t5 - t4) * 1000, 1))
 
     # --- 1. reading --------------------------------------------------------------------------
     async def _read(self, ev: Any, state: PartitionState, *, now_ms: int, ticked: set[int],
@@ -158,6 +172,8 @@ class RestaurantStage:
             previous = self.tick_watermark.get(message.partition, 0)
             self.tick_watermark[message.partition] = max(previous, tick_ms)
             ticked.add(message.partition)
+            log_event("tick_read", level=10, partition=message.partition, offset=message.offset,
+                      tick_ms=tick_ms, event_wm=self.event_watermark.get(message.partition))
             return None
         metrics.EVENTS_CONSUMED.labels(message.topic).inc()
         try:
@@ -224,6 +240,7 @@ class RestaurantStage:
                 force=True))
             if record["sentiment"] == "CRITICAL":
                 metrics.CRITICAL_ALERTS.inc()
+                recent.remember_critical(record)
                 log_event("critical_review", restaurant=item.restaurant_id, trace_id=record["trace_id"])
                 pending.append(await topics.critical_alert.send(
                     key=key, value=runtime.codecs.encode("CriticalAlert", critical_alert_record(record)),
@@ -320,6 +337,7 @@ class RestaurantStage:
                 value=codecs.encode("RestaurantWindowAggregate", record), force=True))
         for record in [*closed.alerts, *budget_alerts]:
             metrics.ALERTS.labels(record["rule"]).inc()
+            recent.remember_alert(record)
             log_event("restaurant_alert", restaurant=record["restaurant_id"], rule=record["rule"],
                       severity=record["severity"], value=round(record["value"], 3))
             futures.append(await topics.restaurant_alerts.send(

@@ -16,6 +16,7 @@ from faust.types import TP
 
 from agents.context import app, settings
 from streams import metrics
+from streams.logs import event as log_event
 from streams.topics import H_KIND, ORDERS_DELIVERED, REVIEWS_CREATED
 
 # Last offset each stage finished, per partition (decode and restaurant stages record it).
@@ -50,6 +51,7 @@ async def send_ticks() -> None:
             caught_up = False  # a backlog, or not fetched yet: the wall clock would run ahead
     if not caught_up:
         return
+    log_event("ticks_sent", level=10, lags={f"{tp.topic}:{tp.partition}": lag_of(tp) for tp in assigned})
     by_restaurant = app.topics_.by_restaurant
     now = str(int(time.time() * 1000)).encode()
     for tp in assigned:

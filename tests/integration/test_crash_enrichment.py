@@ -41,15 +41,8 @@ def crash_stack(log_dir: Path):
     stack.stop()
 
 
-KEPT_DATA_DIR_BUG = (
-    "bug, intermittent (1 run in 2 here): the restarted worker may crash in recovery with faust "
-    "ConsistencyError (persisted changelog "
-    "offset > highwater, e.g. 41 > 22): Tansu answers ListOffsets(latest) with the last record batch's "
-    "base offset + 1, so faust under-reads every changelog highwater (streams/transport.py, Tansu)")
-
-
 @pytest.mark.parametrize("data", [
-    pytest.param("kept", marks=pytest.mark.xfail(strict=False, reason=KEPT_DATA_DIR_BUG)),
+    "kept",  # the restarted worker keeps its RocksDB and reads the changelogs from there
     "fresh",  # an empty data dir: the tables are rebuilt from their changelogs
 ])
 def test_kill_9_mid_stream_loses_no_review(data: str, crash_stack: Stack, tmp_path: Path) -> None:

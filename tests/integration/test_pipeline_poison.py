@@ -57,8 +57,6 @@ def test_poison_record_goes_to_dlq_with_reason_and_partition_keeps_flowing(
     assert letter.key == key
 
 
-@pytest.mark.xfail(strict=True, reason="bug: agents/decode.py sets trace_id only after validation, "
-                                       "so a decodable but invalid review's dead letter has none")
 def test_dead_letter_of_a_decodable_invalid_review_carries_its_trace_id(
         worker, producer, outputs, review_factory):
     review = review_factory(rating=9)
