@@ -33,8 +33,9 @@ def pane_key(restaurant_id: str, pane_start_ms: int) -> str:
 class Closed:
     """What closing produced: Avro-ready records for the output topics."""
 
-    aggregates: list[dict[str, Any]] = field(default_factory=list)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
+    # (state partition, record): outputs go to the same partition number (agents.outbox)
+    aggregates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    alerts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     latest: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # by partition
     partition: int = 0  # the partition being closed now
 
@@ -136,7 +137,7 @@ class PartitionState:
             return
         record = window.to_record(restaurant_id=restaurant_id, window_kind=kind,
                                   window_start_ms=start, window_end_ms=end, closed_at_ms=now_ms)
-        out.aggregates.append(record)
+        out.aggregates.append((self.partition, record))
         if kind == WindowKind.TUMBLING:
             size = end - start
             previous = PaneAggregate.merge_all(
@@ -146,8 +147,9 @@ class PartitionState:
             out.latest.setdefault(out.partition, {})[restaurant_id] = record
         else:
             decisions = evaluate_hopping(window, thresholds)
-        out.alerts += [alert_record(d, restaurant_id=restaurant_id, window_start_ms=start,
-                                    window_end_ms=end, emitted_at_ms=now_ms) for d in decisions]
+        out.alerts += [(self.partition, alert_record(d, restaurant_id=restaurant_id, window_start_ms=start,
+                                                     window_end_ms=end, emitted_at_ms=now_ms))
+                       for d in decisions]
 
     def _collect_garbage(self, restaurant_id: str, watermark_ms: int) -> None:
         closure = self.closure(restaurant_id)

@@ -6,7 +6,10 @@ module only builds them from Settings and turns outcomes into Avro-ready records
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from agents.llm.breaker import BreakerState, CircuitBreaker
@@ -19,6 +22,14 @@ from streams import metrics
 from streams.codecs import to_ms
 from streams.logs import event as log_event
 from streams.settings import Settings
+
+# httpcore asks ``import sniffio`` on every request (pool acquire, cancellation shields)
+# and falls back to asyncio when it is missing. Not installed, each of those imports
+# searches sys.path again: ~37 µs apiece, ~4.5% of the worker's CPU at 1k reviews/s
+# (py-spy, bench/README.md). A None entry in sys.modules makes the failure immediate
+# (~1 µs). Only when sniffio is truly absent: an installed one is left alone.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
@@ -131,13 +142,24 @@ def critical_alert_record(enriched: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@cache
+def _enriched_counter(status: EnrichStatus) -> Any:
+    """The labelled child, looked up once per status (``.labels()`` per event is costly)."""
+    return metrics.ENRICHED.labels(str(status))
+
+
+@cache
+def _tokens_counter(direction: str) -> Any:
+    return metrics.TOKENS.labels(direction)
+
+
 def count_outcome(outcome: EnrichOutcome) -> None:
     """Metrics of one final outcome (LLM request metrics are counted by the client hooks)."""
-    metrics.ENRICHED.labels(str(outcome.status)).inc()
+    _enriched_counter(outcome.status).inc()
     if outcome.cache_hit:
         metrics.CACHE_HITS.inc()
     if outcome.tokens_in or outcome.tokens_out:
-        metrics.TOKENS.labels("in").inc(outcome.tokens_in)
-        metrics.TOKENS.labels("out").inc(outcome.tokens_out)
+        _tokens_counter("in").inc(outcome.tokens_in)
+        _tokens_counter("out").inc(outcome.tokens_out)
     if outcome.cost_micro_usd:
         metrics.COST.inc(outcome.cost_micro_usd)

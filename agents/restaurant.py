@@ -15,6 +15,7 @@ Per ``take_events`` batch (several partitions mixed):
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from typing import Any
 
 from agents.aggregate import Closed, PartitionState
 from agents.context import app, llm, runtime, settings, spec, tables, thresholds
+from agents.decode import count_consumed
 from agents.enrich import count_outcome, critical_alert_record, enrich_request, enriched_record
 from agents.llm.enricher import enrich_batch
 from agents.llm.outcome import EnrichOutcome, EnrichStatus, fallback_outcome
-from agents.ticks import record_progress
+from agents.outbox import H_ID, checkpoint_key, outbox
+from agents.ticks import merged_watermark, record_progress
 from schema_registry.errors import SerdeError
 from streams import metrics
 from streams.codecs import to_ms
@@ -74,6 +77,7 @@ class Item:
     late: bool
     first_offset: int
     attempt: int = 1
+    known: bool = False  # the dedupe table already holds this event id (a retried review)
     outcome: EnrichOutcome | None = None
     final: bool = True  # False: sent to reviews.retry, nothing folded now
 
@@ -85,11 +89,13 @@ class Item:
 class RestaurantStage:
     def __init__(self) -> None:
         self._batch_seen: dict[str, int] = {}  # event_id -> first offset, within one batch
-        self.event_watermark: dict[int, int] = {}  # partition -> max occurred_at seen (<= now)
-        self.tick_watermark: dict[int, int] = {}  # partition -> wall clock of the last tick
+        # partition -> sender -> (watermark, sent_at) of its last tick (see agents/ticks.py)
+        self.tick_senders: dict[int, dict[str, tuple[int, int]]] = {}
+        self._watermarks: dict[int, int] = {}
 
     def watermark(self, partition: int) -> int:
-        return max(self.event_watermark.get(partition, 0), self.tick_watermark.get(partition, 0))
+        """Closing and lateness follow the input watermark the ticks carry, never one event."""
+        return self._watermarks.get(partition, 0)
 
     async def process(self, events: list[Any]) -> None:
         t0 = time.perf_counter()
@@ -124,7 +130,7 @@ class RestaurantStage:
             await self._enrich(reviews, spent=spent, now_ms=now_ms, pending=pending)
         t2 = time.perf_counter()
         closed = Closed()
-        budget_alerts: list[dict[str, Any]] = []
+        budget_alerts: list[tuple[int, dict[str, Any]]] = []
         daily_writes: dict[int, dict[str, dict[str, Any]]] = {}
         for partition, evs in groups.items():
             with partition_of(evs[-1]):
@@ -136,25 +142,32 @@ class RestaurantStage:
                 if partition in ticked:
                     due |= state.index()
                 closed.partition = partition
+                if partition not in outbox.recovered:
+                    await outbox.recover(partition, tables.closures.get(checkpoint_key(partition)))
                 for restaurant_id in sorted(due):
                     state.close(restaurant_id, watermark_ms=self.watermark(partition), now_ms=now_ms,
                                 thresholds=thresholds, out=closed)
-        pending += await self._send_closed(closed, budget_alerts)
+        sent = await self._send_closed(closed, budget_alerts)
+        pending += [future for _, _, future in sent]
         t3 = time.perf_counter()
         await asyncio.gather(*pending)
+        for topic, partition, future in sent:
+            outbox.acknowledged(topic, partition, future.result().offset)
         t4 = time.perf_counter()
         # Outputs are acknowledged: now the state may say "applied" (see module docstring).
         for partition, evs in groups.items():
             with partition_of(evs[-1]):
                 states[partition].flush()
                 for item in items[partition]:
-                    event_id = item.record["event_id"]
-                    if tables.dedupe.get(event_id) is None:
-                        tables.dedupe[event_id] = item.first_offset
+                    if not item.known:  # read in _read: no second table read per event
+                        tables.dedupe[item.record["event_id"]] = item.first_offset
                 for key, value in daily_writes[partition].items():
                     tables.daily_cost[key] = value
                 for restaurant_id, record in closed.latest.get(partition, {}).items():
                     tables.latest[restaurant_id] = record
+                checkpoint = outbox.checkpoint(partition)
+                if checkpoint is not None:
+                    tables.closures[checkpoint_key(partition)] = checkpoint
         record_progress(events)
         t5 = time.perf_counter()
         log_event("restaurant_batch", events=len(events), reviews=len(reviews),
@@ -168,14 +181,14 @@ class RestaurantStage:
         message = ev.message
         kind = (header(ev, H_KIND) or b"review").decode()
         if kind == "tick":
-            tick_ms = int(message.value)
-            previous = self.tick_watermark.get(message.partition, 0)
-            self.tick_watermark[message.partition] = max(previous, tick_ms)
+            tick = json.loads(message.value)
+            senders = self.tick_senders.setdefault(message.partition, {})
+            senders[tick["s"]] = (tick["wm"], tick["at"])
+            self._watermarks[message.partition] = max(self._watermarks.get(message.partition, 0),
+                                                      merged_watermark(senders))
             ticked.add(message.partition)
-            log_event("tick_read", level=10, partition=message.partition, offset=message.offset,
-                      tick_ms=tick_ms, event_wm=self.event_watermark.get(message.partition))
             return None
-        metrics.EVENTS_CONSUMED.labels(message.topic).inc()
+        count_consumed(message.topic)
         try:
             name = "ReviewCreated" if kind == "review" else "OrderDelivered"
             record = await runtime.codecs.decode(name, message.value)
@@ -186,12 +199,18 @@ class RestaurantStage:
         restaurant_id = (record["entity"] if kind == "review" else record)["restaurant_id"]
         occurred_ms = to_ms(record["occurred_at"])
         watermark = self.watermark(message.partition)
+        # A replay after a crash is recognised in the pane it went to: its own pane, or (if it
+        # was late then) the open pane it was counted late in. Its window may have closed
+        # since, so the own pane is asked first, whatever lateness says now.
+        if state.pane(restaurant_id, spec.pane_of(occurred_ms)).seen(message.offset):
+            return None
         pane_start, late = state.target_pane(restaurant_id, occurred_ms, watermark_ms=watermark)
-        if state.pane(restaurant_id, pane_start).seen(message.offset):
-            return None  # folded (and its outputs sent) before a crash: a replay
+        if late and state.pane(restaurant_id, pane_start).seen(message.offset):
+            return None
         event_id = record["event_id"]
         first_offset = header_int(ev, H_FIRST_OFFSET, message.offset)
         seen_at = tables.dedupe.get(event_id)
+        known = seen_at is not None
         if seen_at is None:
             seen_at = self._batch_seen.get(event_id)
         if seen_at is not None and seen_at not in (message.offset, first_offset):
@@ -199,11 +218,9 @@ class RestaurantStage:
             log_event("duplicate", level=10, event_id=event_id, restaurant=restaurant_id)
             return None
         self._batch_seen[event_id] = first_offset
-        self.event_watermark[message.partition] = max(
-            self.event_watermark.get(message.partition, 0), min(occurred_ms, now_ms))
         return Item(event=ev, kind=kind, record=record, restaurant_id=restaurant_id,
                     occurred_ms=occurred_ms, pane_start=pane_start, late=late,
-                    first_offset=first_offset, attempt=header_int(ev, H_ATTEMPT, 1))
+                    first_offset=first_offset, attempt=header_int(ev, H_ATTEMPT, 1), known=known)
 
     # --- 2-3. enriching and sending ------------------------------------------------------------
     async def _enrich(self, reviews: list[Item], *, spent: dict[str, int], now_ms: int,
@@ -282,7 +299,7 @@ class RestaurantStage:
 
     # --- 4. folding ----------------------------------------------------------------------------
     def _fold(self, state: PartitionState, items: list[Item], *, now_ms: int,
-              daily: dict[str, dict[str, Any]], budget_alerts: list[dict[str, Any]]) -> None:
+              daily: dict[str, dict[str, Any]], budget_alerts: list[tuple[int, dict[str, Any]]]) -> None:
         for item in items:
             if not item.final:
                 continue
@@ -310,7 +327,7 @@ class RestaurantStage:
                 self._book_cost(item, now_ms=now_ms, daily=daily, budget_alerts=budget_alerts)
 
     def _book_cost(self, item: Item, *, now_ms: int, daily: dict[str, dict[str, Any]],
-                   budget_alerts: list[dict[str, Any]]) -> None:
+                   budget_alerts: list[tuple[int, dict[str, Any]]]) -> None:
         outcome = item.outcome
         assert outcome is not None
         key = _day_key(item.restaurant_id, now_ms)
@@ -321,29 +338,36 @@ class RestaurantStage:
         capped = outcome.status is EnrichStatus.BUDGET_SKIPPED and outcome.error == BUDGET_CAP_REASON
         if capped and not entry["alerted"]:
             entry["alerted"] = True
-            budget_alerts.append(budget_exceeded_record(
+            budget_alerts.append((item.event.message.partition, budget_exceeded_record(
                 restaurant_id=item.restaurant_id, spent_micro_usd=entry["spent"],
                 cap_micro_usd=settings.restaurant_daily_cost_cap_micro_usd, day_of_ms=now_ms,
-                emitted_at_ms=now_ms))
+                emitted_at_ms=now_ms)))
 
-    async def _send_closed(self, closed: Closed,
-                           budget_alerts: list[dict[str, Any]]) -> list[Awaitable[Any]]:
+    async def _send_closed(self, closed: Closed, budget_alerts: list[tuple[int, dict[str, Any]]],
+                           ) -> list[tuple[str, int, Any]]:
+        """Send final aggregates and alerts not sent before a crash (see agents.outbox)."""
         topics, codecs = app.topics_, runtime.codecs
-        futures = []
-        for record in closed.aggregates:
-            metrics.AGGREGATES.labels(record["window_kind"]).inc()
-            futures.append(await topics.aggregates.send(
-                key=record["restaurant_id"].encode(),
-                value=codecs.encode("RestaurantWindowAggregate", record), force=True))
-        for record in [*closed.alerts, *budget_alerts]:
-            metrics.ALERTS.labels(record["rule"]).inc()
-            recent.remember_alert(record)
-            log_event("restaurant_alert", restaurant=record["restaurant_id"], rule=record["rule"],
-                      severity=record["severity"], value=round(record["value"], 3))
-            futures.append(await topics.restaurant_alerts.send(
-                key=record["restaurant_id"].encode(), value=codecs.encode("RestaurantAlert", record),
-                force=True))
-        return futures
+        sent = []
+        outputs = [(topics.aggregates, "RestaurantWindowAggregate", "aggregate_id", p, r)
+                   for p, r in closed.aggregates]
+        outputs += [(topics.restaurant_alerts, "RestaurantAlert", "alert_id", p, r)
+                    for p, r in [*closed.alerts, *budget_alerts]]
+        for topic, record_name, id_field, partition, record in outputs:
+            if outbox.already_sent(partition, record[id_field]):
+                log_event("already_sent", id=record[id_field])
+                continue
+            if record_name == "RestaurantAlert":
+                metrics.ALERTS.labels(record["rule"]).inc()
+                recent.remember_alert(record)
+                log_event("restaurant_alert", restaurant=record["restaurant_id"], rule=record["rule"],
+                          severity=record["severity"], value=round(record["value"], 3))
+            else:
+                metrics.AGGREGATES.labels(record["window_kind"]).inc()
+            future = await topic.send(
+                key=record["restaurant_id"].encode(), value=codecs.encode(record_name, record),
+                partition=partition, headers=[(H_ID, record[id_field].encode())], force=True)
+            sent.append((topic.get_topic_name(), partition, future))
+        return sent
 
 
 def _day_key(restaurant_id: str, now_ms: int) -> str:

@@ -1,15 +1,28 @@
-"""Wall-clock progress: ticks that close quiet restaurants' windows, and consumer lag.
+"""Watermark ticks: how windows close by event time, and by wall clock when traffic is quiet.
 
-A timer sends a tick (the wall clock in ms) to every by-restaurant partition this worker
-owns. Ticks travel through the partition like data, so the restaurant stage closes
-windows inside stream iteration, in order with the events before them, where table
-writes are allowed. Ticks are held back while this worker's decode stage has a backlog:
-closing by wall clock then would count the backlog as late.
+Each worker's decode stage knows, for every input partition it owns, the largest
+``occurred_at`` it has forwarded, and whether the partition is caught up. Its input
+watermark is the minimum over those partitions, where a caught-up partition counts as
+the wall clock (whatever arrives there next is "now", or late). A partition still being
+read holds the watermark back, so a backlog (a restart, a slow partition) never closes
+a window before its events are folded in. Using the largest ``occurred_at`` seen on a
+by-restaurant partition instead is wrong: input partitions catch up unevenly, and their
+skew after a restart exceeded the grace period in the crash test.
+
+A timer sends ``(sender, watermark)`` ticks to every by-restaurant partition. Ticks travel
+through the partition like data, so the restaurant stage closes windows inside stream
+iteration, in order with the events before them, where table writes are allowed. It
+uses the minimum over senders that ticked recently (several workers own input
+partitions; a dead worker's ticks stop and it drops out). A quiet restaurant's window
+still closes on time: its partition keeps receiving ticks.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
+import uuid
 from typing import Any
 
 from faust.types import TP
@@ -19,14 +32,25 @@ from streams import metrics
 from streams.logs import event as log_event
 from streams.topics import H_KIND, ORDERS_DELIVERED, REVIEWS_CREATED
 
-# Last offset each stage finished, per partition (decode and restaurant stages record it).
-progress: dict[TP, int] = {}
+SENDER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one per worker process
+INPUT_TOPICS = (REVIEWS_CREATED, ORDERS_DELIVERED)
+# A sender whose last tick is this much older than the newest tick on the partition is
+# gone (stopped, or lost its input partitions in a rebalance) and no longer holds it back.
+SENDER_EXPIRY_MS = max(5_000, int(settings.window_close_interval_s * 10_000))
+
+progress: dict[TP, int] = {}  # last offset each stage finished, per partition
+input_event_ms: dict[TP, int] = {}  # largest occurred_at forwarded, per input partition
 
 
 def record_progress(events: Any) -> None:
     for ev in events:
         message = ev.message
         progress[message.tp] = message.offset
+
+
+def record_event_time(tp: TP, occurred_ms: int) -> None:
+    if occurred_ms > input_event_ms.get(tp, 0):
+        input_event_ms[tp] = occurred_ms
 
 
 def lag_of(tp: TP) -> int | None:
@@ -39,22 +63,42 @@ def lag_of(tp: TP) -> int | None:
     return max(0, highwater - progress.get(tp, -1) - 1)
 
 
+def input_watermark(assigned: set[TP], *, now_ms: int) -> int | None:
+    """Min over owned input partitions; None when this worker owns none (it sends no ticks)."""
+    marks = []
+    for tp in assigned:
+        if tp.topic not in INPUT_TOPICS:
+            continue
+        if lag_of(tp) == 0:
+            marks.append(now_ms)
+        else:  # behind, or not fetched yet: only as far as what was forwarded
+            marks.append(min(input_event_ms.get(tp, 0), now_ms))
+    return min(marks) if marks else None
+
+
+def merged_watermark(senders: dict[str, tuple[int, int]]) -> int:
+    """Min watermark over the senders whose last tick is recent, judged by tick time."""
+    if not senders:
+        return 0
+    newest = max(sent_at for _, sent_at in senders.values())
+    live = [wm for wm, sent_at in senders.values() if sent_at >= newest - SENDER_EXPIRY_MS]
+    return min(live)
+
+
 @app.timer(settings.window_close_interval_s, name="window-ticks")
 async def send_ticks() -> None:
     assigned = app.assignor.assigned_actives()
-    caught_up = True
     for tp in assigned:
         lag = lag_of(tp)
         if lag is not None:
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
-        if tp.topic in (REVIEWS_CREATED, ORDERS_DELIVERED) and lag != 0:
-            caught_up = False  # a backlog, or not fetched yet: the wall clock would run ahead
-    if not caught_up:
+    now_ms = int(time.time() * 1000)
+    watermark = input_watermark(assigned, now_ms=now_ms)
+    if watermark is None:
         return
-    log_event("ticks_sent", level=10, lags={f"{tp.topic}:{tp.partition}": lag_of(tp) for tp in assigned})
     by_restaurant = app.topics_.by_restaurant
-    now = str(int(time.time() * 1000)).encode()
-    for tp in assigned:
-        if tp.topic == by_restaurant.get_topic_name():
-            await by_restaurant.send(key=b"~tick", value=now, partition=tp.partition,
-                                     headers=[(H_KIND, b"tick")], force=True)
+    value = json.dumps({"s": SENDER, "wm": watermark, "at": now_ms}).encode()
+    for partition in range(settings.topic_partitions):
+        await by_restaurant.send(key=b"~tick", value=value, partition=partition,
+                                 headers=[(H_KIND, b"tick")], force=True)
+    log_event("ticks_sent", level=10, watermark=watermark, behind_ms=now_ms - watermark)

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -29,15 +29,16 @@ FETCH_HIGHWATER_TIMEOUT_S = 10.0
 
 async def fetched_highwaters(consumer: AIOKafkaConsumer, listed: Mapping[TP, int]) -> dict[TP, int]:
     """High watermarks from fetch responses, for partitions whose ListOffsets answer is ``listed``."""
-    tps = list(listed)
-    consumer.assign(tps)
-    for tp, offset in listed.items():
-        consumer.seek(tp, max(offset - 1, 0))  # inside the last batch, so the fetch returns it
+    # aiokafka asserts its own TopicPartition type (Faust's TP is another namedtuple).
+    tps = {TopicPartition(tp.topic, tp.partition): tp for tp in listed}
+    consumer.assign(list(tps))
+    for tp, original in tps.items():
+        consumer.seek(tp, max(listed[original] - 1, 0))  # inside the last batch: the fetch returns it
     loop = asyncio.get_running_loop()
     deadline = loop.time() + FETCH_HIGHWATER_TIMEOUT_S
     while any(consumer.highwater(tp) is None for tp in tps) and loop.time() < deadline:
         await consumer.getmany(*tps, timeout_ms=100, max_records=1)
-    return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in tps}
+    return {original: max(listed[original], consumer.highwater(tp) or 0) for tp, original in tps.items()}
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
