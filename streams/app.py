@@ -15,9 +15,17 @@ from streams import transport
 from streams.settings import Settings, load_settings
 from streams.topics import Topics, declare_topics
 
+# Faust's changelog buffer (table writes go through ``send_soon``) holds 100 records
+# before its conductor stops delivering messages until it drained back to 100. The
+# restaurant stage writes a batch's tables at once: >= 1 dedupe record per event, so
+# 1,000+ records per 1,000-event batch, and the stop hit every batch ("producer buffer
+# full" warnings, bench/README.md). Two full batches of writes fit under this bound.
+PRODUCER_BUFFER_MAX_MESSAGES = 5_000
+
 
 class ReviewPulseApp(faust.App):
-    """A faust.App whose consumer uses our fetch wait (see streams.transport)."""
+    """A faust.App whose consumer uses our fetch wait (see streams.transport) and whose
+    changelog buffer holds a whole batch of table writes."""
 
     fetch_max_wait_ms: int = 1500
     settings: Settings
@@ -25,6 +33,11 @@ class ReviewPulseApp(faust.App):
 
     def _new_transport(self) -> Any:
         return transport.Transport(self.conf.broker_consumer, self)
+
+    def _new_producer(self) -> Any:
+        producer = super()._new_producer()
+        producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
+        return producer
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -65,6 +78,7 @@ def create_app(settings: Settings) -> ReviewPulseApp:
         stream_publish_on_commit=False,
         table_standby_replicas=1,
         web_enabled=True,
+        web_tables_enabled=False,  # Faust's /table/... would serve raw state without our auth
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,

@@ -68,6 +68,9 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         daily_cost=table(DAILY_COST),
         # Same partitioning as the rest (written in the restaurant's partition); global:
         # every worker reads every partition, so any worker's web view can list all.
+        # synchronize_all_active_partitions: without it a GlobalTable only holds what this
+        # worker wrote (faust-streaming #283), measured with two workers.
         latest=app.GlobalTable(LATEST, default=None, key_type=str,
-                               partitions=settings.topic_partitions),
+                               partitions=settings.topic_partitions,
+                               synchronize_all_active_partitions=True),
     )

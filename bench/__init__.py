@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of ReviewPulse (figures, never timed assertions)."""
