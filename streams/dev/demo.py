@@ -28,6 +28,7 @@ DEMO_ENV = {
     "REVIEWPULSE_RESTAURANT_DAILY_COST_CAP_USD": "0.01",
     "REVIEWPULSE_LLM_RETRY_DELAY_S": "1",
 }
+WINDOW_SETTLE_S = 2.0
 SIMULATOR_ARGS = ["--latency-ms", "50", "--jitter-ms", "30", "--error-rate", "0.02", "--rate-429", "0.01"]
 
 
@@ -91,14 +92,18 @@ def run_demo(*, rate: float, count: int, data_dir: Path) -> None:
         reader = TopicReader(stack.broker.bootstrap, registry_url=stack.registry.url)
         seen: Counter[str] = Counter()
         quiet_since = time.monotonic()
+        # Partitions close a window at slightly different moments: a window's summary is
+        # printed once its aggregates stopped arriving for WINDOW_SETTLE_S.
+        windows: dict[Any, tuple[float, list[dict[str, Any]]]] = {}
         while True:
             records = reader.read_new(REVIEWS_ENRICHED, CRITICAL_ALERT, AGGREGATES, RESTAURANT_ALERTS, DLQ)
-            windows: dict[Any, list[dict[str, Any]]] = {}
             for record in records:
                 seen[record.topic] += 1
                 if record.topic == AGGREGATES:
                     if record.value["window_kind"] == "TUMBLING":
-                        windows.setdefault(record.value["window_start"], []).append(record.value)
+                        start = record.value["window_start"]
+                        aggregates = windows.get(start, (0.0, []))[1] + [record.value]
+                        windows[start] = (time.monotonic(), aggregates)
                     continue
                 # Every alert and dead letter; one critical review in 4, one enriched in 40.
                 every = {REVIEWS_ENRICHED: 40, CRITICAL_ALERT: 4}.get(record.topic, 1)
@@ -106,8 +111,10 @@ def run_demo(*, rate: float, count: int, data_dir: Path) -> None:
                     line = describe(record)
                     if line:
                         print(line, flush=True)
-            for aggregates in windows.values():
-                print(window_summary(aggregates), flush=True)
+            for start, (last_seen, aggregates) in sorted(windows.items()):
+                if time.monotonic() - last_seen >= WINDOW_SETTLE_S:
+                    print(window_summary(aggregates), flush=True)
+                    del windows[start]
             if records:
                 quiet_since = time.monotonic()
             if count and not producer.is_alive() and time.monotonic() - quiet_since > 30:
