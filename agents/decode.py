@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from agents.context import app, runtime, settings
@@ -21,6 +20,7 @@ from streams.codecs import to_ms
 from streams.dlq import Origin
 from streams.logs import event as log_event
 from streams.topics import H_KIND, H_ORIGIN, H_TRACE
+from streams.validation import Invalid, validate_order, validate_review
 
 # Prometheus ``.labels()`` costs microseconds per call (a lock and a dict lookup of a
 # tuple); per event that adds up, so each topic's child counter is looked up once.
@@ -32,37 +32,6 @@ def count_consumed(topic: str) -> None:
     if child is None:
         child = _consumed[topic] = metrics.EVENTS_CONSUMED.labels(topic)
     child.inc()
-
-
-@dataclass(frozen=True)
-class Invalid(Exception):
-    """A decoded value that breaks a rule of ours (rating range, text length)."""
-
-    reason: str
-    detail: str
-
-    def __str__(self) -> str:
-        return self.detail
-
-
-def validate_review(review: dict[str, Any], *, text_max_chars: int) -> None:
-    entity = review["entity"]
-    if not review["event_id"]:
-        raise Invalid("invalid_value", "event_id is empty")
-    if not entity["restaurant_id"]:
-        raise Invalid("invalid_value", "entity.restaurant_id is empty")
-    if not 1 <= entity["rating"] <= 5:
-        raise Invalid("invalid_value", f"entity.rating is {entity['rating']}, expected 1 to 5")
-    if len(entity["text"]) > text_max_chars:
-        raise Invalid("text_too_long",
-                      f"entity.text has {len(entity['text'])} chars, cap is {text_max_chars}")
-
-
-def validate_order(order: dict[str, Any]) -> None:
-    if not order["event_id"]:
-        raise Invalid("invalid_value", "event_id is empty")
-    if not order["restaurant_id"]:
-        raise Invalid("invalid_value", "restaurant_id is empty")
 
 
 async def forward(events: Sequence[Any], *, kind: str) -> int:

@@ -42,6 +42,7 @@ from agents.llm.prompt import PROMPT_VERSION, estimate_review_tokens
 from agents.llm.redact import redact_pii
 from streams.settings import Settings
 from streams.topics import DLQ, H_REPLAY, H_TRACE, REVIEWS_CREATED, REVIEWS_ENRICHED
+from streams.validation import Invalid, validate_review
 
 H_REPROCESS = "rp-reprocess"  # "<model>/<prompt version>" on records written by reprocess
 REENRICH_REASONS = frozenset({"llm_exhausted"})
@@ -275,11 +276,12 @@ class ReenrichStats:
 
 
 def _valid(review: dict[str, Any], *, text_max_chars: int) -> bool:
-    """The decode stage's rules (agents.decode.validate_review, which cannot be imported
-    without building the Faust app): such a review was dead-lettered, never enriched."""
-    entity = review["entity"]
-    return bool(review["event_id"] and entity["restaurant_id"] and 1 <= entity["rating"] <= 5
-                and len(entity["text"]) <= text_max_chars)
+    """The decode stage's rules (a record it would have dead-lettered is not re-enriched)."""
+    try:
+        validate_review(review, text_max_chars=text_max_chars)
+    except Invalid:
+        return False
+    return True
 
 
 async def _decode_reviews(codecs: Any, values: Iterable[bytes | None]
