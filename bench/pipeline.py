@@ -275,7 +275,7 @@ class Bench:
                "BENCH_NAIVE_PARTITIONS": str(self.args.partitions),
                "BENCH_NAIVE_WEB_PORT": str(port)}
         log_path = self.log_dir / "naive.log"
-        proc = spawn([sys.executable, "-m", "bench.naive_app", "worker", "-l", "warning",
+        proc = spawn([sys.executable, "-m", "bench.naive_app", "worker", "-l", "warn",
                       "--web-port", str(port), "--web-host", "127.0.0.1"], log_path=log_path, env=env)
         try:
             counter = RecordCounter(stack.broker.bootstrap, NAIVE_CHANGELOG)

@@ -8,6 +8,7 @@ appear within a minute. Ctrl-C stops everything, by PID, in reverse order.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -66,7 +67,12 @@ def window_summary(aggregates: list[dict[str, Any]]) -> str:
             f"worst {worst['restaurant_id']} avg {worst['sentiment_avg']:+.2f}")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: every process is stopped
+
+
 def run_demo(*, rate: float, count: int, data_dir: Path) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     print("starting Tansu (in-memory Kafka), the schema registry and the LLM simulator ...", flush=True)
