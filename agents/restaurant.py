@@ -45,7 +45,7 @@ from streams.topics import (
 )
 from tables.rules import budget_exceeded_record
 from tables.state import partition_of
-from tables.views import recent
+from tables.webdata import recent
 from tables.windows import utc_day
 
 H_FIRST_OFFSET = "rp-first-offset"  # by-restaurant offset where a retried review was first seen
@@ -170,7 +170,7 @@ class RestaurantStage:
                     tables.closures[checkpoint_key(partition)] = checkpoint
         record_progress(events)
         t5 = time.perf_counter()
-        log_event("restaurant_batch", events=len(events), reviews=len(reviews),
+        log_event("restaurant_batch", level=10, events=len(events), reviews=len(reviews),
                   read_ms=round((t1 - t0) * 1000, 1), enrich_ms=round((t2 - t1) * 1000, 1),
                   fold_ms=round((t3 - t2) * 1000, 1), acks_ms=round((t4 - t3) * 1000, 1),
                   write_ms=round((t5 - t4) * 1000, 1))

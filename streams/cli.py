@@ -138,8 +138,9 @@ def dlq_list(reasons: tuple[str, ...], limit: int | None) -> None:
     """One line per dead letter, then the count per reason."""
     from streams import replay
     from streams.settings import load_settings
+    from streams.topic_io import read_dead_letters
 
-    letters = replay.read_dead_letters(load_settings(), reasons=reasons)
+    letters = read_dead_letters(load_settings(), reasons=reasons)
     for letter in letters[:limit]:
         click.echo(replay.format_letter(letter))
     counts = replay.count_by_reason(letters)
@@ -166,9 +167,10 @@ def dlq_replay(reasons: tuple[str, ...], limit: int | None) -> None:
     """
     from streams import replay
     from streams.settings import load_settings
+    from streams.topic_io import read_dead_letters
 
     settings = load_settings()
-    letters = replay.read_dead_letters(settings, reasons=reasons)
+    letters = read_dead_letters(settings, reasons=reasons)
     chosen, skipped = replay.select_for_replay(letters, reasons=reasons)
     chosen = chosen[:limit]
     click.echo(f"replaying {len(chosen)} of {len(letters)} dead letters"

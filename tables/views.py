@@ -27,227 +27,44 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiohttp import web as aioweb
-from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from yarl import URL
 
 from agents.aggregate import pane_key
-from agents.context import app, llm, settings, spec, tables, thresholds
+from agents.context import app, llm, settings, spec, tables
 from streams import metrics
-from tables.rules import evaluate_tumbling, negative_share
-from tables.values import Histogram, PaneAggregate
+from tables.routing import (
+    H_WORKER,
+    _ident,
+    _peer_headers,
+    http,
+    owned_partitions,
+    restaurant_partition,
+    routed,
+    self_url,
+)
+from tables.values import PaneAggregate
+from tables.webdata import (
+    SEVERITY_RANK,
+    current_alerts,
+    history,
+    observe_latest,
+    pane_from_record,
+    recent,
+    summary_row,
+    window_alerts,
+    window_stats,
+    worst,
+)
 from tables.windows import WindowKind, utc_day
 
 STATIC_DIR = Path(__file__).parent / "static"
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 TOKEN_COOKIE = "rp_token"
-H_WORKER = "X-ReviewPulse-Worker"  # the worker whose state the answer shows
-H_ROUTED = "X-ReviewPulse-Routed-Via"  # set by the worker that proxied the request
-PROXY_TIMEOUT_S = 3.0  # a per-restaurant read is a few table gets: 3 s means the owner is stuck
 FANOUT_TIMEOUT_S = 1.5  # the dashboard polls every 2 s; a slow peer must not stall it
-SEVERITY_RANK = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
-_partitioner = DefaultPartitioner()
-
-
-# --- recent critical reviews and alerts (owner's memory) -------------------------------------
-class RecentActivity:
-    """The last critical reviews and alerts per restaurant, kept by the worker that emits them.
-
-    In memory and bounded (``per_restaurant`` items, ``restaurants`` LRU entries): after a
-    restart or rebalance the new owner starts empty; the topics hold the full history.
-    """
-
-    def __init__(self, *, per_restaurant: int = 20, restaurants: int = 5_000) -> None:
-        self.per_restaurant = per_restaurant
-        self.restaurants = restaurants
-        self._critical: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
-        self._alerts: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
-
-    def _ring(self, rings: OrderedDict[str, deque[dict[str, Any]]], key: str) -> deque[dict[str, Any]]:
-        ring = rings.get(key)
-        if ring is None:
-            ring = rings[key] = deque(maxlen=self.per_restaurant)
-            if len(rings) > self.restaurants:
-                rings.popitem(last=False)
-        rings.move_to_end(key)
-        return ring
-
-    def remember_critical(self, enriched: dict[str, Any]) -> None:
-        """A CRITICAL ``ReviewEnriched`` record (text already redacted)."""
-        keep = ("event_id", "review_id", "rating", "text", "sentiment_score", "categories",
-                "status", "occurred_at", "enriched_at", "trace_id")
-        self._ring(self._critical, enriched["restaurant_id"]).appendleft({k: enriched.get(k) for k in keep})
-
-    def remember_alert(self, alert: dict[str, Any]) -> None:
-        """A ``RestaurantAlert`` record, as sent."""
-        self._ring(self._alerts, alert["restaurant_id"]).appendleft(dict(alert))
-
-    def critical(self, restaurant_id: str) -> list[dict[str, Any]]:
-        return list(self._critical.get(restaurant_id, ()))
-
-    def alerts(self, restaurant_id: str) -> list[dict[str, Any]]:
-        return list(self._alerts.get(restaurant_id, ()))
-
-    def alerted_restaurants(self) -> list[str]:
-        return list(self._alerts)
-
-
-recent = RecentActivity()
-
-# Closed tumbling windows per restaurant, as every worker sees them in ``latest``: the chart
-# history beyond the panes the owner keeps (one hopping window; nothing once a restaurant
-# is quiet). 60 windows = an hour of the default 60 s windows. In memory, from start-up.
-HISTORY_WINDOWS = 60
-history: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
-
-
-def observe_latest(restaurant_id: str, record: dict[str, Any]) -> None:
-    ring = history.get(restaurant_id)
-    if ring is None:
-        ring = history[restaurant_id] = deque(maxlen=HISTORY_WINDOWS)
-        if len(history) > recent.restaurants:
-            history.popitem(last=False)
-    if not ring or ring[-1]["window_start"] < record["window_start"]:
-        ring.append(record)
-
-
-# --- pure reading of table values ----------------------------------------------------------
-def pane_from_record(record: dict[str, Any]) -> PaneAggregate:
-    """A ``RestaurantWindowAggregate`` record back as a value the rules can judge."""
-    def hist(stats: dict[str, Any]) -> Histogram:
-        return Histogram(stats["count"], stats["sum_ms"], stats["max_ms"], list(stats["bucket_counts"]))
-
-    counters = {k: record[k] for k in (
-        "reviews", "rating_sum", "score_sum_milli", "positive", "neutral", "negative", "critical",
-        "llm_calls", "tokens_in", "tokens_out", "cost_micro_usd", "cache_hits", "fallbacks",
-        "budget_skips", "orders_delivered", "late_events")}
-    return PaneAggregate(**counters, categories=dict(record["categories"]),
-                         processing_lag=hist(record["processing_lag"]),
-                         delivery_delay=hist(record["delivery_delay"]))
-
-
-def window_stats(window: PaneAggregate, *, start_ms: int, end_ms: int) -> dict[str, Any]:
-    """What the view shows of one window (units in the names)."""
-    minutes = (end_ms - start_ms) / 60_000
-    return {
-        "window_start_ms": start_ms, "window_end_ms": end_ms,
-        "reviews": window.reviews,
-        "reviews_per_min": round(window.reviews / minutes, 2) if minutes else 0.0,
-        "sentiment_avg": round(window.sentiment_avg, 3),
-        "negative_share": round(window.negative_share, 3),
-        "positive": window.positive, "neutral": window.neutral,
-        "negative": window.negative, "critical": window.critical,
-        "cost_micro_usd": window.cost_micro_usd,
-        "processing_lag_p95_ms": window.processing_lag.percentile(0.95),
-        "delivery_delay_p95_ms": window.delivery_delay.percentile(0.95),
-        "orders_delivered": window.orders_delivered, "late_events": window.late_events,
-        "fallbacks": window.fallbacks, "budget_skips": window.budget_skips,
-    }
-
-
-def window_alerts(window: PaneAggregate, previous: PaneAggregate | None = None) -> list[dict[str, Any]]:
-    """The alert rules judged on one closed tumbling window (negative share included)."""
-    decisions = evaluate_tumbling(window, previous, thresholds)
-    share = negative_share(window, thresholds)
-    decisions += [share] if share is not None else []
-    return [{"rule": str(d.rule), "severity": str(d.severity), "message": d.message} for d in decisions]
-
-
-def current_alerts(restaurant_id: str, *, now_ms: int) -> list[dict[str, Any]]:
-    """Alerts this worker emitted for the restaurant that still apply (recent windows, today)."""
-    recent_ms = 2 * spec.size_ms(WindowKind.TUMBLING) + spec.grace_ms + 5_000
-    return [{"rule": a["rule"], "severity": a["severity"], "message": a["message"]}
-            for a in recent.alerts(restaurant_id)
-            if a["window_end"] > now_ms or a["emitted_at"] >= now_ms - recent_ms]
-
-
-def worst(alerts: list[dict[str, Any]]) -> str:
-    return max((a["severity"] for a in alerts), key=SEVERITY_RANK.__getitem__, default="OK")
-
-
-def summary_row(restaurant_id: str, record: dict[str, Any]) -> dict[str, Any]:
-    stats = window_stats(pane_from_record(record), start_ms=record["window_start"],
-                         end_ms=record["window_end"])
-    alerts = window_alerts(pane_from_record(record))
-    return {"restaurant_id": restaurant_id, **stats, "closed_at_ms": record["closed_at"],
-            "alerts": alerts, "severity": worst(alerts)}
-
-
-# --- routing --------------------------------------------------------------------------------
-def restaurant_partition(restaurant_id: str, partitions: int | None = None) -> int:
-    """The by-restaurant partition decode sends the restaurant to (aiokafka's murmur2 on the bytes)."""
-    n = partitions or settings.topic_partitions
-    return int(_partitioner(restaurant_id.encode(), list(range(n)), list(range(n))))
-
-
-def _ident(url: str | URL) -> tuple[str, int]:
-    u = URL(str(url))
-    return (u.host or "", int(u.port or 80))
-
-
-def self_url() -> str:
-    return str(app.conf.canonical_url).rstrip("/")
-
-
-def owner_of(partition: int) -> str | None:
-    """Canonical URL of the worker owning ``partition`` of the panes changelog; None while unknown."""
-    topic = tables.panes.changelog_topic.get_topic_name()
-    for host, topics in app.router.table_metadata(tables.panes.name).items():
-        if partition in topics.get(topic, ()):
-            return str(host).rstrip("/")
-    return None
-
-
-def owned_partitions() -> set[int]:
-    topic = tables.panes.changelog_topic.get_topic_name()
-    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
-
-
-_http: httpx.AsyncClient | None = None
-
-
-def http() -> httpx.AsyncClient:
-    global _http
-    if _http is None:  # created in the worker's loop, on first use
-        _http = httpx.AsyncClient(timeout=PROXY_TIMEOUT_S)
-    return _http
-
-
-def _peer_headers() -> dict[str, str]:
-    headers = {H_ROUTED: self_url()}
-    if settings.web_auth_token is not None:
-        headers["Authorization"] = f"Bearer {settings.web_auth_token.get_secret_value()}"
-    return headers
-
-
-async def routed(view: Any, request: Any, restaurant_id: str, answer: Any) -> Any:
-    """Answer locally when this worker owns the restaurant, else return the owner's answer."""
-    partition = restaurant_partition(restaurant_id)
-    owner = owner_of(partition)
-    if request.headers.get(H_ROUTED) or (owner is not None and _ident(owner) == _ident(self_url())):
-        metrics.WEB_ROUTED.labels("local").inc()
-        body = answer(restaurant_id, partition)
-        return view.json(body, headers={H_WORKER: self_url()})
-    if owner is None:
-        metrics.WEB_ROUTED.labels("unavailable").inc()
-        return view.json({"error": "no worker owns this restaurant's partition yet (rebalancing)",
-                          "partition": partition}, status=503, headers={"Retry-After": "2"})
-    try:
-        response = await http().get(owner + request.rel_url.raw_path_qs, headers=_peer_headers())
-    except httpx.HTTPError as exc:
-        metrics.WEB_ROUTED.labels("error").inc()
-        return view.json({"error": f"owner {owner} did not answer ({type(exc).__name__})",
-                          "partition": partition}, status=502)
-    metrics.WEB_ROUTED.labels("proxied").inc()
-    headers = {H_WORKER: response.headers.get(H_WORKER, owner), H_ROUTED: self_url()}
-    return view.bytes(response.content, status=response.status_code, headers={
-        **headers, "Content-Type": response.headers.get("Content-Type", "application/json")})
 
 
 # --- the owner's answers ------------------------------------------------------------------------
@@ -269,10 +86,17 @@ def windows_of(restaurant_id: str) -> list[dict[str, Any]]:
         stored = tables.panes.get(pane_key(restaurant_id, start))
         if stored:
             by_window.setdefault(start - start % size, PaneAggregate()).merge_from(
-                PaneAggregate.from_json(stored))
-    out = [{**window_stats(pane_from_record(r), start_ms=r["window_start"], end_ms=r["window_end"]),
-            "closed": True, "alerts": window_alerts(pane_from_record(r))}
-           for r in history.get(restaurant_id, ()) if r["window_start"] not in by_window]
+                PaneAggregate.from_json(stored)
+            )
+    out = [
+        {
+            **window_stats(pane_from_record(r), start_ms=r["window_start"], end_ms=r["window_end"]),
+            "closed": True,
+            "alerts": window_alerts(pane_from_record(r)),
+        }
+        for r in history.get(restaurant_id, ())
+        if r["window_start"] not in by_window
+    ]
     for start in sorted(by_window):
         window = by_window[start]
         closed = closure["t"] is not None and start + size <= closure["t"]
@@ -293,12 +117,16 @@ def restaurant_detail(restaurant_id: str, partition: int) -> dict[str, Any]:
     emitted = current_alerts(restaurant_id, now_ms=now_ms)
     alerts = _dedupe_alerts((row["alerts"] if row else []) + emitted)
     return {
-        "restaurant_id": restaurant_id, "worker": self_url(), "partition": partition,
+        "restaurant_id": restaurant_id,
+        "worker": self_url(),
+        "partition": partition,
         "owner": partition in owned_partitions(),
-        "latest": row, "open": [w for w in windows if not w["closed"]],
+        "latest": row,
+        "open": [w for w in windows if not w["closed"]],
         "cost_today_micro_usd": _cost_today(restaurant_id, now_ms),
         "daily_cap_micro_usd": settings.restaurant_daily_cost_cap_micro_usd,
-        "severity": worst(alerts), "alerts": alerts,
+        "severity": worst(alerts),
+        "alerts": alerts,
         "recent_alerts": recent.alerts(restaurant_id),
         "critical_reviews": recent.critical(restaurant_id),
         "window_size_s": settings.window_size_s,
@@ -306,8 +134,13 @@ def restaurant_detail(restaurant_id: str, partition: int) -> dict[str, Any]:
 
 
 def restaurant_windows(restaurant_id: str, partition: int) -> dict[str, Any]:
-    return {"restaurant_id": restaurant_id, "worker": self_url(), "partition": partition,
-            "window_size_s": settings.window_size_s, "windows": windows_of(restaurant_id)}
+    return {
+        "restaurant_id": restaurant_id,
+        "worker": self_url(),
+        "partition": partition,
+        "window_size_s": settings.window_size_s,
+        "windows": windows_of(restaurant_id),
+    }
 
 
 def _dedupe_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -322,16 +155,27 @@ def owned_summary() -> dict[str, Any]:
     """This worker's part of the dashboard: cost today and emitted alerts, for its partitions."""
     now_ms = int(time.time() * 1000)
     suffix = f"|{utc_day(now_ms)[0]}"
-    cost = {key[: -len(suffix)]: int(value.get("spent", 0))
-            for key, value in tables.daily_cost.items() if key.endswith(suffix) and value}
+    cost = {
+        key[: -len(suffix)]: int(value.get("spent", 0))
+        for key, value in tables.daily_cost.items()
+        if key.endswith(suffix) and value
+    }
     mine = owned_partitions()
-    alerts = {r: current_alerts(r, now_ms=now_ms) for r in recent.alerted_restaurants()
-              if restaurant_partition(r) in mine}
+    alerts = {
+        r: current_alerts(r, now_ms=now_ms)
+        for r in recent.alerted_restaurants()
+        if restaurant_partition(r) in mine
+    }
     # The owner's own rows of ``latest`` too: faust does not keep a GlobalTable in sync across
     # workers (faust-streaming #283) unless it is declared synchronize_all_active_partitions.
     latest = {r: rec for r, rec in tables.latest.items() if rec and restaurant_partition(r) in mine}
-    return {"worker": self_url(), "partitions": sorted(mine), "cost_today_micro_usd": cost,
-            "alerts": {r: a for r, a in alerts.items() if a}, "latest": latest}
+    return {
+        "worker": self_url(),
+        "partitions": sorted(mine),
+        "cost_today_micro_usd": cost,
+        "alerts": {r: a for r, a in alerts.items() if a},
+        "latest": latest,
+    }
 
 
 async def cluster_owned() -> tuple[list[dict[str, Any]], list[str]]:
@@ -340,8 +184,9 @@ async def cluster_owned() -> tuple[list[dict[str, Any]], list[str]]:
     peers = {p for p in peers if _ident(p) != _ident(self_url())}
 
     async def ask(peer: str) -> dict[str, Any]:
-        response = await http().get(f"{peer}/api/_local/owned", headers=_peer_headers(),
-                                    timeout=FANOUT_TIMEOUT_S)
+        response = await http().get(
+            f"{peer}/api/_local/owned", headers=_peer_headers(), timeout=FANOUT_TIMEOUT_S
+        )
         response.raise_for_status()
         return dict(response.json())
 
@@ -356,7 +201,8 @@ def _token_ok(candidate: str | None) -> bool:
     token = settings.web_auth_token
     assert token is not None
     return candidate is not None and hmac.compare_digest(
-        candidate.encode(), token.get_secret_value().encode())
+        candidate.encode(), token.get_secret_value().encode()
+    )
 
 
 @aioweb.middleware
@@ -365,7 +211,7 @@ async def require_token(request: aioweb.Request, handler: Any) -> Any:
     if settings.web_auth_token is None or request.path in OPEN_PATHS:
         return await handler(request)
     bearer = request.headers.get("Authorization", "")
-    if bearer.startswith("Bearer ") and _token_ok(bearer[len("Bearer "):].strip()):
+    if bearer.startswith("Bearer ") and _token_ok(bearer[len("Bearer ") :].strip()):
         return await handler(request)
     if _token_ok(request.cookies.get(TOKEN_COOKIE)):
         return await handler(request)
@@ -375,11 +221,18 @@ async def require_token(request: aioweb.Request, handler: Any) -> Any:
         response.set_cookie(TOKEN_COOKIE, query_token, httponly=True, samesite="Strict", path="/")
         return response
     if request.path.startswith("/api/"):
-        return aioweb.json_response({"error": "unauthorized: send Authorization: Bearer <token>"},
-                                    status=401, headers={"WWW-Authenticate": "Bearer"})
-    return aioweb.Response(status=401, content_type="text/html", headers={"WWW-Authenticate": "Bearer"},
-                           text="<!doctype html><title>ReviewPulse</title><p>Unauthorized: open this "
-                                "page once with <code>?token=&lt;token&gt;</code>.</p>")
+        return aioweb.json_response(
+            {"error": "unauthorized: send Authorization: Bearer <token>"},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return aioweb.Response(
+        status=401,
+        content_type="text/html",
+        headers={"WWW-Authenticate": "Bearer"},
+        text="<!doctype html><title>ReviewPulse</title><p>Unauthorized: open this "
+        "page once with <code>?token=&lt;token&gt;</code>.</p>",
+    )
 
 
 app.web.web_app.middlewares.append(require_token)
@@ -396,8 +249,10 @@ async def collect_history() -> None:
 
 # --- routes ---------------------------------------------------------------------------------
 def _page(view: Any, name: str) -> Any:
-    return view.html((STATIC_DIR / name).read_text(encoding="utf-8"),
-                     headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    return view.html(
+        (STATIC_DIR / name).read_text(encoding="utf-8"),
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @app.page("/health")
@@ -411,8 +266,9 @@ async def ready(web: Any, request: Any) -> Any:
     """Readiness: 503 while the worker rebalances or restores tables from changelogs."""
     recovering = app.tables.recovery.in_recovery if app.tables else False
     if app.rebalancing or recovering:
-        return web.json({"status": "recovering", "rebalancing": app.rebalancing,
-                         "recovering": recovering}, status=503)
+        return web.json(
+            {"status": "recovering", "rebalancing": app.rebalancing, "recovering": recovering}, status=503
+        )
     return web.json({"status": "ready"})
 
 
@@ -451,11 +307,25 @@ async def api_restaurants(web: Any, request: Any) -> Any:
                 row = rows[restaurant_id]
                 row["alerts"] = _dedupe_alerts(row["alerts"] + alerts)
                 row["severity"] = worst(row["alerts"])
-    ordered = sorted(rows.values(), key=lambda r: (-SEVERITY_RANK[r["severity"]], -r["negative_share"],
-                                                   -r["reviews"], r["restaurant_id"]))
-    return web.json({"worker": self_url(), "generated_at_ms": int(time.time() * 1000),
-                     "window_size_s": settings.window_size_s, "incomplete_from": failed,
-                     "restaurants": ordered}, headers={H_WORKER: self_url()})
+    ordered = sorted(
+        rows.values(),
+        key=lambda r: (
+            -SEVERITY_RANK[r["severity"]],
+            -r["negative_share"],
+            -r["reviews"],
+            r["restaurant_id"],
+        ),
+    )
+    return web.json(
+        {
+            "worker": self_url(),
+            "generated_at_ms": int(time.time() * 1000),
+            "window_size_s": settings.window_size_s,
+            "incomplete_from": failed,
+            "restaurants": ordered,
+        },
+        headers={H_WORKER: self_url()},
+    )
 
 
 @app.page("/api/_local/owned")

@@ -29,11 +29,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 XSS_TEXT = ('Terrible, found a cockroach, food poisoning, disgusting! '
             '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2">')
-# The owner keeps critical reviews only once agents/restaurant.py calls
-# tables.views.recent.remember_critical (see tables/views.py); until then that one check is
-# an expected, reported failure, and it turns into a plain passing test by itself.
 REVIEWS_PER_WINDOW = 5
-HOOKED = "remember_critical" in (ROOT / "agents" / "restaurant.py").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +136,6 @@ def test_hostile_restaurant_id_is_shown_as_text_and_runs_nothing(
     assert page.locator("main img, main script").count() == 0
 
 
-@pytest.mark.xfail(not HOOKED, strict=True,
-                   reason="agents/restaurant.py does not call tables.views.recent.remember_critical yet")
 def test_critical_review_with_markup_is_shown_as_text_and_runs_nothing(
         page: Any, worker: Process, traffic: dict[str, str], listed: dict[str, dict[str, Any]]) -> None:
     page.goto(f"{worker.url}/restaurants/{quote(traffic['hostile'], safe='')}")
