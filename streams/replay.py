@@ -43,6 +43,7 @@ from agents.llm.redact import redact_pii
 from streams.codecs import to_ms
 from streams.settings import Settings
 from streams.topic_io import (
+    KAFKA_TIMEOUT_S,
     kafka_config,
     read_time_range,
 )
@@ -60,7 +61,6 @@ PERMANENT_REASONS = frozenset({
 PROMPT_VERSIONS = (PROMPT_VERSION,)
 # Reviews per enrich_batch call while re-enriching: bounds memory of outcomes in flight.
 REENRICH_CHUNK = 500
-KAFKA_TIMEOUT_S = 15.0
 
 
 # --- pure parts ------------------------------------------------------------------------------

@@ -7,24 +7,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents.llm.prompt import PROMPT_VERSION
 from streams.codecs import to_ms
 from streams.settings import Settings
 from streams.topics import DLQ, REVIEWS_CREATED
 
-H_REPROCESS = "rp-reprocess"  # "<model>/<prompt version>" on records written by reprocess
-REENRICH_REASONS = frozenset({"llm_exhausted"})
-# Bytes that are not Avro, do not fit the schema, or break our rules: a replay comes back.
-PERMANENT_REASONS = frozenset({
-    "unknown_magic_byte", "truncated_payload", "undecodable", "empty_value",
-    "invalid_value", "text_too_long",
-})
-# The prompt versions this build can render (agents.llm.prompt); a record names one of them.
-PROMPT_VERSIONS = (PROMPT_VERSION,)
-# Reviews per enrich_batch call while re-enriching: bounds memory of outcomes in flight.
-REENRICH_CHUNK = 500
 KAFKA_TIMEOUT_S = 15.0
-
 
 
 def kafka_config(settings: Settings) -> dict[str, Any]:
