@@ -37,7 +37,6 @@ class Closed:
     aggregates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     alerts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     latest: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # by partition
-    partition: int = 0  # the partition being closed now
 
 
 class PartitionState:
@@ -144,7 +143,7 @@ class PartitionState:
                 self.pane(restaurant_id, s) for s in self.closure(restaurant_id)["panes"]
                 if start - size <= s < start)
             decisions = evaluate_tumbling(window, None if previous.is_empty else previous, thresholds)
-            out.latest.setdefault(out.partition, {})[restaurant_id] = record
+            out.latest.setdefault(self.partition, {})[restaurant_id] = record
         else:
             decisions = evaluate_hopping(window, thresholds)
         out.alerts += [(self.partition, alert_record(d, restaurant_id=restaurant_id, window_start_ms=start,

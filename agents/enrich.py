@@ -17,7 +17,6 @@ from agents.llm.budget import TokenBudget
 from agents.llm.cache import ResultCache
 from agents.llm.client import LLMClient
 from agents.llm.outcome import EnrichOutcome, EnrichRequest, EnrichStatus
-from agents.llm.redact import redact_pii
 from streams import metrics
 from streams.codecs import to_ms
 from streams.logs import event as log_event
@@ -91,7 +90,7 @@ def enrich_request(review: dict[str, Any]) -> EnrichRequest:
 
 def enriched_record(review: dict[str, Any], outcome: EnrichOutcome, *, attempts: int,
                     enriched_at_ms: int) -> dict[str, Any]:
-    """The ``ReviewEnriched`` record; the text is stored redacted, like what the LLM saw."""
+    """The ``ReviewEnriched`` record; the text is the outcome's, redacted like what the LLM saw."""
     assert outcome.enrichment is not None and outcome.status is not EnrichStatus.TRANSIENT_FAILURE
     entity, enrichment = review["entity"], outcome.enrichment
     occurred_ms = to_ms(review["occurred_at"])
@@ -102,7 +101,7 @@ def enriched_record(review: dict[str, Any], outcome: EnrichOutcome, *, attempts:
         "order_id": entity["order_id"],
         "user_id": entity["user_id"],
         "rating": entity["rating"],
-        "text": redact_pii(entity["text"]).text,
+        "text": outcome.text,
         "language": entity["language"],
         "occurred_at": occurred_ms,
         "enriched_at": enriched_at_ms,

@@ -89,6 +89,7 @@ class Item:
 class RestaurantStage:
     def __init__(self) -> None:
         self._batch_seen: dict[str, int] = {}  # event_id -> first offset, within one batch
+        self._daily_read: dict[str, dict[str, Any]] = {}  # day key -> entry read this batch
         # partition -> sender -> (watermark, sent_at) of its last tick (see agents/ticks.py)
         self.tick_senders: dict[int, dict[str, tuple[int, int]]] = {}
         self._watermarks: dict[int, int] = {}
@@ -109,6 +110,7 @@ class RestaurantStage:
         ticked: set[int] = set()
         spent: dict[str, int] = {}
         self._batch_seen = {}
+        self._daily_read = {}
         for partition, evs in groups.items():
             with partition_of(evs[-1]):
                 state = states[partition] = PartitionState(tables, spec, partition)
@@ -119,7 +121,8 @@ class RestaurantStage:
                         continue
                     found.append(item)
                     if item.kind == "review" and item.restaurant_id not in spent:
-                        daily = tables.daily_cost.get(_day_key(item.restaurant_id, now_ms)) or {}
+                        day_key = _day_key(item.restaurant_id, now_ms)
+                        daily = self._daily_read[day_key] = tables.daily_cost.get(day_key) or {}
                         # Once the cap fired, the rest of the day is heuristic (estimates are
                         # above actual costs, so the spend alone could let reviews through again).
                         cap = settings.restaurant_daily_cost_cap_micro_usd
@@ -141,7 +144,6 @@ class RestaurantStage:
                 due = {i.restaurant_id for i in items[partition]}
                 if partition in ticked:
                     due |= state.index()
-                closed.partition = partition
                 if partition not in outbox.recovered:
                     await outbox.recover(partition, tables.closures.get(checkpoint_key(partition)))
                 for restaurant_id in sorted(due):
@@ -244,7 +246,8 @@ class RestaurantStage:
                     item.final = False
                     continue
                 pending.append(await self._dead_letter_exhausted(item, outcome))
-                outcome = fallback_outcome(enrich_request(item.record), reason=outcome.error)
+                outcome = fallback_outcome(enrich_request(item.record), reason=outcome.error,
+                                           text=outcome.text)
             item.outcome = outcome
             count_outcome(outcome)
             record = enriched_record(item.record, outcome, attempts=item.attempt,
@@ -333,7 +336,7 @@ class RestaurantStage:
         key = _day_key(item.restaurant_id, now_ms)
         entry = daily.get(key)
         if entry is None:
-            entry = daily[key] = dict(tables.daily_cost.get(key) or {"spent": 0, "alerted": False})
+            entry = daily[key] = {"spent": 0, "alerted": False, **self._daily_read.get(key, {})}
         entry["spent"] += outcome.cost_micro_usd
         capped = outcome.status is EnrichStatus.BUDGET_SKIPPED and outcome.error == BUDGET_CAP_REASON
         if capped and not entry["alerted"]:

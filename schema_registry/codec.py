@@ -18,7 +18,8 @@ do not dead-letter, the record itself may be fine.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from faust.serializers.codecs import Codec
@@ -46,10 +47,16 @@ def _parse_writer(schema_id: int, schema: SchemaSource) -> ParsedSchema:
         raise SchemaMismatchError(f"writer schema {schema_id} does not parse: {exc}") from exc
 
 
-def _unknown_id(schema_id: int, exc: RegistryHTTPError) -> UnknownSchemaIdError | None:
-    if exc.error_code == SCHEMA_NOT_FOUND or exc.status == 404:
-        return UnknownSchemaIdError(schema_id, f"the registry has no schema id {schema_id}")
-    return None
+@contextmanager
+def _unknown_id_translated(schema_id: int) -> Iterator[None]:
+    """A registry's "schema not found" becomes UnknownSchemaIdError (dead-letter the record);
+    any other registry error passes unchanged (retriable: the record may be fine)."""
+    try:
+        yield
+    except RegistryHTTPError as exc:
+        if exc.error_code == SCHEMA_NOT_FOUND or exc.status == 404:
+            raise UnknownSchemaIdError(schema_id, f"the registry has no schema id {schema_id}") from exc
+        raise
 
 
 class SchemaCache:
@@ -83,26 +90,16 @@ class SchemaCache:
             return parsed
         if self._fetch is None:
             raise UnknownSchemaIdError(schema_id, f"schema id {schema_id} is not in the cache")
-        try:
+        with _unknown_id_translated(schema_id):
             text = self._fetch(schema_id)
-        except RegistryHTTPError as exc:
-            unknown = _unknown_id(schema_id, exc)
-            if unknown is not None:
-                raise unknown from exc
-            raise
         return self.put(schema_id, text)
 
     async def ensure(self, schema_id: int, client: AsyncRegistryClient) -> ParsedSchema:
         """Fill the cache for ``schema_id`` from the async client (no blocking I/O)."""
         if schema_id in self._parsed:
             return self._parsed[schema_id]
-        try:
+        with _unknown_id_translated(schema_id):
             text = await client.get_schema(schema_id)
-        except RegistryHTTPError as exc:
-            unknown = _unknown_id(schema_id, exc)
-            if unknown is not None:
-                raise unknown from exc
-            raise
         return self.put(schema_id, text)
 
 

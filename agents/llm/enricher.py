@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from agents.llm.budget import TokenBudget, would_exceed
 from agents.llm.cache import ResultCache, cache_key
@@ -77,10 +78,11 @@ class _Run:
             pii_redacted=item.pii_redacted,
             error=error,
             retry_after_s=retry_after_s,
+            text=item.review.text,
         )
 
     def _fallback(self, item: _Item, status: EnrichStatus, reason: str) -> None:
-        base = fallback_outcome(item.request, status=status, reason=reason)
+        base = fallback_outcome(item.request, status=status, reason=reason, text=item.review.text)
         self._finish(
             item,
             status,
@@ -89,6 +91,14 @@ class _Run:
             prompt_version=base.prompt_version,
             error=reason,
         )
+
+    def _account(self, items: list[_Item], call: Any, *, reserved: int) -> None:
+        """Book what one call really used (a BatchResult, or the malformed-output error that
+        carries the same figures): the budget gets actual tokens, the items their shares."""
+        if self.budget is not None:
+            self.budget.commit(call.tokens_in + call.tokens_out, reserved=reserved)
+        self._charge(items, tokens_in=call.tokens_in, tokens_out=call.tokens_out,
+                     cost=call.cost_micro_usd, latency_ms=call.latency_ms)
 
     @staticmethod
     def _charge(
@@ -123,15 +133,7 @@ class _Run:
             async with self.slots:
                 result: BatchResult = await self.client.complete_batch([i.review for i in items])
         except LLMMalformedOutputError as exc:
-            if self.budget is not None:
-                self.budget.commit(exc.tokens_in + exc.tokens_out, reserved=reserved)
-            self._charge(
-                items,
-                tokens_in=exc.tokens_in,
-                tokens_out=exc.tokens_out,
-                cost=exc.cost_micro_usd,
-                latency_ms=exc.latency_ms,
-            )
+            self._account(items, exc, reserved=reserved)
             model = exc.model or self.client.model
             for item in items:
                 if item.request.ref in exc.valid_results:
@@ -175,15 +177,7 @@ class _Run:
                 else:
                     self._fallback(item, EnrichStatus.FALLBACK, f"{type(exc).__name__}: {exc}")
             return
-        if self.budget is not None:
-            self.budget.commit(result.tokens_in + result.tokens_out, reserved=reserved)
-        self._charge(
-            items,
-            tokens_in=result.tokens_in,
-            tokens_out=result.tokens_out,
-            cost=result.cost_micro_usd,
-            latency_ms=result.latency_ms,
-        )
+        self._account(items, result, reserved=reserved)
         for item in items:
             self._finish(
                 item,
@@ -273,6 +267,7 @@ async def enrich_batch(
                     status=leader.outcome.status,
                     reason=leader.outcome.error,
                     pii_redacted=follower.pii_redacted,
+                    text=follower.review.text,
                 )
                 continue
             follower.outcome = _with(
@@ -285,6 +280,7 @@ async def enrich_batch(
                 cost_micro_usd=0,
                 latency_ms=0.0,
                 pii_redacted=follower.pii_redacted,
+                text=follower.review.text,
             )
     return [item.outcome for item in items if item.outcome is not None]
 

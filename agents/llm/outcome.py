@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from agents.llm.heuristic import HEURISTIC_MODEL, HEURISTIC_VERSION, enrich_heuristic
 from agents.llm.labels import Enrichment, ReviewInput
+from agents.llm.redact import redact_pii
 
 
 class EnrichStatus(StrEnum):
@@ -47,6 +48,7 @@ class EnrichOutcome:
     pii_redacted: int = 0
     error: str | None = None
     retry_after_s: float | None = None
+    text: str = ""  # the review text with PII redacted, as the LLM saw it (outputs store it)
 
 
 def fallback_outcome(
@@ -55,6 +57,7 @@ def fallback_outcome(
     status: EnrichStatus = EnrichStatus.FALLBACK,
     reason: str | None = None,
     pii_redacted: int = 0,
+    text: str | None = None,
 ) -> EnrichOutcome:
     """A heuristic enrichment for ``request``; the agent calls it when retries run out."""
     review = ReviewInput(request.ref, request.text, request.rating, request.language)
@@ -67,4 +70,5 @@ def fallback_outcome(
         prompt_version=HEURISTIC_VERSION,
         pii_redacted=pii_redacted,
         error=reason,
+        text=redact_pii(request.text).text if text is None else text,
     )
