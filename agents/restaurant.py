@@ -10,6 +10,7 @@ Per ``take_events`` batch (several partitions mixed):
 4. fold into panes and close due windows, then send aggregates and alerts;
 5. wait until every output is acknowledged, and only then write the tables: a crash
    before this point replays the batch, a crash after it finds the panes marked applied.
+   Dedupe marks are written and acknowledged before the panes (see ``process``).
 """
 
 from __future__ import annotations
@@ -157,12 +158,21 @@ class RestaurantStage:
             outbox.acknowledged(topic, partition, future.result().offset)
         t4 = time.perf_counter()
         # Outputs are acknowledged: now the state may say "applied" (see module docstring).
+        # Dedupe marks first, acknowledged, then panes: the two are different changelog topics,
+        # and a pane that survived a crash without its events' marks would count the copies
+        # decode re-forwards (new offsets) a second time. A durable pane implies durable marks.
+        marked = False
         for partition, evs in groups.items():
             with partition_of(evs[-1]):
-                states[partition].flush()
                 for item in items[partition]:
                     if not item.known:  # read in _read: no second table read per event
                         tables.dedupe[item.record["event_id"]] = item.first_offset
+                        marked = True
+        if marked:
+            await app.producer.flush()
+        for partition, evs in groups.items():
+            with partition_of(evs[-1]):
+                states[partition].flush()
                 for key, value in daily_writes[partition].items():
                     tables.daily_cost[key] = value
                 for restaurant_id, record in closed.latest.get(partition, {}).items():
