@@ -393,5 +393,8 @@ stage = RestaurantStage()
 @app.agent(app.topics_.by_restaurant, name="restaurant-stage")
 async def restaurant_stage(stream: Any) -> None:
     await runtime.ready()
+    # Where enrichment goes, once per worker (httpx's per-request lines are silenced).
+    log_event("llm_client", endpoint=f"{llm.client.base_url}/chat/completions", model=llm.client.model,
+              batch_size=settings.llm_batch_size, concurrency=settings.llm_concurrency)
     async for events in stream.take_events(settings.take_max_events, within=settings.take_within_s):
         await stage.process(list(events))

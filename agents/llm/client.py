@@ -53,6 +53,10 @@ from agents.llm.prompt import (
 )
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO ("HTTP Request: POST ... 200 OK"): at a hundred LLM
+# calls a second that is noise in the worker's log and ~1.5% of its CPU (py-spy, a0).
+# Our own on_request hook counts and times every call instead.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # Outcome label of one attempt, by the error it raised ("ok" when it raised none).
 OUTCOME_OF_ERROR: dict[type[LLMError], str] = {
