@@ -34,12 +34,15 @@ def _consumer(settings: Settings, purpose: str) -> Any:
                      "enable.partition.eof": True})
 
 
-def _read_to_end(consumer: Any, assignments: list[Any]) -> Iterator[Any]:
+def read_to_end(consumer: Any, assignments: list[Any], *,
+                timeout_s: float = KAFKA_TIMEOUT_S) -> Iterator[Any]:
     """Messages from ``assignments`` until every partition reports end-of-partition.
 
-    The end is the high watermark of the fetch responses, not ``get_watermark_offsets``:
-    Tansu answers ListOffsets(latest) with the start of the last record batch (so a reader
-    stopping there misses the batch's other records), but its fetch watermark is right.
+    ``consumer`` must be configured with ``enable.partition.eof``. The end is the high
+    watermark of the fetch responses, not ``get_watermark_offsets``: Tansu answers
+    ListOffsets(latest) with the start of the last record batch (so a reader stopping there
+    misses the batch's other records), and a cached watermark from an earlier assignment
+    can say "at the end" before the first fetch of this one has answered.
     """
     from confluent_kafka import KafkaError
 
@@ -47,17 +50,20 @@ def _read_to_end(consumer: Any, assignments: list[Any]) -> Iterator[Any]:
         return
     consumer.assign(assignments)
     open_partitions = {(tp.topic, tp.partition) for tp in assignments}
-    while open_partitions:
-        message = consumer.poll(KAFKA_TIMEOUT_S)
-        if message is None:
-            raise TimeoutError(f"no record within {KAFKA_TIMEOUT_S} s; still reading {open_partitions}")
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                open_partitions.discard((message.topic(), message.partition()))
-                continue
-            raise RuntimeError(f"reading {message.topic()}: {error}")
-        yield message
+    try:
+        while open_partitions:
+            message = consumer.poll(timeout_s)
+            if message is None:
+                raise TimeoutError(f"no record within {timeout_s} s; still reading {open_partitions}")
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    open_partitions.discard((message.topic(), message.partition()))
+                    continue
+                raise RuntimeError(f"reading {message.topic()}: {error}")
+            yield message
+    finally:
+        consumer.unassign()
 
 
 def _partitions(consumer: Any, topic: str) -> list[int]:
@@ -91,7 +97,7 @@ def read_dead_letters(settings: Settings, *, reasons: Sequence[str] = ()) -> lis
         if DLQ not in consumer.list_topics(timeout=KAFKA_TIMEOUT_S).topics:
             return []  # no dead letter was ever written
         assignments = [TopicPartition(DLQ, p, OFFSET_BEGINNING) for p in _partitions(consumer, DLQ)]
-        letters = [deserialize(m.value(), context) for m in _read_to_end(consumer, assignments)
+        letters = [deserialize(m.value(), context) for m in read_to_end(consumer, assignments)
                    if m.value() is not None]
     finally:
         consumer.close()
@@ -131,7 +137,7 @@ def read_time_range(settings: Settings, *, from_ms: int, to_ms: int,
         assignments = [TopicPartition(topic, tp.partition, tp.offset) for tp in starts
                        if tp.offset >= 0]  # -1: nothing at or after from_ms
         return [RawRecord(m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])
-                for m in _read_to_end(consumer, assignments)
+                for m in read_to_end(consumer, assignments)
                 if from_ms <= m.timestamp()[1] < to_ms]
     finally:
         consumer.close()

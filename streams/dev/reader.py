@@ -1,7 +1,7 @@
 """Read whole topics back without a consumer group (tests, the demo, the DLQ command).
 
 A group join on Tansu takes about half the session timeout; assigning partitions
-directly and reading up to the high watermark takes milliseconds and is repeatable.
+directly and reading to each partition's end takes milliseconds and is repeatable.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
+
+from streams.topic_io import read_to_end
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class TopicReader:
             "group.id": "reviewpulse-reader",  # required by librdkafka; never joined (assign only)
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 10,
+            "enable.partition.eof": True,
         })
         self.positions: dict[tuple[str, int], int] = {}
         self._deserializer = None
@@ -57,12 +60,8 @@ class TopicReader:
     def read_new(self, *topics: str, timeout_s: float = 10.0) -> list[Record]:
         """Every record appended since the last call (for each topic), in partition order.
 
-        "The end" is the high watermark of the fetch responses (librdkafka's cached value),
-        not ListOffsets: Tansu answers ListOffsets with the last batch's base offset + 1,
-        which would stop the read inside the last batch (see streams/transport.py).
+        Read until each partition reports its end (``streams.topic_io.read_to_end``).
         """
-        import time
-
         from confluent_kafka import OFFSET_BEGINNING
         from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -72,26 +71,12 @@ class TopicReader:
             for topic in topics if topic in metadata for partition in metadata[topic].partitions
         ]
         out: list[Record] = []
-        if not assignment:
-            return out
-        self.consumer.assign(assignment)
-        remaining = {(tp.topic, tp.partition) for tp in assignment}
-        deadline = time.monotonic() + timeout_s
-        while remaining:
-            message = self.consumer.poll(0.05)
-            if message is not None and not message.error():
-                tp = (message.topic(), message.partition())
-                value = message.value()
-                if self._deserializer is not None and value is not None:
-                    value = self._deserializer(value, SerializationContext(tp[0], MessageField.VALUE))
-                out.append(Record(tp[0], tp[1], message.offset(), message.key(), value,
-                                  tuple(message.headers() or ()), message.timestamp()[1]))
-                self.positions[tp] = message.offset() + 1
-            for tp in list(remaining):
-                _, high = self.consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
-                if high >= 0 and self.positions.get(tp, 0) >= high:
-                    remaining.discard(tp)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topics not read to their end in {timeout_s} s: {sorted(remaining)}")
-        self.consumer.unassign()
+        for message in read_to_end(self.consumer, assignment, timeout_s=timeout_s):
+            tp = (message.topic(), message.partition())
+            value = message.value()
+            if self._deserializer is not None and value is not None:
+                value = self._deserializer(value, SerializationContext(tp[0], MessageField.VALUE))
+            out.append(Record(tp[0], tp[1], message.offset(), message.key(), value,
+                              tuple(message.headers() or ()), message.timestamp()[1]))
+            self.positions[tp] = message.offset() + 1
         return out
