@@ -12,6 +12,14 @@ watermarks read from fetch responses.
    worker would restore part of its state, or stop with a ConsistencyError. We take the
    larger of ListOffsets and the high watermark of one fetch at that offset: on Kafka the
    two agree and the fetch costs one round trip per recovery.
+3. After recovery (and whenever a fetch returns while flow is stopped) Faust seeks the
+   stream partitions to their committed offsets, and aiokafka leaves a partition without
+   one where it is. But records fetched during recovery were dropped (their partitions
+   were paused) and that position is past them: a worker killed before its first commit
+   and restarted with changelogs to restore skipped every input record fetched while it
+   restored (tests/integration/test_crash_enrichment.py, 6 of 6 runs). A stream partition
+   without a committed offset is rewound to its beginning instead, as
+   ``auto_offset_reset="earliest"`` promises; what it replays is deduplicated downstream.
 """
 
 from __future__ import annotations
@@ -58,6 +66,15 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             return await fetched_highwaters(probe, listed)
         finally:
             await probe.stop()
+
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        uncommitted = [tp for tp, offset in committed.items()
+                       if not offset and not self.consumer._is_changelog_tp(tp)]
+        if uncommitted:
+            await self.call_thread(self._ensure_consumer().seek_to_beginning, *uncommitted)
+        return committed
 
 
 class Consumer(faust_aiokafka.Consumer):
