@@ -8,9 +8,12 @@ Per ``take_events`` batch (several partitions mixed):
    LLM parallelism without ``concurrency > 1`` agents, faust #606);
 3. send enriched reviews, critical alerts, retries and dead letters;
 4. fold into panes and close due windows, then send aggregates and alerts;
-5. wait until every output is acknowledged, and only then write the tables: a crash
+5. wait until every output is acknowledged, and only then write the panes: a crash
    before this point replays the batch, a crash after it finds the panes marked applied.
-   Dedupe marks are written and acknowledged before the panes (see ``process``).
+
+Dedupe marks are written while the LLM answers (step 2): a mark holds the offset of the
+delivery it accepted, so a replay of that same record passes it and only a copy at
+another offset is a duplicate. They are acknowledged before the panes are written.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from tables.windows import utc_day
 
 H_FIRST_OFFSET = "rp-first-offset"  # by-restaurant offset where a retried review was first seen
 BUDGET_CAP_REASON = "restaurant daily cost cap reached"
+MARKS_PER_YIELD = 100  # dedupe writes between yields to the LLM calls (~10 ms of CPU)
 
 
 def header(event: Any, name: str) -> bytes | None:
@@ -130,8 +134,9 @@ class RestaurantStage:
                         spent[item.restaurant_id] = cap if daily.get("alerted") else daily.get("spent", 0)
         reviews = [i for found in items.values() for i in found if i.kind == "review"]
         t1 = time.perf_counter()
-        if reviews:
-            await self._enrich(reviews, spent=spent, now_ms=now_ms, pending=pending)
+        # The marks' table writes are CPU work; the LLM calls are waiting: do both at once.
+        enriching = self._enrich(reviews, spent=spent, now_ms=now_ms, pending=pending)
+        _, marked = await asyncio.gather(enriching, self._mark(groups, items))
         t2 = time.perf_counter()
         closed = Closed()
         budget_alerts: list[tuple[int, dict[str, Any]]] = []
@@ -158,16 +163,9 @@ class RestaurantStage:
             outbox.acknowledged(topic, partition, future.result().offset)
         t4 = time.perf_counter()
         # Outputs are acknowledged: now the state may say "applied" (see module docstring).
-        # Dedupe marks first, acknowledged, then panes: the two are different changelog topics,
+        # Dedupe marks acknowledged first, then panes: the two are different changelog topics,
         # and a pane that survived a crash without its events' marks would count the copies
         # decode re-forwards (new offsets) a second time. A durable pane implies durable marks.
-        marked = False
-        for partition, evs in groups.items():
-            with partition_of(evs[-1]):
-                for item in items[partition]:
-                    if not item.known:  # read in _read: no second table read per event
-                        tables.dedupe[item.record["event_id"]] = item.first_offset
-                        marked = True
         if marked:
             await app.producer.flush()
         for partition, evs in groups.items():
@@ -234,9 +232,29 @@ class RestaurantStage:
                     occurred_ms=occurred_ms, pane_start=pane_start, late=late,
                     first_offset=first_offset, attempt=header_int(ev, H_ATTEMPT, 1), known=known)
 
+    async def _mark(self, groups: dict[int, list[Any]], items: dict[int, list[Item]]) -> bool:
+        """Write the dedupe mark of every new event; True if any was written.
+
+        Yields every ``MARKS_PER_YIELD`` writes so the LLM requests of the same batch go out
+        meanwhile. Safe before the outputs exist: a replay of this batch (same offsets)
+        passes its own marks (see ``_read``)."""
+        marked = 0
+        for partition, evs in groups.items():
+            for item in items[partition]:
+                if item.known:  # read in _read: no second table read per event
+                    continue
+                if marked % MARKS_PER_YIELD == 0:
+                    await asyncio.sleep(0)
+                with partition_of(evs[-1]):
+                    tables.dedupe[item.record["event_id"]] = item.first_offset
+                marked += 1
+        return marked > 0
+
     # --- 2-3. enriching and sending ------------------------------------------------------------
     async def _enrich(self, reviews: list[Item], *, spent: dict[str, int], now_ms: int,
                       pending: list[Awaitable[Any]]) -> None:
+        if not reviews:
+            return
         outcomes = await enrich_batch(
             [enrich_request(i.record) for i in reviews],
             client=llm.client, cache=llm.cache, token_budget=llm.budget,
