@@ -1,4 +1,4 @@
-"""Read whole topics back without a consumer group (tests, the demo, the DLQ command).
+"""Read whole topics back without a consumer group (tests, the demo, the benchmark).
 
 A group join on Tansu takes about half the session timeout; assigning partitions
 directly and reading to each partition's end takes milliseconds and is repeatable.
@@ -60,7 +60,8 @@ class TopicReader:
     def read_new(self, *topics: str, timeout_s: float = 10.0) -> list[Record]:
         """Every record appended since the last call (for each topic), in partition order.
 
-        Read until each partition reports its end (``streams.topic_io.read_to_end``).
+        Read until each partition reports its end (``streams.topic_io.read_to_end``);
+        ``timeout_s`` is the longest wait for the next record or end-of-partition.
         """
         from confluent_kafka import OFFSET_BEGINNING
         from confluent_kafka.serialization import MessageField, SerializationContext
