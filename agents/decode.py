@@ -2,8 +2,9 @@
 
 Both input topics feed one internal topic keyed by restaurant id, so every piece of a
 restaurant's state lives in one partition and one agent writes it (one hop in all).
-The original bytes are forwarded untouched: the next stage decodes them again (a cached
-schema makes that a few microseconds) and can still dead-letter exactly what arrived.
+Each record is Avro-decoded once, here: the by-restaurant record carries the validated
+record (:mod:`streams.protocol`) together with the producer's key, value and headers
+untouched, so a later stage can still dead-letter exactly what arrived.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from agents.context import app, runtime, settings
 from agents.ticks import record_event_time, record_progress
 from schema_registry.errors import RegistryHTTPError, SerdeError
 from streams import metrics
-from streams.codecs import to_ms
-from streams.dlq import Origin
+from streams.app import app, runtime
+from streams.codecs import plain_record, to_ms
 from streams.logs import event as log_event
-from streams.topics import H_KIND, H_ORIGIN, H_TRACE
+from streams.protocol import H_TRACE, ORDER, REVIEW, Item, Origin, write_item
 from streams.validation import Invalid, validate_order, validate_review
+
+settings = app.settings
 
 # Prometheus ``.labels()`` costs microseconds per call (a lock and a dict lookup of a
 # tuple); per event that adds up, so each topic's child counter is looked up once.
@@ -36,7 +38,7 @@ def count_consumed(topic: str) -> None:
 
 async def forward(events: Sequence[Any], *, kind: str) -> int:
     """Decode, validate and forward one batch; returns how many were dead-lettered."""
-    record_name = "ReviewCreated" if kind == "review" else "OrderDelivered"
+    record_name = "ReviewCreated" if kind == REVIEW else "OrderDelivered"
     pending: list[Awaitable[Any]] = []
     dead = 0
     for ev in events:
@@ -46,10 +48,10 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
         try:
             if message.value is None:
                 raise Invalid("empty_value", "record has no value (tombstone)")
-            record = await runtime.codecs.decode(record_name, message.value)
+            record = plain_record(await runtime.codecs.decode(record_name, message.value))
             trace_id = record["metadata"]["trace_id"]  # dead letters of invalid values carry it too
             record_event_time(message.tp, to_ms(record["occurred_at"]))
-            if kind == "review":
+            if kind == REVIEW:
                 validate_review(record, text_max_chars=settings.text_max_chars)
                 restaurant_id = record["entity"]["restaurant_id"]
             else:
@@ -61,13 +63,9 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
                 Origin.of(message), stage="decode", reason=reason, error=exc, trace_id=trace_id))
             dead += 1
             continue
-        headers = [
-            (H_KIND, kind.encode()),
-            (H_ORIGIN, f"{message.topic}:{message.partition}:{message.offset}".encode()),
-            (H_TRACE, trace_id.encode()),
-        ]
+        value = write_item(Item(kind=kind, record=record, origin=Origin.of(message)))
         pending.append(await app.topics_.by_restaurant.send(
-            key=restaurant_id.encode(), value=message.value, headers=headers, force=True))
+            key=restaurant_id.encode(), value=value, headers=[(H_TRACE, trace_id.encode())], force=True))
         log_event("decoded", level=10, kind=kind, restaurant=restaurant_id, trace_id=trace_id)
     # Every output is acknowledged before take_events acks (and so commits) the inputs.
     await asyncio.gather(*pending)
@@ -79,7 +77,7 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
 async def decode_reviews(stream: Any) -> None:
     await runtime.ready()
     async for events in stream.take_events(settings.take_max_events, within=settings.take_within_s):
-        dead = await forward(events, kind="review")
+        dead = await forward(events, kind=REVIEW)
         log_event("decode_batch", kind="review", events=len(events), dead_lettered=dead)
 
 
@@ -87,4 +85,4 @@ async def decode_reviews(stream: Any) -> None:
 async def decode_orders(stream: Any) -> None:
     await runtime.ready()
     async for events in stream.take_events(settings.take_max_events, within=settings.take_within_s):
-        await forward(events, kind="order")
+        await forward(events, kind=ORDER)

@@ -6,8 +6,9 @@ window again after the restart and send a second aggregate. To prevent that:
 
 * aggregates and alerts of state partition *p* go to partition *p* of their topics, with
   their deterministic id in an ``rp-id`` header;
-* each table flush records, per partition, the output offsets reached so far (``~out<p>``
-  in the closures table, written with the closures themselves);
+* each table flush records, per partition, the output offsets reached so far (the
+  ``checkpoint_key`` of :mod:`streams.protocol` in the closures table, written with the
+  closures themselves);
 * the first time a worker processes partition *p* (after start or a rebalance), it reads
   the outputs from those offsets to the end and remembers the ids it finds: closing
   them again sends nothing. Re-closing happens when replayed ticks move the watermark
@@ -19,61 +20,35 @@ The scan is short: it covers at most what was sent between one flush and a crash
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from agents.context import app, settings
+from streams.faust_internals import fetched_highwaters
 from streams.logs import event as log_event
-from streams.transport import fetched_highwaters
+from streams.protocol import H_ID
 
-H_ID = "rp-id"
-
-
-def checkpoint_key(partition: int) -> str:
-    return f"~out{partition}"
+# (partition, {topic: start offset}) -> (ids found from there to the end, {topic: end offset})
+ScanOutputs = Callable[[int, Mapping[str, int]], Awaitable[tuple[set[str], dict[str, int]]]]
 
 
 class Outbox:
-    def __init__(self, topics: Iterable[str]) -> None:
+    """Which final aggregates and alerts were already sent; ``scan`` reads the output topics."""
+
+    def __init__(self, topics: Iterable[str], *, scan: ScanOutputs) -> None:
         self.topics = tuple(topics)
+        self._scan = scan
         self.recovered: set[int] = set()
         self.sent_before: dict[int, set[str]] = {}  # ids found in the outputs at recovery
         self.next_offsets: dict[tuple[str, int], int] = {}
 
-    async def recover(self, partition: int, checkpoint: dict[str, int] | None) -> None:
+    async def recover(self, partition: int, checkpoint: Mapping[str, int] | None) -> None:
         """Collect the ids already in the outputs of ``partition`` since ``checkpoint``."""
-        starts = {TopicPartition(topic, partition): (checkpoint or {}).get(topic, 0)
-                  for topic in self.topics}
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
-            fetch_max_wait_ms=10,
-            **credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context))
-        await consumer.start()
-        found: set[str] = set()
-        try:
-            ends = await fetched_highwaters(consumer, starts)
-            for tp, start in starts.items():
-                if start < ends[tp]:
-                    consumer.seek(tp, start)
-            remaining = {tp for tp in starts if starts[tp] < ends[tp]}
-            while remaining:
-                batches = await consumer.getmany(*remaining, timeout_ms=500)
-                for tp, messages in batches.items():
-                    for message in messages:
-                        for key, value in message.headers or ():
-                            if key == H_ID and value:
-                                found.add(value.decode())
-                        if message.offset + 1 >= ends[tp]:
-                            remaining.discard(tp)
-                if not batches:
-                    break  # nothing more to read within the timeout: the end was reached
-            for tp in starts:
-                self.next_offsets[(tp.topic, partition)] = ends[tp]
-        finally:
-            await consumer.stop()
+        starts = {topic: int((checkpoint or {}).get(topic, 0)) for topic in self.topics}
+        found, ends = await self._scan(partition, starts)
+        for topic in self.topics:
+            self.next_offsets[(topic, partition)] = ends.get(topic, starts[topic])
         self.sent_before.setdefault(partition, set()).update(found)
         self.recovered.add(partition)
         if found:
@@ -101,9 +76,33 @@ class Outbox:
         self.recovered.clear()
 
 
-outbox = Outbox([app.topics_.aggregates.get_topic_name(), app.topics_.restaurant_alerts.get_topic_name()])
+def kafka_scanner(consumer_config: Mapping[str, Any]) -> ScanOutputs:
+    """The production ``scan``: a group-less aiokafka consumer reads the ``rp-id`` headers."""
 
+    async def scan(partition: int, starts: Mapping[str, int]) -> tuple[set[str], dict[str, int]]:
+        tps = {TopicPartition(topic, partition): start for topic, start in starts.items()}
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, fetch_max_wait_ms=10, **consumer_config)
+        await consumer.start()
+        found: set[str] = set()
+        try:
+            ends = await fetched_highwaters(consumer, tps)
+            for tp, start in tps.items():
+                if start < ends[tp]:
+                    consumer.seek(tp, start)
+            remaining = {tp for tp in tps if tps[tp] < ends[tp]}
+            while remaining:
+                batches = await consumer.getmany(*remaining, timeout_ms=500)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        for key, value in message.headers or ():
+                            if key == H_ID and value:
+                                found.add(value.decode())
+                        if message.offset + 1 >= ends[tp]:
+                            remaining.discard(tp)
+                if not batches:
+                    break  # nothing more to read within the timeout: the end was reached
+        finally:
+            await consumer.stop()
+        return found, {tp.topic: ends[tp] for tp in tps}
 
-@app.on_partitions_assigned.connect
-async def _on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
-    outbox.reset()
+    return scan

@@ -1,8 +1,11 @@
 """Delayed redelivery: reviews whose LLM call failed transiently wait here, then go back.
 
-A record waits until its ``rp-not-before-ms`` header, then returns to the by-restaurant
-topic with its attempt count. Delays grow per attempt, so the head of a partition is
-(nearly) always the first due: waiting on it in order costs little.
+A record waits until its not-before time, then returns to the by-restaurant topic, where
+the restaurant stage enriches it again and joins the answer into the pane the review was
+folded into at first sight (it is never folded twice). Delays grow per attempt, so the
+head of a partition is (nearly) always the first due: waiting on it in order costs little.
+A not-before time further ahead than the longest delay the settings allow (a forged or
+clock-skewed record) is capped at that delay, so no record stalls its partition.
 """
 
 from __future__ import annotations
@@ -11,20 +14,31 @@ import asyncio
 import time
 from typing import Any
 
-from agents.context import app, runtime
-from agents.restaurant import header_int
 from agents.ticks import record_progress
-from streams.topics import H_NOT_BEFORE
+from streams.app import app, runtime
+from streams.protocol import Origin, ProtocolError, read_item
+
+
+def longest_delay_s() -> float:
+    settings = app.settings
+    return settings.llm_retry_delay_s * 2 ** max(0, settings.llm_max_attempts - 1)
 
 
 @app.agent(app.topics_.retry, name="retry")
 async def retry_stage(stream: Any) -> None:
     await runtime.ready()
     async for event in stream.events():
-        wait_s = header_int(event, H_NOT_BEFORE, 0) / 1000 - time.time()
+        message = event.message
+        try:
+            item = read_item(message.value)
+        except ProtocolError as exc:
+            await (await runtime.dead_letters.send(Origin.of(message), stage="retry", reason=exc.reason,
+                                                   error=exc))
+            record_progress([event])
+            continue
+        wait_s = min(item.not_before_ms / 1000 - time.time(), longest_delay_s())
         if wait_s > 0:
             await asyncio.sleep(wait_s)
-        message = event.message
         sent = await app.topics_.by_restaurant.send(
             key=message.key, value=message.value, headers=list(message.headers or ()), force=True)
         await sent

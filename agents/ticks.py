@@ -13,13 +13,13 @@ A timer sends ``(sender, watermark)`` ticks to every by-restaurant partition. Ti
 through the partition like data, so the restaurant stage closes windows inside stream
 iteration, in order with the events before them, where table writes are allowed. It
 uses the minimum over senders that ticked recently (several workers own input
-partitions; a dead worker's ticks stop and it drops out). A quiet restaurant's window
+partitions; a dead worker's ticks stop and it drops out after
+``streams.runtime.sender_expiry_ms``). A quiet restaurant's window
 still closes on time: its partition keeps receiving ticks.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -27,16 +27,14 @@ from typing import Any
 
 from faust.types import TP
 
-from agents.context import app, settings
 from streams import metrics
+from streams.app import app
 from streams.logs import event as log_event
-from streams.topics import H_KIND, ORDERS_DELIVERED, REVIEWS_CREATED
+from streams.protocol import Tick, write_tick
+from streams.topics import ORDERS_DELIVERED, REVIEWS_CREATED
 
 SENDER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one per worker process
 INPUT_TOPICS = (REVIEWS_CREATED, ORDERS_DELIVERED)
-# A sender whose last tick is this much older than the newest tick on the partition is
-# gone (stopped, or lost its input partitions in a rebalance) and no longer holds it back.
-SENDER_EXPIRY_MS = max(5_000, int(settings.window_close_interval_s * 10_000))
 
 progress: dict[TP, int] = {}  # last offset each stage finished, per partition
 input_event_ms: dict[TP, int] = {}  # largest occurred_at forwarded, per input partition
@@ -76,16 +74,7 @@ def input_watermark(assigned: set[TP], *, now_ms: int) -> int | None:
     return min(marks) if marks else None
 
 
-def merged_watermark(senders: dict[str, tuple[int, int]]) -> int:
-    """Min watermark over the senders whose last tick is recent, judged by tick time."""
-    if not senders:
-        return 0
-    newest = max(sent_at for _, sent_at in senders.values())
-    live = [wm for wm, sent_at in senders.values() if sent_at >= newest - SENDER_EXPIRY_MS]
-    return min(live)
-
-
-@app.timer(settings.window_close_interval_s, name="window-ticks")
+@app.timer(app.settings.window_close_interval_s, name="window-ticks")
 async def send_ticks() -> None:
     assigned = app.assignor.assigned_actives()
     for tp in assigned:
@@ -97,8 +86,7 @@ async def send_ticks() -> None:
     if watermark is None:
         return
     by_restaurant = app.topics_.by_restaurant
-    value = json.dumps({"s": SENDER, "wm": watermark, "at": now_ms}).encode()
-    for partition in range(settings.topic_partitions):
-        await by_restaurant.send(key=b"~tick", value=value, partition=partition,
-                                 headers=[(H_KIND, b"tick")], force=True)
+    value = write_tick(Tick(sender=SENDER, watermark_ms=watermark, sent_at_ms=now_ms))
+    for partition in range(app.settings.topic_partitions):
+        await by_restaurant.send(key=b"~tick", value=value, partition=partition, force=True)
     log_event("ticks_sent", level=10, watermark=watermark, behind_ms=now_ms - watermark)

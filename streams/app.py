@@ -1,4 +1,8 @@
-"""Builds the ``faust.App`` from Settings, and nothing else.
+"""Builds the ``faust.App`` from Settings: its topics, its tables, and its runtime service.
+
+The module-level ``app`` (and its not-yet-started ``runtime``) is the only thing built at
+import time, because Faust's CLI and autodiscovery need it; every client is built when
+the runtime service starts (:mod:`streams.runtime`).
 
 Faust's own environment variables (BROKER_URL, WEB_PORT, APP_STORE, ...) would override
 keyword arguments, so every value is passed explicitly from :class:`Settings`.
@@ -11,33 +15,11 @@ from typing import Any
 
 import faust
 
-from streams import transport
+from streams.faust_internals import ReviewPulseApp
+from streams.runtime import Runtime, install
 from streams.settings import Settings, load_settings
-from streams.topics import Topics, declare_topics
-
-# Faust's changelog buffer (table writes go through ``send_soon``) holds 100 records
-# before its conductor stops delivering messages until it drained back to 100. The
-# restaurant stage writes a batch's tables at once: >= 1 dedupe record per event, so
-# 1,000+ records per 1,000-event batch, and the stop hit every batch ("producer buffer
-# full" warnings, bench/README.md). Two full batches of writes fit under this bound.
-PRODUCER_BUFFER_MAX_MESSAGES = 5_000
-
-
-class ReviewPulseApp(faust.App):
-    """A faust.App whose consumer uses our fetch wait (see streams.transport) and whose
-    changelog buffer holds a whole batch of table writes."""
-
-    fetch_max_wait_ms: int = 1500
-    settings: Settings
-    topics_: Topics
-
-    def _new_transport(self) -> Any:
-        return transport.Transport(self.conf.broker_consumer, self)
-
-    def _new_producer(self) -> Any:
-        producer = super()._new_producer()
-        producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
-        return producer
+from streams.topics import declare_topics
+from tables.state import declare_tables
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -92,8 +74,10 @@ def create_app(settings: Settings) -> ReviewPulseApp:
     app.fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
     app.settings = settings
     app.topics_ = declare_topics(app, app_id=settings.app_id, partitions=settings.topic_partitions)
+    app.tables_ = declare_tables(app, settings)
     return app
 
 
 settings = load_settings()
 app = create_app(settings)
+runtime: Runtime = install(app)

@@ -37,6 +37,11 @@ def to_ms(value: datetime | int) -> int:
     return (value - _EPOCH) // _MS
 
 
+def plain_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The decoded record with its top-level timestamps as epoch ms (JSON-ready, for later stages)."""
+    return {k: to_ms(v) if isinstance(v, datetime) else v for k, v in record.items()}
+
+
 def registry_client(settings: Settings) -> AsyncRegistryClient:
     return AsyncRegistryClient(
         settings.schema_registry_url,

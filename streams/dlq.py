@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -16,34 +15,10 @@ import faust
 from streams import metrics
 from streams.codecs import AvroCodecs
 from streams.logs import event as log_event
+from streams.protocol import Origin
 
 # Error messages are clipped: a dead letter is for triage, not for carrying payloads twice.
 MAX_ERROR_MESSAGE_CHARS = 2_000
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a record was read from (the DLQ's coordinates for replay)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...]
-
-    @classmethod
-    def of(cls, message: Any) -> Origin:
-        headers = message.headers or ()
-        items = headers.items() if isinstance(headers, dict) else headers
-        return cls(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
-            headers=tuple((str(k), v) for k, v in items),
-        )
 
 
 def dead_letter_record(

@@ -86,6 +86,24 @@ LATE_EVENTS = Counter(
     "reviewpulse_late_events", "Events later than their window's grace, counted as late.",
     registry=REGISTRY,
 )
+PROVISIONAL_LABELS = Counter(
+    "reviewpulse_window_provisional_labels", "Reviews counted in a final window aggregate with the "
+    "heuristic's provisional label because their LLM answer had not arrived when it closed.",
+    ["kind"], registry=REGISTRY,
+)
+ENRICHED_AFTER_CLOSE = Counter(
+    "reviewpulse_enrichment_after_close", "Final enrichments that arrived after the review's "
+    "tumbling window had closed: sent on reviews.enriched, never changing that final aggregate.",
+    registry=REGISTRY,
+)
+ENRICH_PENDING = Gauge(
+    "reviewpulse_enrichment_pending", "Reviews folded at first sight whose final enrichment is "
+    "queued or in flight (their input offsets are not committed yet).", registry=REGISTRY,
+)
+ENRICH_SHED = Counter(
+    "reviewpulse_enrichment_shed", "Reviews enriched by the heuristic at once because the "
+    "enrichment backlog was full (REVIEWPULSE_ENRICH_MAX_PENDING).", registry=REGISTRY,
+)
 WEB_ROUTED = Counter(
     "reviewpulse_web_routed_requests", "Per-restaurant web requests, by how they were answered "
     "(local: this worker owns the partition; proxied: forwarded to the owner; unavailable: "
@@ -115,6 +133,7 @@ def _initialise_labels() -> None:
         ENRICHED.labels(status)
     for kind in WINDOW_KINDS:
         AGGREGATES.labels(kind)
+        PROVISIONAL_LABELS.labels(kind)
     for topic in INPUT_TOPICS:
         EVENTS_CONSUMED.labels(topic)
     for direction in ("in", "out"):

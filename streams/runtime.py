@@ -1,51 +1,146 @@
-"""Process-wide collaborators the agents share: codecs, dead letters, the LLM client.
+"""The composition root: one Faust service builds, starts and closes every collaborator.
 
-Built once per worker. Agents ``await runtime.ready()`` before their first batch, so no
-agent encodes before the output schemas are registered. Nothing here does I/O at import.
+Codecs and dead letters, the LLM client (with its cache, budget and breaker), the outbox,
+the HTTP client the web view routes with, and the restaurant stage's core with its
+enrichment workers. Nothing is built at import: :func:`install` only registers the
+service, and agents ``await runtime.ready()`` before their first batch, so no agent
+encodes before the output schemas are registered. Stopping closes every client.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import mode
 
+from streams import metrics
 from streams.codecs import AvroCodecs
 from streams.dlq import DeadLetters
 
 if TYPE_CHECKING:
-    from streams.app import ReviewPulseApp
+    from agents.core import Job, StageCore
+    from agents.enrich import LLMServices
+    from agents.llm.outcome import EnrichOutcome
+    from streams.faust_internals import ReviewPulseApp
+
+ROUTING_TIMEOUT_S = 3.0  # a per-restaurant read is a few table gets: 3 s means the owner is stuck
+
+
+def sender_expiry_ms(window_close_interval_s: float) -> int:
+    """A tick sender silent this long (against the newest tick) no longer holds a partition back:
+    ten timer intervals, at least 5 s, so one slow batch never drops a live worker."""
+    return max(5_000, int(window_close_interval_s * 10_000))
 
 
 class Runtime:
+    """Everything a worker's agents and web view share, built on start and closed on stop."""
+
+    codecs: AvroCodecs
+    dead_letters: DeadLetters
+    llm: LLMServices
+    core: StageCore
+    http: httpx.AsyncClient
+
     def __init__(self, app: ReviewPulseApp) -> None:
         self.app = app
-        self.settings = app.settings
-        self.codecs = AvroCodecs(self.settings)
-        self.dead_letters = DeadLetters(topic=app.topics_.dlq, codecs=self.codecs)
-        self.extensions: dict[str, Any] = {}
         self._ready = asyncio.Event()
 
     async def start(self) -> None:
+        from agents.core import OutputTopics, Ports, StageCore
+        from agents.enrich import LLMServices
+        from agents.outbox import Outbox, kafka_scanner
+        from streams.faust_internals import BoundTable
+        from tables.state import PartitionTables
+        from tables.webdata import recent
+
+        app, settings = self.app, self.app.settings
+        topics, tables = app.topics_, app.tables_
         # Faust creates the internal topics it consumes; the ones we only produce to must be
         # declared here, or the first send waits on metadata for a topic that never comes.
-        topics = self.app.topics_
         for topic in (topics.enriched, topics.critical_alert, topics.aggregates,
                       topics.restaurant_alerts, topics.dlq, topics.retry, topics.by_restaurant):
             await topic.maybe_declare()
+        self.codecs = AvroCodecs(settings)
         await self.codecs.start()
+        self.dead_letters = DeadLetters(topic=topics.dlq, codecs=self.codecs)
+        self.llm = LLMServices.from_settings(settings)
+        self.http = httpx.AsyncClient(timeout=ROUTING_TIMEOUT_S)
+        by_name = {t.get_topic_name(): t for t in (topics.enriched, topics.critical_alert,
+                                                  topics.aggregates, topics.restaurant_alerts, topics.retry)}
+
+        async def send(topic: str, *, key: bytes, value: bytes, partition: int | None = None,
+                       headers: list[tuple[str, bytes]] | None = None) -> Any:
+            return await by_name[topic].send(key=key, value=value, partition=partition,
+                                             headers=headers, force=True)
+
+        def tables_for(partition: int, event: Any) -> PartitionTables:
+            return PartitionTables(**{name: BoundTable(getattr(tables, name), event)
+                                      for name in ("dedupe", "panes", "closures", "daily_cost", "latest")})
+
+        async def not_attached(event: Any) -> None:
+            raise RuntimeError("the restaurant agent has not attached its stream's ack yet")
+
+        outbox = Outbox([topics.aggregates.get_topic_name(), topics.restaurant_alerts.get_topic_name()],
+                        scan=kafka_scanner(self._consumer_config()))
+        self.core = StageCore(
+            ports=Ports(tables_for=tables_for, send=send, dead_letter=self.dead_letters.send,
+                        encode=self.codecs.encode, ack=not_attached, flush_producer=app.producer.flush,
+                        remember_critical=recent.remember_critical, remember_alert=recent.remember_alert),
+            topics=OutputTopics(enriched=topics.enriched.get_topic_name(),
+                                critical_alert=topics.critical_alert.get_topic_name(),
+                                aggregates=topics.aggregates.get_topic_name(),
+                                restaurant_alerts=topics.restaurant_alerts.get_topic_name(),
+                                retry=topics.retry.get_topic_name()),
+            settings=settings, outbox=outbox, enrich=self._enrich,
+            sender_expiry_ms=sender_expiry_ms(settings.window_close_interval_s))
+        app.before_wait_empty = self.core.abandon_queued
+        app.on_partitions_assigned.connect(self._on_assigned)
+        self.core.enricher.start()
         self._ready.set()
 
     async def stop(self) -> None:
-        await self.codecs.stop()
+        if hasattr(self, "core"):
+            await self.core.enricher.stop()
+        if hasattr(self, "llm"):
+            await self.llm.client.aclose()
+        if hasattr(self, "http"):
+            await self.http.aclose()
+        if hasattr(self, "codecs"):
+            await self.codecs.stop()
 
     async def ready(self) -> None:
         await self._ready.wait()
 
+    async def _on_assigned(self, sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        self.core.outbox.reset()
+
+    async def _enrich(self, jobs: Sequence[Job], spent: dict[str, int]) -> list[EnrichOutcome]:
+        from agents.enrich import enrich_request
+        from agents.llm.enricher import enrich_batch
+
+        settings, llm = self.app.settings, self.llm
+        outcomes = await enrich_batch(
+            [enrich_request(job.item.record) for job in jobs],
+            client=llm.client, cache=llm.cache, token_budget=llm.budget,
+            restaurant_spent_micro_usd=spent,
+            restaurant_cap_micro_usd=settings.restaurant_daily_cost_cap_micro_usd,
+            batch_size=settings.llm_batch_size, concurrency=1, reserve=True)
+        metrics.BUDGET_REMAINING.set(llm.budget.remaining)
+        return outcomes
+
+    def _consumer_config(self) -> dict[str, Any]:
+        from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+        conf = self.app.conf
+        return {"bootstrap_servers": self.app.settings.kafka_bootstrap_servers,
+                **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context)}
+
 
 def install(app: ReviewPulseApp) -> Runtime:
-    """Create the runtime and tie its start and stop to the worker's lifecycle."""
+    """Create the runtime service (nothing built yet) and tie it to the worker's lifecycle."""
     runtime = Runtime(app)
 
     class RuntimeService(mode.Service):

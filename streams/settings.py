@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     breaker_reset_timeout_s: float = Field(30.0, gt=0, description="How long the breaker stays open before a half-open probe.")
     token_budget_per_minute: int = Field(500_000, ge=0, description="Global LLM tokens per minute per worker; over it reviews are BUDGET_SKIPPED.")
     restaurant_daily_cost_cap_usd: float = Field(1.0, ge=0, description="LLM spend cap per restaurant per UTC day; over it BUDGET_SKIPPED + one budget_exceeded alert.")
+    enrich_max_pending: int = Field(20_000, ge=1, description="Reviews queued or in flight for enrichment per worker (their offsets stay uncommitted); beyond it new reviews get the heuristic at once (FALLBACK, counted in reviewpulse_enrichment_shed).")
     cache_size: int = Field(20_000, ge=0, description="Entries in the enrichment result cache (0 disables it).")
 
     # --- Pipeline ----------------------------------------------------------------------------

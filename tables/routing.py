@@ -9,12 +9,13 @@ import httpx
 from aiokafka.partitioner import DefaultPartitioner
 from yarl import URL
 
-from agents.context import app, settings, tables
 from streams import metrics
+from streams.app import app, runtime
 
 H_WORKER = "X-ReviewPulse-Worker"  # the worker whose state the answer shows
 H_ROUTED = "X-ReviewPulse-Routed-Via"  # set by the worker that proxied the request
-PROXY_TIMEOUT_S = 3.0  # a per-restaurant read is a few table gets: 3 s means the owner is stuck
+settings = app.settings
+tables = app.tables_
 _partitioner = DefaultPartitioner()
 
 
@@ -48,16 +49,6 @@ def owned_partitions() -> set[int]:
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
 
 
-_http: httpx.AsyncClient | None = None
-
-
-def http() -> httpx.AsyncClient:
-    global _http
-    if _http is None:  # created in the worker's loop, on first use
-        _http = httpx.AsyncClient(timeout=PROXY_TIMEOUT_S)
-    return _http
-
-
 def _peer_headers() -> dict[str, str]:
     headers = {H_ROUTED: self_url()}
     if settings.web_auth_token is not None:
@@ -67,6 +58,7 @@ def _peer_headers() -> dict[str, str]:
 
 async def routed(view: Any, request: Any, restaurant_id: str, answer: Any) -> Any:
     """Answer locally when this worker owns the restaurant, else return the owner's answer."""
+    await runtime.ready()
     partition = restaurant_partition(restaurant_id)
     owner = owner_of(partition)
     if request.headers.get(H_ROUTED) or (owner is not None and _ident(owner) == _ident(self_url())):
@@ -81,7 +73,7 @@ async def routed(view: Any, request: Any, restaurant_id: str, answer: Any) -> An
             headers={"Retry-After": "2"},
         )
     try:
-        response = await http().get(owner + request.rel_url.raw_path_qs, headers=_peer_headers())
+        response = await runtime.http.get(owner + request.rel_url.raw_path_qs, headers=_peer_headers())
     except httpx.HTTPError as exc:
         metrics.WEB_ROUTED.labels("error").inc()
         return view.json(

@@ -207,6 +207,20 @@ def evaluate_hopping(window: PaneAggregate, thresholds: RuleThresholds) -> list[
     return [] if decision is None else [decision]
 
 
+def judge_window(kind: str, window: PaneAggregate, previous: PaneAggregate | None,
+                 thresholds: RuleThresholds) -> list[AlertDecision]:
+    """The one rule engine: what fires on a closed window of ``kind``.
+
+    The stream judges every window it closes with this, and the web view judges the
+    windows it shows with it too, so a window is never judged by two sets of rules.
+    ``previous`` (the tumbling window before) matters for sentiment_drop only.
+    """
+    if str(kind) == "TUMBLING":
+        return evaluate_tumbling(window, None if previous is None or previous.is_empty else previous,
+                                 thresholds)
+    return evaluate_hopping(window, thresholds)
+
+
 # --- records -------------------------------------------------------------------------------
 def alert_record(
     decision: AlertDecision,

@@ -1,24 +1,17 @@
-"""The changelogged tables of the restaurant stage, and writing them from the right partition.
+"""The changelogged tables of the restaurant stage: names, declarations, and their key layout.
 
-One agent (the restaurant stage) writes every table here, once per key per batch.
-
-Why :func:`partition_of` exists: Faust stores a table key in the RocksDB database, and
-sends its changelog record to the partition, *of the event being processed*
-(``current_event()``). A ``take_events`` batch mixes partitions, so before reading or
-writing the state of restaurant R we make an event of R's partition current. Without
-it, state would be restored into the wrong partition after a rebalance.
+One agent (the restaurant stage) writes every table here, once per key per batch; the key
+formats are defined in :mod:`streams.protocol`. Table names are data: renaming one drops
+its state (a new changelog topic).
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust import streams as faust_streams
 
 from streams.settings import Settings
 
@@ -30,21 +23,11 @@ DAILY_COST = "daily-cost"
 LATEST = "latest-aggregates"
 
 
-@contextmanager
-def partition_of(event: Any) -> Iterator[None]:
-    """Make ``event`` current, so table reads and writes go to its partition."""
-    token = faust_streams._current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        faust_streams._current_event.reset(token)
-
-
 @dataclass(frozen=True)
 class Tables:
     dedupe: faust.Table  # event_id -> by-restaurant offset where it was first seen
     panes: faust.Table  # "restaurant|pane_start_ms" -> PaneAggregate.to_json()
-    closures: faust.Table  # restaurant -> {"t": end, "h": end, "panes": [...]}; "~p<n>" -> index
+    closures: faust.Table  # "r:<restaurant>" -> {"t": end, "h": end, "panes": [...]}; "~p<n>" index
     daily_cost: faust.Table  # "restaurant|day_start_ms" -> {"spent": micro_usd, "alerted": bool}
     latest: faust.GlobalTable  # restaurant -> latest closed tumbling RestaurantWindowAggregate
 
@@ -74,3 +57,18 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
                                partitions=settings.topic_partitions,
                                synchronize_all_active_partitions=True),
     )
+
+
+@dataclass(frozen=True)
+class PartitionTables:
+    """The tables as one partition sees them: plain mappings, so the stage core is testable.
+
+    In the worker each is a Faust table bound to an event of the partition
+    (``streams.faust_internals.BoundTable``); in unit tests, dicts.
+    """
+
+    dedupe: MutableMapping[str, Any]
+    panes: MutableMapping[str, Any]
+    closures: MutableMapping[str, Any]
+    daily_cost: MutableMapping[str, Any]
+    latest: MutableMapping[str, Any]

@@ -201,8 +201,94 @@ class PaneAggregate:
     # table write and the commit). All of a restaurant's events come from one partition of
     # the repartition topic, so offsets of one pane are comparable; merge takes the max.
     applied_offset: int = -1
+    # Reviews folded at first sight whose final enrichment has not joined yet:
+    # event_id -> [label, score_milli, categories] of the provisional (heuristic) label
+    # counted for it, or None for a late review (counted in ``late_events`` only). A window
+    # that closes with entries here reports them as ``provisional_labels``.
+    pending: dict[str, list[Any] | None] = field(default_factory=dict)
 
     # --- folding events (in place) -----------------------------------------------------
+    def add_first_sight(self, *, event_id: str, rating: int, label: str, score: float,
+                        categories: Iterable[str], processing_lag_ms: int) -> None:
+        """Fold what a review says without the LLM; its label is provisional until :meth:`join`.
+
+        Count, rating and processing lag are final now; label, score and categories are the
+        heuristic's and are replaced when the LLM's answer (or the final fallback) joins.
+        """
+        label_field = _LABEL_FIELD.get(label)
+        if label_field is None:
+            raise ValueError(f"unknown sentiment label {label!r}")
+        score_milli = score_to_milli(score)
+        cats = sorted(set(categories))
+        self.reviews += 1
+        self.rating_sum += rating
+        self.score_sum_milli += score_milli
+        setattr(self, label_field, getattr(self, label_field) + 1)
+        for name in cats:
+            self.categories[name] = self.categories.get(name, 0) + 1
+        self.processing_lag.add(processing_lag_ms)
+        self.pending[event_id] = [label, score_milli, cats]
+
+    def add_late_review(self, event_id: str) -> None:
+        """A late review: counted late, and remembered until its enrichment is final."""
+        self.late_events += 1
+        self.pending[event_id] = None
+
+    def is_pending(self, event_id: str) -> bool:
+        return event_id in self.pending
+
+    def join(self, event_id: str, *, label: str, score: float, categories: Iterable[str],
+             status: str, cache_hit: bool, tokens_in: int, tokens_out: int,
+             cost_micro_usd: int) -> bool:
+        """Replace a review's provisional label by its final enrichment; False if not pending.
+
+        Idempotent: a second join of the same review (a replay, a retry copy) changes nothing.
+        A late review's join only forgets it: late events are outside every total.
+        """
+        if event_id not in self.pending:
+            return False
+        label_field = _LABEL_FIELD.get(label)
+        if label_field is None:
+            raise ValueError(f"unknown sentiment label {label!r}")
+        score_milli = score_to_milli(score)
+        provisional = self.pending.pop(event_id)
+        if provisional is None:
+            return True
+        old_label, old_score, old_cats = provisional
+        old_field = _LABEL_FIELD[old_label]
+        setattr(self, old_field, getattr(self, old_field) - 1)
+        setattr(self, label_field, getattr(self, label_field) + 1)
+        self.score_sum_milli += score_milli - old_score
+        cats = self.categories
+        for name in old_cats:
+            left = cats.get(name, 0) - 1
+            if left > 0:
+                cats[name] = left
+            else:
+                cats.pop(name, None)
+        for name in set(categories):
+            cats[name] = cats.get(name, 0) + 1
+        if status == "ENRICHED":
+            if not cache_hit:
+                self.llm_calls += 1
+        elif status == "FALLBACK":
+            self.fallbacks += 1
+        elif status == "BUDGET_SKIPPED":
+            self.budget_skips += 1
+        else:
+            raise ValueError(f"unknown enrichment status {status!r}")
+        if cache_hit:
+            self.cache_hits += 1
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.cost_micro_usd += cost_micro_usd
+        return True
+
+    @property
+    def provisional_labels(self) -> int:
+        """Reviews counted with the heuristic's provisional label (their LLM answer is not in)."""
+        return sum(1 for entry in self.pending.values() if entry is not None)
+
     def add_review(
         self,
         *,
@@ -296,6 +382,8 @@ class PaneAggregate:
         self.delivery_delay.merge_from(other.delivery_delay)
         if other.applied_offset > self.applied_offset:
             self.applied_offset = other.applied_offset
+        if other.pending:
+            self.pending.update(other.pending)
 
     def merge(self, other: PaneAggregate) -> PaneAggregate:
         """A new aggregate holding both; neither input changes."""
@@ -373,6 +461,7 @@ class PaneAggregate:
             "processing_lag": self.processing_lag.to_record(),
             "delivery_delay": self.delivery_delay.to_record(),
             "late_events": self.late_events,
+            "provisional_labels": self.provisional_labels,
         }
 
     # --- table value (JSON) ------------------------------------------------------------
@@ -391,6 +480,8 @@ class PaneAggregate:
             out["delivery_delay"] = self.delivery_delay.to_json()
         if self.applied_offset != -1:
             out["applied_offset"] = self.applied_offset
+        if self.pending:
+            out["pending"] = dict(self.pending)
         return out
 
     @classmethod
@@ -403,4 +494,6 @@ class PaneAggregate:
             kwargs["processing_lag"] = Histogram.from_json(kwargs["processing_lag"])
         if "delivery_delay" in kwargs:
             kwargs["delivery_delay"] = Histogram.from_json(kwargs["delivery_delay"])
+        if "pending" in kwargs:
+            kwargs["pending"] = dict(kwargs["pending"])
         return cls(**kwargs)

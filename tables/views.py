@@ -33,14 +33,14 @@ from typing import Any
 from aiohttp import web as aioweb
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.aggregate import pane_key
-from agents.context import app, llm, settings, spec, tables
 from streams import metrics
+from streams.app import app, runtime
+from streams.protocol import closure_key, day_key, day_of_key, pane_key, restaurant_of_day_key
+from tables.panes import EMPTY_CLOSURE
 from tables.routing import (
     H_WORKER,
     _ident,
     _peer_headers,
-    http,
     owned_partitions,
     restaurant_partition,
     routed,
@@ -65,22 +65,25 @@ STATIC_DIR = Path(__file__).parent / "static"
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 TOKEN_COOKIE = "rp_token"
 FANOUT_TIMEOUT_S = 1.5  # the dashboard polls every 2 s; a slow peer must not stall it
+settings = app.settings
+tables = app.tables_
 
 
 # --- the owner's answers ------------------------------------------------------------------------
 def _closure(restaurant_id: str) -> dict[str, Any]:
-    return tables.closures.get(restaurant_id) or {"t": None, "h": None, "panes": []}
+    return tables.closures.get(closure_key(restaurant_id)) or EMPTY_CLOSURE
 
 
 def _cost_today(restaurant_id: str, now_ms: int) -> int:
-    entry = tables.daily_cost.get(f"{restaurant_id}|{utc_day(now_ms)[0]}") or {}
+    entry = tables.daily_cost.get(day_key(restaurant_id, utc_day(now_ms)[0])) or {}
     return int(entry.get("spent", 0))
 
 
 def windows_of(restaurant_id: str) -> list[dict[str, Any]]:
     """Tumbling windows over the panes the owner keeps (about one hopping window), oldest first."""
     closure = _closure(restaurant_id)
-    size = spec.size_ms(WindowKind.TUMBLING)
+    size = runtime.core.spec.size_ms(WindowKind.TUMBLING)
+    thresholds = runtime.core.thresholds
     by_window: dict[int, PaneAggregate] = {}
     for start in closure["panes"]:
         stored = tables.panes.get(pane_key(restaurant_id, start))
@@ -92,7 +95,7 @@ def windows_of(restaurant_id: str) -> list[dict[str, Any]]:
         {
             **window_stats(pane_from_record(r), start_ms=r["window_start"], end_ms=r["window_end"]),
             "closed": True,
-            "alerts": window_alerts(pane_from_record(r)),
+            "alerts": window_alerts(pane_from_record(r), thresholds=thresholds),
         }
         for r in history.get(restaurant_id, ())
         if r["window_start"] not in by_window
@@ -101,7 +104,8 @@ def windows_of(restaurant_id: str) -> list[dict[str, Any]]:
         window = by_window[start]
         closed = closure["t"] is not None and start + size <= closure["t"]
         row = {**window_stats(window, start_ms=start, end_ms=start + size), "closed": closed}
-        row["alerts"] = window_alerts(window, by_window.get(start - size)) if closed else []
+        row["alerts"] = (window_alerts(window, by_window.get(start - size), thresholds=thresholds)
+                         if closed else [])
         out.append(row)
     return sorted(out, key=lambda w: w["window_start_ms"])
 
@@ -111,10 +115,10 @@ def restaurant_detail(restaurant_id: str, partition: int) -> dict[str, Any]:
     latest = tables.latest.get(restaurant_id)
     windows = windows_of(restaurant_id)
     closed = [w for w in windows if w["closed"]]
-    row = summary_row(restaurant_id, latest) if latest else None
+    row = summary_row(restaurant_id, latest, thresholds=runtime.core.thresholds) if latest else None
     if row is not None and closed and closed[-1]["window_start_ms"] == row["window_start_ms"]:
         row["alerts"] = closed[-1]["alerts"]  # with sentiment_drop: the owner knows the previous window
-    emitted = current_alerts(restaurant_id, now_ms=now_ms)
+    emitted = current_alerts(restaurant_id, now_ms=now_ms, spec=runtime.core.spec)
     alerts = _dedupe_alerts((row["alerts"] if row else []) + emitted)
     return {
         "restaurant_id": restaurant_id,
@@ -154,15 +158,15 @@ def _dedupe_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def owned_summary() -> dict[str, Any]:
     """This worker's part of the dashboard: cost today and emitted alerts, for its partitions."""
     now_ms = int(time.time() * 1000)
-    suffix = f"|{utc_day(now_ms)[0]}"
+    today = utc_day(now_ms)[0]
     cost = {
-        key[: -len(suffix)]: int(value.get("spent", 0))
+        restaurant_of_day_key(key): int(value.get("spent", 0))
         for key, value in tables.daily_cost.items()
-        if key.endswith(suffix) and value
+        if value and day_of_key(key) == today
     }
     mine = owned_partitions()
     alerts = {
-        r: current_alerts(r, now_ms=now_ms)
+        r: current_alerts(r, now_ms=now_ms, spec=runtime.core.spec)
         for r in recent.alerted_restaurants()
         if restaurant_partition(r) in mine
     }
@@ -184,7 +188,7 @@ async def cluster_owned() -> tuple[list[dict[str, Any]], list[str]]:
     peers = {p for p in peers if _ident(p) != _ident(self_url())}
 
     async def ask(peer: str) -> dict[str, Any]:
-        response = await http().get(
+        response = await runtime.http.get(
             f"{peer}/api/_local/owned", headers=_peer_headers(), timeout=FANOUT_TIMEOUT_S
         )
         response.raise_for_status()
@@ -275,8 +279,9 @@ async def ready(web: Any, request: Any) -> Any:
 @app.page("/metrics")
 async def prometheus_metrics(web: Any, request: Any) -> Any:
     """Prometheus text format; gauges that drift with time are read at scrape time."""
-    metrics.BUDGET_REMAINING.set(llm.budget.remaining)
-    _ = llm.breaker.state  # an open breaker past its timeout reads (and reports) half-open
+    if hasattr(runtime, "llm"):  # started
+        metrics.BUDGET_REMAINING.set(runtime.llm.budget.remaining)
+        _ = runtime.llm.breaker.state  # an open breaker past its timeout reads (and reports) half-open
     return web.bytes(generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -293,11 +298,12 @@ async def restaurant_page(web: Any, request: Any, restaurant_id: str) -> Any:
 @app.page("/api/restaurants")
 async def api_restaurants(web: Any, request: Any) -> Any:
     """Every restaurant with a closed window, worst first (severity, negative share, volume)."""
+    await runtime.ready()
     parts, failed = await cluster_owned()
     records = {r: rec for r, rec in tables.latest.items() if rec}
     for part in parts:
         records.update(part["latest"])  # the owner's copy wins
-    rows = {r: summary_row(r, rec) for r, rec in records.items()}
+    rows = {r: summary_row(r, rec, thresholds=runtime.core.thresholds) for r, rec in records.items()}
     for part in parts:
         for restaurant_id, cost in part["cost_today_micro_usd"].items():
             if restaurant_id in rows:
@@ -330,6 +336,7 @@ async def api_restaurants(web: Any, request: Any) -> Any:
 
 @app.page("/api/_local/owned")
 async def api_local_owned(web: Any, request: Any) -> Any:
+    await runtime.ready()
     return web.json(owned_summary(), headers={H_WORKER: self_url()})
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
-from agents.context import spec, thresholds
-from tables.rules import evaluate_tumbling, negative_share
+from tables.rules import RuleThresholds, judge_window
 from tables.values import Histogram, PaneAggregate
-from tables.windows import WindowKind
+from tables.windows import WindowKind, WindowSpec
 
 SEVERITY_RANK = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
 
@@ -146,15 +145,15 @@ def window_stats(window: PaneAggregate, *, start_ms: int, end_ms: int) -> dict[s
     }
 
 
-def window_alerts(window: PaneAggregate, previous: PaneAggregate | None = None) -> list[dict[str, Any]]:
-    """The alert rules judged on one closed tumbling window (negative share included)."""
-    decisions = evaluate_tumbling(window, previous, thresholds)
-    share = negative_share(window, thresholds)
-    decisions += [share] if share is not None else []
+def window_alerts(window: PaneAggregate, previous: PaneAggregate | None = None, *,
+                  thresholds: RuleThresholds) -> list[dict[str, Any]]:
+    """The stream's own rules on one tumbling window (negative_share is a hopping-window
+    rule: the view shows it from the alerts the stream emitted)."""
+    decisions = judge_window(WindowKind.TUMBLING, window, previous, thresholds)
     return [{"rule": str(d.rule), "severity": str(d.severity), "message": d.message} for d in decisions]
 
 
-def current_alerts(restaurant_id: str, *, now_ms: int) -> list[dict[str, Any]]:
+def current_alerts(restaurant_id: str, *, now_ms: int, spec: WindowSpec) -> list[dict[str, Any]]:
     """Alerts this worker emitted for the restaurant that still apply (recent windows, today)."""
     recent_ms = 2 * spec.size_ms(WindowKind.TUMBLING) + spec.grace_ms + 5_000
     return [
@@ -168,11 +167,11 @@ def worst(alerts: list[dict[str, Any]]) -> str:
     return max((a["severity"] for a in alerts), key=SEVERITY_RANK.__getitem__, default="OK")
 
 
-def summary_row(restaurant_id: str, record: dict[str, Any]) -> dict[str, Any]:
+def summary_row(restaurant_id: str, record: dict[str, Any], *, thresholds: RuleThresholds) -> dict[str, Any]:
     stats = window_stats(
         pane_from_record(record), start_ms=record["window_start"], end_ms=record["window_end"]
     )
-    alerts = window_alerts(pane_from_record(record))
+    alerts = window_alerts(pane_from_record(record), thresholds=thresholds)
     return {
         "restaurant_id": restaurant_id,
         **stats,

@@ -198,12 +198,16 @@ async def enrich_batch(
     restaurant_cap_micro_usd: int | None = None,
     batch_size: int = 10,  # seed 000 §4.3: BATCH_SIZE = 10
     concurrency: int = 2,
+    reserve: bool = False,
 ) -> list[EnrichOutcome]:
     """Enrich a batch; one :class:`EnrichOutcome` per request, in input order.
 
     ``restaurant_spent_micro_usd`` is today's spend per restaurant (the worker's daily
     cost table); a review whose estimated cost would pass ``restaurant_cap_micro_usd``
     is ``BUDGET_SKIPPED``. The caller adds each outcome's ``cost_micro_usd`` back.
+    With ``reserve`` the mapping is the caller's running ledger (a MutableMapping) and
+    the estimates of the reviews sent are added to it before the first await, so calls
+    in flight together never spend the same headroom twice.
     """
     refs = [r.ref for r in requests]
     if len(set(refs)) != len(refs):
@@ -235,7 +239,8 @@ async def enrich_batch(
             leaders[key] = item
 
     to_send: list[_Item] = []
-    projected: dict[str, int] = dict(restaurant_spent_micro_usd or {})
+    projected: Any = (restaurant_spent_micro_usd if reserve and restaurant_spent_micro_usd is not None
+                      else dict(restaurant_spent_micro_usd or {}))
     for item in leaders.values():
         t_in, t_out = estimate_review_tokens(item.review, batch_size=batch_size)
         estimate = cost_micro_usd(tokens_in=t_in, tokens_out=t_out, prices=client.prices)

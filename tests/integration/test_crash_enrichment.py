@@ -10,7 +10,7 @@ never reached the broker before the kill: those reviews are enriched again.
 
 The kill waits for the first dedupe marks in the changelog, so the restarted worker always
 has state to restore: the fresh case once lost every input record fetched while it
-restored (see streams/transport.py, point 3) and passed only because it rarely restored.
+restored (see streams/faust_internals.py, point 3) and passed only because it rarely restored.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def test_every_command_has_help(command: list[str]) -> None:
 def test_help_builds_no_app_and_imports_no_kafka_client() -> None:
     code = ("import sys; from click.testing import CliRunner; from streams.cli import main; "
             "[CliRunner().invoke(main, [*c, '--help']) for c in (['dlq', 'replay'], ['reprocess'])]; "
-            "print(sorted(m for m in ('streams.app', 'agents.context', 'confluent_kafka', 'faust') "
+            "print(sorted(m for m in ('streams.app', 'streams.runtime', 'confluent_kafka', 'faust') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Stage 3: fold enriched reviews and delivered orders into panes, and close windows.
+"""Panes and closing: one partition's window state, read once and written once per batch.
 
 State is kept in panes (``gcd(window size, hopping step)``, 60 s by default) keyed
 ``restaurant|pane_start``; a tumbling or hopping window is the merge of its panes.
@@ -14,19 +14,17 @@ restarted worker neither repeats nor skips a final aggregate.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tables.rules import RuleThresholds, alert_record, evaluate_hopping, evaluate_tumbling
-from tables.state import Tables
+from streams import metrics
+from streams.protocol import closure_key, index_key, pane_key
+from tables.rules import RuleThresholds, alert_record, judge_window
 from tables.values import PaneAggregate
 from tables.windows import WindowKind, WindowSpec
 
-INDEX_PREFIX = "~p"  # closures key listing the restaurants with panes in one partition
-
-
-def pane_key(restaurant_id: str, pane_start_ms: int) -> str:
-    return f"{restaurant_id}|{pane_start_ms}"
+EMPTY_CLOSURE: dict[str, Any] = {"t": None, "h": None, "panes": []}
 
 
 @dataclass
@@ -42,11 +40,14 @@ class Closed:
 class PartitionState:
     """The pane and closure records one batch touches in one partition: read once, written once.
 
-    Must be used inside ``tables.state.partition_of(event)`` for an event of the partition.
+    ``panes`` and ``closures`` are the partition's tables as mappings (Faust tables bound to
+    the partition in the worker, dicts in unit tests).
     """
 
-    def __init__(self, tables: Tables, spec: WindowSpec, partition: int) -> None:
-        self.tables = tables
+    def __init__(self, *, panes: MutableMapping[str, Any], closures: MutableMapping[str, Any],
+                 spec: WindowSpec, partition: int) -> None:
+        self.panes_table = panes
+        self.closures_table = closures
         self.spec = spec
         self.partition = partition
         self._panes: dict[tuple[str, int], PaneAggregate] = {}
@@ -55,13 +56,14 @@ class PartitionState:
         self._deleted_panes: set[tuple[str, int]] = set()
         self._dirty_closures: set[str] = set()
         self._index: set[str] | None = None
+        self._index_dirty = False
 
     # --- reading ---------------------------------------------------------------------------
     def closure(self, restaurant_id: str) -> dict[str, Any]:
         record = self._closures.get(restaurant_id)
         if record is None:
-            stored = self.tables.closures.get(restaurant_id)
-            record = dict(stored) if stored else {"t": None, "h": None, "panes": []}
+            stored = self.closures_table.get(closure_key(restaurant_id))
+            record = dict(stored) if stored else dict(EMPTY_CLOSURE)
             self._closures[restaurant_id] = record
         return record
 
@@ -69,14 +71,14 @@ class PartitionState:
         key = (restaurant_id, start_ms)
         pane = self._panes.get(key)
         if pane is None:
-            stored = self.tables.panes.get(pane_key(restaurant_id, start_ms))
+            stored = self.panes_table.get(pane_key(restaurant_id, start_ms))
             pane = PaneAggregate.from_json(stored) if stored else PaneAggregate()
             self._panes[key] = pane
         return pane
 
     def index(self) -> set[str]:
         if self._index is None:
-            self._index = set(self.tables.closures.get(f"{INDEX_PREFIX}{self.partition}") or ())
+            self._index = set(self.closures_table.get(index_key(self.partition)) or ())
         return self._index
 
     # --- folding ---------------------------------------------------------------------------
@@ -98,8 +100,12 @@ class PartitionState:
             index = self.index()
             if restaurant_id not in index:
                 index.add(restaurant_id)
-                self._dirty_closures.add(f"{INDEX_PREFIX}{self.partition}")
+                self._index_dirty = True
         return pane
+
+    def has_pane(self, restaurant_id: str, start_ms: int) -> bool:
+        """Whether the restaurant still keeps this pane (closed and collected panes are gone)."""
+        return start_ms in self.closure(restaurant_id)["panes"]
 
     # --- closing ---------------------------------------------------------------------------
     def close(self, restaurant_id: str, *, watermark_ms: int, now_ms: int,
@@ -137,15 +143,16 @@ class PartitionState:
         record = window.to_record(restaurant_id=restaurant_id, window_kind=kind,
                                   window_start_ms=start, window_end_ms=end, closed_at_ms=now_ms)
         out.aggregates.append((self.partition, record))
+        if window.provisional_labels:
+            metrics.PROVISIONAL_LABELS.labels(str(kind)).inc(window.provisional_labels)
+        previous = None
         if kind == WindowKind.TUMBLING:
             size = end - start
             previous = PaneAggregate.merge_all(
                 self.pane(restaurant_id, s) for s in self.closure(restaurant_id)["panes"]
                 if start - size <= s < start)
-            decisions = evaluate_tumbling(window, None if previous.is_empty else previous, thresholds)
             out.latest.setdefault(self.partition, {})[restaurant_id] = record
-        else:
-            decisions = evaluate_hopping(window, thresholds)
+        decisions = judge_window(kind, window, previous, thresholds)
         out.alerts += [(self.partition, alert_record(d, restaurant_id=restaurant_id, window_start_ms=start,
                                                      window_end_ms=end, emitted_at_ms=now_ms))
                        for d in decisions]
@@ -162,23 +169,23 @@ class PartitionState:
             closure["panes"] = keep
             if not keep:
                 self.index().discard(restaurant_id)
-                self._dirty_closures.add(f"{INDEX_PREFIX}{self.partition}")
+                self._index_dirty = True
 
     # --- writing ---------------------------------------------------------------------------
     def flush(self) -> None:
         """Write each touched record once (every write is a changelog record)."""
-        panes, closures = self.tables.panes, self.tables.closures
+        panes, closures = self.panes_table, self.closures_table
         for restaurant_id, start in self._dirty_panes:
             panes[pane_key(restaurant_id, start)] = self._panes[(restaurant_id, start)].to_json()
         for restaurant_id, start in self._deleted_panes:
             key = pane_key(restaurant_id, start)
             if key in panes:
                 del panes[key]
-        for key in self._dirty_closures:
-            if key.startswith(INDEX_PREFIX):
-                closures[key] = sorted(self.index())
-            else:
-                closures[key] = self._closures[key]
+        for restaurant_id in self._dirty_closures:
+            closures[closure_key(restaurant_id)] = self._closures[restaurant_id]
+        if self._index_dirty:
+            closures[index_key(self.partition)] = sorted(self.index())
+        self._index_dirty = False
         self._dirty_panes.clear()
         self._deleted_panes.clear()
         self._dirty_closures.clear()

@@ -1,0 +1,476 @@
+"""The restaurant stage's core: dedupe, fold at first sight, close windows, join enrichment.
+
+No Faust and no Kafka here: the core receives its collaborators (:class:`Ports`: tables as
+mappings, senders as callables, a clock), so unit tests drive it with dicts and fakes.
+
+The LLM is beside the flow, never in front of it (DESIGN §3):
+
+1. :meth:`StageCore.process` handles one batch of the by-restaurant topic. A new review or
+   order is folded into its pane at once, the review with the local heuristic's
+   *provisional* label; due windows close and their final aggregates go out; the batch's
+   tables are written once its outputs are acknowledged. Every event is then acked,
+   except the reviews, which go to the :class:`~agents.enrichment.Enricher`.
+2. :meth:`StageCore.complete` runs when an enrichment call answers: it sends the review's
+   ``reviews.enriched`` (and critical alert), or its retry record, or its dead letter; then
+   joins the final label into the review's pane (replacing the provisional one) and books
+   the cost; only then acks the review. So a review's input offset is committed only once
+   its outcome is durable: Faust commits a partition up to its first unacked offset, the
+   incomplete-offset tracking of Confluent's Parallel Consumer.
+
+A window that closes before a review's answer arrives reports it in
+``provisional_labels``; the answer still goes out on ``reviews.enriched`` and may join a
+pane that later hopping windows use, but never changes an aggregate already sent.
+
+Replays after a crash: a pane records the highest input offset folded into it and the
+reviews whose enrichment has not joined yet (``PaneAggregate.pending``). A replayed event
+already folded is not folded again; if it is still pending it is enriched again. A copy of
+an ``event_id`` at another offset is a duplicate (the dedupe table). A review coming back
+from ``reviews.retry`` is never folded: it only joins the pane it was folded into.
+
+Both paths change state under one lock: a batch and a join never interleave their
+read-modify-write of a pane, and a join never writes a batch's state before the batch's
+outputs are acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.enrich import count_outcome, critical_alert_record, enrich_request, enriched_record
+from agents.enrichment import Enricher
+from agents.llm.heuristic import enrich_heuristic
+from agents.llm.labels import ReviewInput
+from agents.llm.outcome import EnrichOutcome, EnrichStatus, fallback_outcome
+from agents.outbox import Outbox
+from streams import metrics
+from streams.logs import event as log_event
+from streams.protocol import (
+    H_ID,
+    H_TRACE,
+    ORDER,
+    RETRY,
+    REVIEW,
+    TICK,
+    Item,
+    Origin,
+    ProtocolError,
+    Tick,
+    checkpoint_key,
+    day_key,
+    kind_of,
+    read_item,
+    read_tick,
+    write_item,
+)
+from streams.settings import FailurePolicy, Settings
+from tables.panes import Closed, PartitionState
+from tables.rules import RuleThresholds, budget_exceeded_record
+from tables.state import PartitionTables
+from tables.windows import WindowSpec, utc_day
+
+BUDGET_CAP_REASON = "restaurant daily cost cap reached"
+BACKLOG_REASON = "enrichment backlog full"
+
+Send = Callable[..., Awaitable[Awaitable[Any]]]  # (topic, *, key, value, partition, headers)
+
+
+@dataclass
+class Ports:
+    """What the core needs from the world; the worker wires Faust, tests wire fakes."""
+
+    tables_for: Callable[[int, Any], PartitionTables]  # (partition, an event of it) -> tables
+    send: Send  # returns the delivery future; await it for the acknowledgement
+    dead_letter: Callable[..., Awaitable[Awaitable[Any]]]  # (origin, *, stage, reason, ...)
+    encode: Callable[[str, dict[str, Any]], bytes]
+    ack: Callable[[Any], Awaitable[Any]]  # the event's offset may be committed now
+    flush_producer: Callable[[], Awaitable[None]]
+    clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    # What the web view remembers of recent activity (a critical review, an alert as sent).
+    remember_critical: Callable[[dict[str, Any]], None] = lambda record: None
+    remember_alert: Callable[[dict[str, Any]], None] = lambda record: None
+
+
+@dataclass(frozen=True)
+class OutputTopics:
+    enriched: str
+    critical_alert: str
+    aggregates: str
+    restaurant_alerts: str
+    retry: str
+
+
+@dataclass(slots=True)
+class Job:
+    """A review whose final enrichment is owed: the event to ack and the pane to join."""
+
+    event: Any
+    partition: int
+    item: Item
+    pane_start_ms: int
+    late: bool
+    attempt: int = 1
+
+
+@dataclass
+class _Batch:
+    """What one batch of one partition produced."""
+
+    state: PartitionState
+    tables: PartitionTables
+    due: set[str] = field(default_factory=set)
+    marks: dict[str, int] = field(default_factory=dict)
+
+
+class StageCore:
+    def __init__(self, *, ports: Ports, topics: OutputTopics, settings: Settings, outbox: Outbox,
+                 enrich: Callable[[Sequence[Job], dict[str, int]], Awaitable[list[EnrichOutcome]]],
+                 # (jobs, today's spend ledger to reserve estimates in) -> one outcome per job
+                 sender_expiry_ms: int) -> None:
+        self.ports = ports
+        self.topics = topics
+        self.settings = settings
+        self.spec = WindowSpec.from_settings(settings)
+        self.thresholds = RuleThresholds.from_settings(settings)
+        self.outbox = outbox
+        self.sender_expiry_ms = sender_expiry_ms
+        self._enrich_fn = enrich
+        self.enricher = Enricher(enrich=self._enrich, complete=self.complete,
+                                 batch_size=settings.llm_batch_size,
+                                 concurrency=settings.llm_concurrency,
+                                 max_pending=settings.enrich_max_pending)
+        self.lock = asyncio.Lock()
+        # Today's spend per restaurant as this process reserved it: estimates of the calls
+        # in flight included, so concurrent calls never spend the same headroom twice.
+        self._ledger: dict[str, int] = {}
+        self._ledger_day = 0
+        self.tick_senders: dict[int, dict[str, tuple[int, int]]] = {}
+        self._watermarks: dict[int, int] = {}
+
+    # --- watermark ---------------------------------------------------------------------------
+    def watermark(self, partition: int) -> int:
+        """Closing and lateness follow the input watermark the ticks carry, never one event."""
+        return self._watermarks.get(partition, 0)
+
+    def _on_tick(self, partition: int, tick: Tick) -> None:
+        senders = self.tick_senders.setdefault(partition, {})
+        senders[tick.sender] = (tick.watermark_ms, tick.sent_at_ms)
+        newest = max(sent_at for _, sent_at in senders.values())
+        live = [wm for wm, sent_at in senders.values() if sent_at >= newest - self.sender_expiry_ms]
+        self._watermarks[partition] = max(self.watermark(partition), min(live))
+
+    # --- 1. a batch of the by-restaurant topic ---------------------------------------------
+    async def process(self, events: Sequence[Any]) -> None:
+        groups: dict[int, list[Any]] = {}
+        for ev in events:
+            groups.setdefault(ev.message.partition, []).append(ev)
+        jobs: list[Job] = []
+        async with self.lock:
+            now_ms = self.ports.clock_ms()
+            pending: list[Awaitable[Any]] = []
+            batches: dict[int, _Batch] = {}
+            closed = Closed()
+            for partition, evs in groups.items():
+                tables = self.ports.tables_for(partition, evs[-1])
+                batch = batches[partition] = _Batch(
+                    state=PartitionState(panes=tables.panes, closures=tables.closures, spec=self.spec,
+                                         partition=partition), tables=tables)
+                for ev in evs:
+                    try:
+                        await self._read(ev, batch, now_ms=now_ms, jobs=jobs, pending=pending)
+                    except ProtocolError as exc:
+                        pending.append(await self.ports.dead_letter(
+                            Origin.of(ev.message), stage="restaurant", reason=exc.reason, error=exc))
+                if partition not in self.outbox.recovered:
+                    await self.outbox.recover(partition, tables.closures.get(checkpoint_key(partition)))
+                for restaurant_id in sorted(batch.due):
+                    batch.state.close(restaurant_id, watermark_ms=self.watermark(partition), now_ms=now_ms,
+                                      thresholds=self.thresholds, out=closed)
+            sent = await self._send_final(closed.aggregates, closed.alerts)
+            await asyncio.gather(*pending, *(future for _, _, future in sent))
+            self._acknowledged(sent)
+            # Outputs are acknowledged: now the state may say "applied". Dedupe marks are made
+            # durable before the panes: a pane that survived a crash without its events' marks
+            # would count a copy decode re-forwards (at a new offset) a second time.
+            marked = False
+            for batch in batches.values():
+                for event_id, offset in batch.marks.items():
+                    batch.tables.dedupe[event_id] = offset
+                    marked = True
+            if marked:
+                await self.ports.flush_producer()
+            for partition, batch in batches.items():
+                self._flush(partition, batch.state, batch.tables, closed)
+        owed = {id(job.event) for job in jobs}
+        for ev in events:
+            if id(ev) not in owed:
+                await self.ports.ack(ev)
+        self._submit(jobs)
+
+    async def _read(self, ev: Any, batch: _Batch, *, now_ms: int, jobs: list[Job],
+                    pending: list[Awaitable[Any]]) -> None:
+        message = ev.message
+        partition, offset = message.partition, message.offset
+        if kind_of(message.value) == TICK:
+            self._on_tick(partition, read_tick(message.value))
+            batch.due |= batch.state.index()
+            return
+        item = read_item(message.value)
+        state, restaurant_id, event_id = batch.state, item.restaurant_id, item.event_id
+        if item.kind == RETRY:
+            if item.pane_start_ms is None:
+                raise ProtocolError("retry record without its pane")
+            if state.has_pane(restaurant_id, item.pane_start_ms) and not state.pane(
+                    restaurant_id, item.pane_start_ms).is_pending(event_id):
+                metrics.DUPLICATES.inc()  # its enrichment joined already (a second retry copy)
+                return
+            jobs.append(Job(ev, partition, item, item.pane_start_ms, item.late, item.attempt))
+            return
+        occurred_ms = item.occurred_ms
+        # A replay after a crash is recognised in the pane it went to: its own pane, or (if it
+        # was late then) the open pane it was counted late in. Its window may have closed
+        # since, so the own pane is asked first, whatever lateness says now.
+        own = self.spec.pane_of(occurred_ms)
+        watermark = self.watermark(partition)
+        pane_start, late = state.target_pane(restaurant_id, occurred_ms, watermark_ms=watermark)
+        for start, was_late in ((own, False), (pane_start, late)):
+            pane = state.pane(restaurant_id, start)
+            if pane.seen(offset):
+                if item.kind == REVIEW and pane.is_pending(event_id):
+                    jobs.append(Job(ev, partition, item, start, was_late))
+                return
+        seen_at = batch.tables.dedupe.get(event_id)
+        if seen_at is None:
+            seen_at = batch.marks.get(event_id)
+        if seen_at is not None and seen_at != offset:
+            metrics.DUPLICATES.inc()
+            log_event("duplicate", level=10, event_id=event_id, restaurant=restaurant_id)
+            return
+        batch.marks[event_id] = offset
+        batch.due.add(restaurant_id)
+        pane = state.touch(restaurant_id, pane_start)
+        if late:
+            metrics.LATE_EVENTS.inc()
+            if item.kind == REVIEW:
+                pane.add_late_review(event_id)
+                jobs.append(Job(ev, partition, item, pane_start, True))
+            else:
+                pane.add_late()
+        elif item.kind == ORDER:
+            record = item.record
+            pane.add_order(delay_ms=int(record["delivered_at"]) - int(record["promised_at"]))
+        else:
+            entity = item.record["entity"]
+            provisional = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
+                                                       entity.get("language")))
+            pane.add_first_sight(event_id=event_id, rating=entity["rating"], label=str(provisional.label),
+                                 score=provisional.score, categories=provisional.categories,
+                                 processing_lag_ms=max(0, now_ms - occurred_ms))
+            jobs.append(Job(ev, partition, item, pane_start, False))
+        pane.mark_applied(offset)
+
+    def _submit(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        refused = self.enricher.submit(jobs)
+        if refused:  # a full backlog: the heuristic now, the flow goes on
+            metrics.ENRICH_SHED.inc(len(refused))
+            outcomes = [fallback_outcome(enrich_request(j.item.record), reason=BACKLOG_REASON)
+                        for j in refused]
+            task = asyncio.ensure_future(self.complete(refused, outcomes))
+            task.add_done_callback(_log_failure)
+
+    async def _enrich(self, jobs: Sequence[Job]) -> list[EnrichOutcome]:
+        """Today's spend of the jobs' restaurants, then one enrichment call."""
+        now_ms = self.ports.clock_ms()
+        day = utc_day(now_ms)[0]
+        if day != self._ledger_day:
+            self._ledger, self._ledger_day = {}, day
+        cap = self.settings.restaurant_daily_cost_cap_micro_usd
+        for rid, job in {job.item.restaurant_id: job for job in jobs}.items():
+            entry = self.ports.tables_for(job.partition, job.event).daily_cost.get(day_key(rid, day)) or {}
+            # Once the cap fired, the rest of the day is heuristic (estimates are above
+            # actual costs, so the spend alone could let reviews through again).
+            booked = cap if entry.get("alerted") else int(entry.get("spent", 0))
+            self._ledger[rid] = max(booked, self._ledger.get(rid, 0))
+        spent = self._ledger  # the calls reserve their estimates in it (see enrich_batch)
+        # Two jobs of one review (a replayed original and its retry copy) are asked once.
+        unique: dict[str, Job] = {}
+        for job in jobs:
+            unique.setdefault(job.item.event_id, job)
+        outcomes = dict(zip(unique, await self._enrich_fn(list(unique.values()), spent), strict=True))
+        return [outcomes[job.item.event_id] for job in jobs]
+
+    # --- 2. an enrichment answered -------------------------------------------------------------
+    async def complete(self, jobs: Sequence[Job], outcomes: Sequence[EnrichOutcome]) -> None:
+        """Emit each job's outcome, join it into its pane, then ack the job's event."""
+        now_ms = self.ports.clock_ms()
+        pending: list[Awaitable[Any]] = []
+        final: list[tuple[Job, EnrichOutcome]] = []
+        finals: set[str] = set()
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            record = job.item.record
+            if job.item.event_id in finals:
+                continue  # a second job of the same review (replayed original + retry copy)
+            if outcome.status is EnrichStatus.TRANSIENT_FAILURE:
+                if (self.settings.llm_failure_policy is FailurePolicy.RETRY_THEN_FALLBACK
+                        and job.attempt < self.settings.llm_max_attempts):
+                    pending.append(await self._send_retry(job, now_ms=now_ms))
+                    continue
+                pending.append(await self._dead_letter_exhausted(job, outcome, now_ms=now_ms))
+                outcome = fallback_outcome(enrich_request(record), reason=outcome.error, text=outcome.text)
+            final.append((job, outcome))
+            finals.add(job.item.event_id)
+            pending += await self._send_enriched(job, outcome, now_ms=now_ms)
+        await asyncio.gather(*pending)
+        async with self.lock:
+            by_partition: dict[int, list[tuple[Job, EnrichOutcome]]] = {}
+            for job, outcome in final:
+                by_partition.setdefault(job.partition, []).append((job, outcome))
+            alerts: list[tuple[int, dict[str, Any]]] = []
+            touched: list[tuple[int, PartitionState, PartitionTables, dict[str, dict[str, Any]]]] = []
+            for partition, done in by_partition.items():
+                tables = self.ports.tables_for(partition, done[-1][0].event)
+                state = PartitionState(panes=tables.panes, closures=tables.closures, spec=self.spec,
+                                       partition=partition)
+                daily: dict[str, dict[str, Any]] = {}
+                for job, outcome in done:
+                    self._join(state, job, outcome)
+                    self._book_cost(tables, job, outcome, now_ms=now_ms, daily=daily, alerts=alerts)
+                touched.append((partition, state, tables, daily))
+            sent = await self._send_final([], alerts)
+            await asyncio.gather(*(future for _, _, future in sent))
+            self._acknowledged(sent)
+            for partition, state, tables, daily in touched:
+                for key, value in daily.items():
+                    tables.daily_cost[key] = value
+                self._flush(partition, state, tables, Closed())
+        for job in jobs:
+            await self.ports.ack(job.event)
+
+    def _join(self, state: PartitionState, job: Job, outcome: EnrichOutcome) -> None:
+        restaurant_id, event_id = job.item.restaurant_id, job.item.event_id
+        closed_end = state.closure(restaurant_id)["t"]
+        window_end = self.spec.tumbling_of(job.item.occurred_ms)[1]
+        if job.late or (closed_end is not None and window_end <= closed_end):
+            metrics.ENRICHED_AFTER_CLOSE.inc()
+        if not state.has_pane(restaurant_id, job.pane_start_ms):
+            return  # collected: every window holding it is final
+        pane = state.pane(restaurant_id, job.pane_start_ms)
+        enrichment = outcome.enrichment
+        assert enrichment is not None
+        if pane.join(event_id, label=str(enrichment.label), score=enrichment.score,
+                     categories=enrichment.categories, status=str(outcome.status),
+                     cache_hit=outcome.cache_hit, tokens_in=outcome.tokens_in,
+                     tokens_out=outcome.tokens_out, cost_micro_usd=outcome.cost_micro_usd):
+            state.touch(restaurant_id, job.pane_start_ms)
+
+    def _book_cost(self, tables: PartitionTables, job: Job, outcome: EnrichOutcome, *, now_ms: int,
+                   daily: dict[str, dict[str, Any]], alerts: list[tuple[int, dict[str, Any]]]) -> None:
+        restaurant_id = job.item.restaurant_id
+        key = day_key(restaurant_id, utc_day(now_ms)[0])
+        entry = daily.get(key)
+        if entry is None:
+            entry = daily[key] = {"spent": 0, "alerted": False, **(tables.daily_cost.get(key) or {})}
+        entry["spent"] += outcome.cost_micro_usd
+        capped = outcome.status is EnrichStatus.BUDGET_SKIPPED and outcome.error == BUDGET_CAP_REASON
+        if capped and not entry["alerted"]:
+            entry["alerted"] = True
+            cap = self.settings.restaurant_daily_cost_cap_micro_usd
+            alerts.append((job.partition, budget_exceeded_record(
+                restaurant_id=restaurant_id, spent_micro_usd=entry["spent"], cap_micro_usd=cap,
+                day_of_ms=now_ms, emitted_at_ms=now_ms)))
+
+    # --- sending -----------------------------------------------------------------------------
+    async def _send_enriched(self, job: Job, outcome: EnrichOutcome, *, now_ms: int) -> list[Awaitable[Any]]:
+        count_outcome(outcome)
+        record = enriched_record(job.item.record, outcome, attempts=job.attempt, enriched_at_ms=now_ms)
+        metrics.PROCESSING_LAG.observe(record["processing_lag_ms"] / 1000)
+        key = job.item.restaurant_id.encode()
+        headers = [(H_TRACE, record["trace_id"].encode())]
+        futures = [await self.ports.send(self.topics.enriched, key=key, headers=headers,
+                                         value=self.ports.encode("ReviewEnriched", record))]
+        if record["sentiment"] == "CRITICAL":
+            metrics.CRITICAL_ALERTS.inc()
+            log_event("critical_review", restaurant=job.item.restaurant_id, trace_id=record["trace_id"])
+            self.ports.remember_critical(record)
+            futures.append(await self.ports.send(
+                self.topics.critical_alert, key=key, headers=headers,
+                value=self.ports.encode("CriticalAlert", critical_alert_record(record))))
+        return futures
+
+    async def _send_retry(self, job: Job, *, now_ms: int) -> Awaitable[Any]:
+        delay_ms = int(self.settings.llm_retry_delay_s * 1000 * 2 ** (job.attempt - 1))
+        item = job.item
+        retry = Item(kind=RETRY, record=item.record, origin=item.origin, attempt=job.attempt + 1,
+                     not_before_ms=now_ms + delay_ms, pane_start_ms=job.pane_start_ms, late=job.late,
+                     first_failure_ms=item.first_failure_ms or now_ms)
+        metrics.EVENTS_RETRIED.inc()
+        log_event("retry_scheduled", restaurant=item.restaurant_id, attempt=job.attempt + 1,
+                  delay_ms=delay_ms, trace_id=item.trace_id)
+        return await self.ports.send(self.topics.retry, key=item.restaurant_id.encode(),
+                                     value=write_item(retry),
+                                     headers=[(H_TRACE, (item.trace_id or "").encode())])
+
+    async def _dead_letter_exhausted(self, job: Job, outcome: EnrichOutcome, *,
+                                     now_ms: int) -> Awaitable[Any]:
+        """Fallback keeps the flow live; the dead letter keeps the review replayable for the LLM."""
+        item = job.item
+        return await self.ports.dead_letter(
+            item.origin, stage="enrich", reason="llm_exhausted",
+            error=RuntimeError(outcome.error or "LLM unavailable"), attempts=job.attempt,
+            first_failure_ms=item.first_failure_ms or now_ms, trace_id=item.trace_id)
+
+    async def _send_final(self, aggregates: list[tuple[int, dict[str, Any]]],
+                          alerts: list[tuple[int, dict[str, Any]]]) -> list[tuple[str, int, Any]]:
+        """Send final aggregates and alerts not sent before a crash (see agents.outbox)."""
+        outputs = [(self.topics.aggregates, "RestaurantWindowAggregate", "aggregate_id", p, r)
+                   for p, r in aggregates]
+        outputs += [(self.topics.restaurant_alerts, "RestaurantAlert", "alert_id", p, r) for p, r in alerts]
+        sent = []
+        for topic, record_name, id_field, partition, record in outputs:
+            if self.outbox.already_sent(partition, record[id_field]):
+                log_event("already_sent", id=record[id_field])
+                continue
+            if record_name == "RestaurantAlert":
+                metrics.ALERTS.labels(record["rule"]).inc()
+                self.ports.remember_alert(record)
+                log_event("restaurant_alert", restaurant=record["restaurant_id"], rule=record["rule"],
+                          severity=record["severity"], value=round(record["value"], 3))
+            else:
+                metrics.AGGREGATES.labels(record["window_kind"]).inc()
+            future = await self.ports.send(
+                topic, key=record["restaurant_id"].encode(), value=self.ports.encode(record_name, record),
+                partition=partition, headers=[(H_ID, record[id_field].encode())])
+            sent.append((topic, partition, future))
+        return sent
+
+    def _acknowledged(self, sent: list[tuple[str, int, Any]]) -> None:
+        for topic, partition, future in sent:
+            self.outbox.acknowledged(topic, partition, future.result().offset)
+
+    def _flush(self, partition: int, state: PartitionState, tables: PartitionTables, closed: Closed) -> None:
+        state.flush()
+        for restaurant_id, record in closed.latest.get(partition, {}).items():
+            tables.latest[restaurant_id] = record
+        checkpoint = self.outbox.checkpoint(partition)
+        if checkpoint is not None:
+            tables.closures[checkpoint_key(partition)] = checkpoint
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def abandon_queued(self) -> list[Any]:
+        """Before Faust waits for unacked events (rebalance, stop): give up the queued jobs.
+
+        Their offsets stay uncommitted; whoever owns the partition next replays them, finds
+        them folded and pending, and enriches them. Jobs in flight finish normally.
+        """
+        return [job.event.message for job in self.enricher.abandon()]
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log_event("enrichment_complete_failed", level=40, error=repr(task.exception()))
+

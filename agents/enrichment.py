@@ -1,0 +1,113 @@
+"""Enrichment beside the flow: a queue of reviews and ``concurrency`` LLM workers.
+
+The restaurant stage folds a review at first sight and hands it here; it never waits for
+the answer. Each worker takes up to ``batch_size`` queued reviews, makes one enrichment
+call (one LLM request, plus split retries on a malformed answer) and hands the outcomes
+back to the stage's ``complete``, which emits and joins them. LLM parallelism is therefore
+``concurrency`` requests of ``batch_size`` reviews, whatever the stage's batch looks like.
+
+The queue is bounded (``max_pending``): past it, :meth:`Enricher.submit` refuses reviews and
+the stage gives them the heuristic at once, so a slow LLM degrades enrichment, never the
+worker's memory or the flow. The job objects are the stage's; this module only needs
+their ``partition`` to abandon the queued ones of partitions a rebalance takes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from agents.llm.outcome import EnrichOutcome
+from streams import metrics
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_FAILURE_S = 1.0  # the producer retries internally; this only spaces out whole attempts
+
+
+class Job(Protocol):
+    partition: int
+
+
+Enrich = Callable[[Sequence[Any]], Awaitable[list[EnrichOutcome]]]
+Complete = Callable[[Sequence[Any], Sequence[EnrichOutcome]], Awaitable[None]]
+
+
+class Enricher:
+    def __init__(self, *, enrich: Enrich, complete: Complete, batch_size: int, concurrency: int,
+                 max_pending: int) -> None:
+        if batch_size < 1 or concurrency < 1 or max_pending < 1:
+            raise ValueError("batch_size, concurrency and max_pending must be at least 1")
+        self._enrich = enrich
+        self._complete = complete
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.max_pending = max_pending
+        self._queue: deque[Any] = deque()
+        self._ready = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self.in_flight = 0
+
+    @property
+    def pending(self) -> int:
+        """Reviews queued or in flight."""
+        return len(self._queue) + self.in_flight
+
+    def submit(self, jobs: Iterable[Any]) -> list[Any]:
+        """Queue ``jobs``; returns the ones refused because the backlog is full."""
+        refused = []
+        for job in jobs:
+            if self.pending >= self.max_pending:
+                refused.append(job)
+            else:
+                self._queue.append(job)
+        if self._queue:
+            self._ready.set()
+        metrics.ENRICH_PENDING.set(self.pending)
+        return refused
+
+    def abandon(self, partitions: Iterable[int] | None = None) -> list[Any]:
+        """Drop the queued (not in flight) jobs of ``partitions`` (all when None) and return them."""
+        wanted = None if partitions is None else set(partitions)
+        kept, dropped = deque(), []
+        for job in self._queue:
+            (dropped if wanted is None or job.partition in wanted else kept).append(job)
+        self._queue = kept
+        metrics.ENRICH_PENDING.set(self.pending)
+        return dropped
+
+    def start(self) -> None:
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._work(), name=f"enricher-{i}")
+                             for i in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+
+    async def _work(self) -> None:
+        while True:
+            while not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+            chunk = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+            self.in_flight += len(chunk)
+            try:
+                outcomes = await self._enrich(chunk)
+                await self._complete(chunk, outcomes)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a send failed (broker trouble): the jobs are unacked, try again
+                log.exception("completing %d enrichments failed; retrying in %.0f s", len(chunk),
+                              RETRY_AFTER_FAILURE_S)
+                await asyncio.sleep(RETRY_AFTER_FAILURE_S)
+                self._queue.extendleft(reversed(chunk))
+                self._ready.set()
+            finally:
+                self.in_flight -= len(chunk)
+                metrics.ENRICH_PENDING.set(self.pending)

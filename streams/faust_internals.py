@@ -1,0 +1,187 @@
+"""Every touch of Faust's private API, in one module (an upgrade of Faust is checked here).
+
+The app class, the transport, the "current event" that decides a table write's partition,
+and the consumer's set of unacked messages. The transport has three changes:
+
+1. Faust hard-codes ``fetch_max_wait_ms=1500`` in its driver. At low traffic every fetch
+   then waits up to 1.5 s for data, which alone puts p50 end-to-end latency near 3 s
+   (DESIGN §11: p50 2.9 s at 1,500 ms, 66 ms at 100 ms). We set aiokafka's attribute on
+   the freshly built consumer, before it starts and builds its fetcher from it.
+2. Tansu (the embedded broker) answers ListOffsets(latest) with the *base offset of the
+   last record batch* + 1, not the log end: after a 10-record batch at offsets 33-42 it
+   says 34 where Kafka says 43 (measured; the fetch response's high watermark is right).
+   Faust restores tables by reading changelogs up to ListOffsets' answer, so a restarted
+   worker would restore part of its state, or stop with a ConsistencyError. We take the
+   larger of ListOffsets and the high watermark of one fetch at that offset: on Kafka the
+   two agree and the fetch costs one round trip per recovery.
+3. After recovery (and whenever a fetch returns while flow is stopped) Faust seeks the
+   stream partitions to their committed offsets, and aiokafka leaves a partition without
+   one where it is. But records fetched during recovery were dropped (their partitions
+   were paused) and that position is past them: a worker killed before its first commit
+   and restarted with changelogs to restore skipped every input record fetched while it
+   restored (tests/integration/test_crash_enrichment.py, 6 of 6 runs). A stream partition
+   without a committed offset is rewound to its beginning instead, as
+   ``auto_offset_reset="earliest"`` promises; what it replays is deduplicated downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust import streams as faust_streams
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+FETCH_HIGHWATER_TIMEOUT_S = 10.0
+
+
+async def fetched_highwaters(consumer: AIOKafkaConsumer, listed: Mapping[TP, int]) -> dict[TP, int]:
+    """High watermarks from fetch responses, for partitions whose ListOffsets answer is ``listed``."""
+    # aiokafka asserts its own TopicPartition type (Faust's TP is another namedtuple).
+    tps = {TopicPartition(tp.topic, tp.partition): tp for tp in listed}
+    consumer.assign(list(tps))
+    for tp, original in tps.items():
+        consumer.seek(tp, max(listed[original] - 1, 0))  # inside the last batch: the fetch returns it
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FETCH_HIGHWATER_TIMEOUT_S
+    while any(consumer.highwater(tp) is None for tp in tps) and loop.time() < deadline:
+        await consumer.getmany(*tps, timeout_ms=100, max_records=1)
+    return {original: max(listed[original], consumer.highwater(tp) or 0) for tp, original in tps.items()}
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]
+        return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        listed = await super()._highwaters(partitions)
+        if not listed or self.consumer.in_transaction:
+            return listed
+        probe = self._create_client_consumer(self.transport)  # no group: never joins
+        probe._fetch_max_wait_ms = 10
+        await probe.start()
+        try:
+            return await fetched_highwaters(probe, listed)
+        finally:
+            await probe.stop()
+
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        uncommitted = [tp for tp, offset in committed.items()
+                       if not offset and not self.consumer._is_changelog_tp(tp)]
+        if uncommitted:
+            await self.call_thread(self._ensure_consumer().seek_to_beginning, *uncommitted)
+        return committed
+
+
+class Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer = Consumer
+
+
+# --- the app ------------------------------------------------------------------------------
+# Faust's changelog buffer (table writes go through ``send_soon``) holds 100 records
+# before its conductor stops delivering messages until it drained back to 100. The
+# restaurant stage writes a batch's tables at once: >= 1 dedupe record per event, so
+# 1,000+ records per 1,000-event batch, and the stop hit every batch ("producer buffer
+# full" warnings, bench/README.md). Two full batches of writes fit under this bound.
+PRODUCER_BUFFER_MAX_MESSAGES = 5_000
+
+
+class ReviewPulseApp(faust.App):
+    """A faust.App with our transport, a changelog buffer that holds a batch of table writes,
+    and a hook that runs before Faust waits for every unacked event (rebalance, stop).
+
+    ``before_wait_empty`` returns the messages the app gives up on: the restaurant stage's
+    queued enrichments of partitions it is losing. They stay uncommitted (the next owner
+    reads them again) and Faust stops waiting for them, so a long LLM backlog never holds
+    a rebalance for minutes.
+    """
+
+    fetch_max_wait_ms: int = 1500
+    settings: Any  # streams.settings.Settings
+    topics_: Any  # streams.topics.Topics
+    tables_: Any  # tables.state.Tables
+    before_wait_empty: Callable[[], Iterable[Any]] | None = None
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
+
+    def _new_producer(self) -> Any:
+        producer = super()._new_producer()
+        producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
+        return producer
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        if self.before_wait_empty is not None:
+            abandoned = list(self.before_wait_empty())
+            for message in abandoned:
+                consumer._unacked_messages.discard(message)
+            if abandoned:
+                logger.info("Abandoned %d queued enrichments (left uncommitted)", len(abandoned))
+        await super()._consumer_wait_empty(consumer, logger)
+
+
+# --- the current event decides a table write's partition ----------------------------------
+@contextmanager
+def partition_of(event: Any) -> Iterator[None]:
+    """Make ``event`` current, so table reads and writes go to its partition.
+
+    Faust stores a table key in the RocksDB database, and sends its changelog record to the
+    partition, *of the event being processed* (``current_event()``). A batch mixes
+    partitions, and enrichment finishes outside any stream iteration, so before touching
+    the state of restaurant R we make an event of R's partition current. Without it, state
+    would be restored into the wrong partition after a rebalance.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
+
+
+class BoundTable(MutableMapping[str, Any]):
+    """A Faust table seen from one partition: every access runs under :func:`partition_of`."""
+
+    def __init__(self, table: Any, event: Any) -> None:
+        self._table = table
+        self._event = event
+
+    def __getitem__(self, key: str) -> Any:
+        with partition_of(self._event):
+            return self._table[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with partition_of(self._event):
+            return self._table.get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        with partition_of(self._event):
+            self._table[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        with partition_of(self._event):
+            del self._table[key]
+
+    def __contains__(self, key: object) -> bool:
+        with partition_of(self._event):
+            return key in self._table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)

@@ -1,0 +1,231 @@
+"""Every internal format in one place: headers, the by-restaurant payload, ticks, state keys.
+
+Internal topics (``<app>-by-restaurant``, ``reviews.retry``) carry a JSON payload, not the
+producer's Avro: decode validated the record once and later stages read what it wrote
+(one Avro decode per record). The payload keeps the producer's key, value and headers
+byte for byte, so any later stage can still dead-letter exactly what arrived.
+
+State keys live in namespaces no user value can reach: a restaurant's closure record is
+``r:<id>`` and internal bookkeeping keys start with ``~``, so a restaurant called ``~p0``
+cannot overwrite a partition index. Pane and day keys end in ``|<int>``: the integer is
+read from the right, so a ``|`` inside a restaurant id is harmless.
+
+Anything that reads an internal record goes through :func:`read_item` or
+:func:`read_tick`; a malformed or forged record raises :class:`ProtocolError` (its
+record is dead-lettered with reason ``bad_internal_record``), never a foreign error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.errors import ReviewPulseError
+
+# --- headers ------------------------------------------------------------------------------
+H_ID = "rp-id"  # deterministic id of a final aggregate or alert (exactly-once outbox)
+H_REPLAY = "rp-replay"  # set by `reviewpulse dlq replay` on the records it re-publishes
+H_TRACE = "trace_id"  # the producer's trace id, on every record ReviewPulse writes
+
+# --- by-restaurant / retry payload kinds ---------------------------------------------------
+REVIEW = "review"
+ORDER = "order"
+RETRY = "retry"  # a review coming back from reviews.retry: enrich it again, never fold it
+TICK = "tick"
+ITEM_KINDS = (REVIEW, ORDER, RETRY)
+
+
+class ProtocolError(ReviewPulseError):
+    """An internal record that does not follow this module's format (a bug or a forgery)."""
+
+    reason = "bad_internal_record"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record was read from, with its bytes: what a dead letter keeps for replay."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+    @classmethod
+    def of(cls, message: Any) -> Origin:
+        headers = message.headers or ()
+        items = headers.items() if isinstance(headers, dict) else headers
+        return cls(topic=message.topic, partition=message.partition, offset=message.offset,
+                   key=message.key, value=message.value,
+                   headers=tuple((str(k), v) for k, v in items))
+
+
+@dataclass(slots=True)
+class Item:
+    """A validated input record on its way through the internal topics.
+
+    ``record`` is the Avro record as decode validated it, timestamps as epoch ms.
+    ``attempt``, ``not_before_ms``, ``pane_start_ms``, ``late`` and ``first_failure_ms``
+    matter only for a retry: which pane the review was folded into at first sight.
+    """
+
+    kind: str
+    record: dict[str, Any]
+    origin: Origin
+    attempt: int = 1
+    not_before_ms: int = 0
+    pane_start_ms: int | None = None
+    late: bool = False
+    first_failure_ms: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_id(self) -> str:
+        return str(self.record["event_id"])
+
+    @property
+    def restaurant_id(self) -> str:
+        entity = self.record["entity"] if self.kind != ORDER else self.record
+        return str(entity["restaurant_id"])
+
+    @property
+    def occurred_ms(self) -> int:
+        return int(self.record["occurred_at"])
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.record.get("metadata", {}).get("trace_id")
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: Any) -> bytes | None:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ProtocolError("bytes field is not base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError(f"bytes field is not base64: {exc}") from exc
+
+
+def write_item(item: Item) -> bytes:
+    origin = item.origin
+    payload: dict[str, Any] = {
+        "k": item.kind, "r": item.record,
+        "o": [origin.topic, origin.partition, origin.offset],
+        "ok": _b64(origin.key), "ov": _b64(origin.value),
+        "oh": [[k, _b64(v)] for k, v in origin.headers],
+    }
+    if item.kind == RETRY:
+        payload.update(a=item.attempt, nb=item.not_before_ms, p=item.pane_start_ms, late=item.late,
+                       ff=item.first_failure_ms)
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def read_item(data: bytes | None) -> Item:
+    """The item a by-restaurant or retry record carries; ProtocolError when it is not one."""
+    try:
+        payload = json.loads(data) if data else None
+        kind = payload["k"]
+        record = payload["r"]
+        topic, partition, offset = payload["o"]
+        if kind not in ITEM_KINDS or not isinstance(record, dict):
+            raise ProtocolError(f"unknown internal record kind {kind!r}")
+        origin = Origin(topic=str(topic), partition=int(partition), offset=int(offset),
+                        key=_unb64(payload.get("ok")), value=_unb64(payload.get("ov")),
+                        headers=tuple((str(k), _unb64(v)) for k, v in payload.get("oh") or ()))
+        item = Item(kind=kind, record=record, origin=origin)
+        _ = item.event_id, item.restaurant_id, item.occurred_ms  # the fields every stage reads
+        if kind == RETRY:
+            item.attempt = int(payload["a"])
+            item.not_before_ms = int(payload["nb"])
+            item.pane_start_ms = None if payload.get("p") is None else int(payload["p"])
+            item.late = bool(payload.get("late"))
+            item.first_failure_ms = None if payload.get("ff") is None else int(payload["ff"])
+            if item.attempt < 1:
+                raise ProtocolError("retry attempt must be at least 1")
+        return item
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ProtocolError(f"malformed internal record: {type(exc).__name__}: {exc}") from exc
+
+
+# --- ticks ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One worker's input watermark, sent through every by-restaurant partition."""
+
+    sender: str
+    watermark_ms: int
+    sent_at_ms: int
+
+
+def write_tick(tick: Tick) -> bytes:
+    return json.dumps({"k": TICK, "s": tick.sender, "wm": tick.watermark_ms,
+                       "at": tick.sent_at_ms}, separators=(",", ":")).encode()
+
+
+def kind_of(data: bytes | None) -> str | None:
+    """The payload kind, read cheaply: ticks and items start with ``{"k":"<kind>"``."""
+    if data and data.startswith(b'{"k":"'):
+        end = data.find(b'"', 6)
+        if end > 6:
+            return data[6:end].decode("ascii", "replace")
+    return None
+
+
+def read_tick(data: bytes | None) -> Tick:
+    try:
+        payload = json.loads(data) if data else None
+        if payload["k"] != TICK:
+            raise ProtocolError("not a tick")
+        tick = Tick(sender=str(payload["s"]), watermark_ms=int(payload["wm"]),
+                    sent_at_ms=int(payload["at"]))
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ProtocolError(f"malformed tick: {type(exc).__name__}: {exc}") from exc
+    return tick
+
+
+# --- state keys -----------------------------------------------------------------------------
+def pane_key(restaurant_id: str, pane_start_ms: int) -> str:
+    """panes table: one restaurant's pane."""
+    return f"{restaurant_id}|{pane_start_ms}"
+
+
+def closure_key(restaurant_id: str) -> str:
+    """closures table: the restaurant's last closed window ends and its live pane starts."""
+    return f"r:{restaurant_id}"
+
+
+def index_key(partition: int) -> str:
+    """closures table: the restaurants with panes in ``partition``."""
+    return f"~p{partition}"
+
+
+def checkpoint_key(partition: int) -> str:
+    """closures table: output offsets reached by ``partition``'s last flush (agents.outbox)."""
+    return f"~out{partition}"
+
+
+def day_key(restaurant_id: str, day_start_ms: int) -> str:
+    """daily-cost table: one restaurant's spend on one UTC day."""
+    return f"{restaurant_id}|{day_start_ms}"
+
+
+def day_of_key(key: str) -> int:
+    return int(key.rpartition("|")[2])
+
+
+def restaurant_of_day_key(key: str) -> str:
+    return key.rpartition("|")[0]
