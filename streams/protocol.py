@@ -143,7 +143,7 @@ def read_item(data: bytes | None) -> Item:
                         key=_unb64(payload.get("ok")), value=_unb64(payload.get("ov")),
                         headers=tuple((str(k), _unb64(v)) for k, v in payload.get("oh") or ()))
         item = Item(kind=kind, record=record, origin=origin)
-        _ = item.event_id, item.restaurant_id, item.occurred_ms  # the fields every stage reads
+        _check_fields(item)
         if kind == RETRY:
             item.attempt = int(payload["a"])
             item.not_before_ms = int(payload["nb"])
@@ -157,6 +157,31 @@ def read_item(data: bytes | None) -> Item:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ProtocolError(f"malformed internal record: {type(exc).__name__}: {exc}") from exc
+
+
+_REVIEW_ENTITY = {"review_id": str, "user_id": str, "restaurant_id": str, "rating": int, "text": str}
+_ORDER_FIELDS = {"order_id": str, "restaurant_id": str, "promised_at": int, "delivered_at": int}
+
+
+def _check_fields(item: Item) -> None:
+    """Every field a later stage reads, with its type: a forged record fails here, whole,
+    before any pane changes, never half-folded or failing later in enrichment."""
+    record = item.record
+    if not isinstance(record.get("event_id"), str) or not isinstance(record.get("occurred_at"), int):
+        raise ProtocolError("internal record without a string event_id and an int occurred_at")
+    metadata = record.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("trace_id"), str):
+        raise ProtocolError("internal record without metadata.trace_id")
+    if item.kind == ORDER:
+        fields, where = _ORDER_FIELDS, record
+    else:
+        fields, where = _REVIEW_ENTITY, record.get("entity")
+        if not isinstance(where, dict) or "order_id" not in where:
+            raise ProtocolError("internal review record without its entity")
+    for name, kind in fields.items():
+        value = where.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ProtocolError(f"internal record field {name} is not {kind.__name__}")
 
 
 # --- ticks ----------------------------------------------------------------------------------

@@ -86,7 +86,10 @@ class PartitionState:
         """(pane an event counts in, is it late). A late event counts as late in the open pane."""
         closed_end = self.closure(restaurant_id)["t"]
         if self.spec.is_late(occurred_ms, watermark_ms=watermark_ms, last_closed_end_ms=closed_end):
-            return self.spec.late_pane(max(watermark_ms, occurred_ms)), True
+            # The open pane: after a restart the watermark restarts at 0, but the closure
+            # record still says how far windows have closed.
+            floor = closed_end if closed_end is not None else occurred_ms
+            return self.spec.late_pane(max(watermark_ms, occurred_ms, floor)), True
         return self.spec.pane_of(occurred_ms), False
 
     def touch(self, restaurant_id: str, start_ms: int) -> PaneAggregate:
