@@ -11,7 +11,8 @@ from typing import Any
 
 import faust
 
-from streams import transport
+from streams import admin, transport
+from streams.readiness import Readiness
 from streams.settings import Settings, load_settings
 from streams.topics import Topics, declare_topics
 
@@ -30,6 +31,13 @@ class ReviewPulseApp(faust.App):
     fetch_max_wait_ms: int = 1500
     settings: Settings
     topics_: Topics
+    readiness: Readiness
+
+    async def on_first_start(self) -> None:
+        """Before any child service (the consumer included) starts: every topic we use exists."""
+        await super().on_first_start()
+        await admin.ensure_topics(self)
+        self.readiness.topics_ensured = True
 
     def _new_transport(self) -> Any:
         return transport.Transport(self.conf.broker_consumer, self)
@@ -92,6 +100,7 @@ def create_app(settings: Settings) -> ReviewPulseApp:
     app.fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
     app.settings = settings
     app.topics_ = declare_topics(app, app_id=settings.app_id, partitions=settings.topic_partitions)
+    app.readiness = Readiness(app)
     return app
 
 

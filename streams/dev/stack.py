@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,13 @@ class Process:
 
     def stop(self, *, kill: bool = False) -> None:
         stop(self.proc, kill=kill)
+
+    def wait_ready(self, *, timeout_s: float = 60.0) -> float:
+        """Poll ``/ready`` until 200 (topics exist, group joined, tables restored); seconds waited."""
+        started = time.monotonic()
+        wait_until(lambda: _http_ok(f"{self.url}/ready"), timeout_s=timeout_s,
+                   what=f"{self.name} /ready", proc=self.proc, log_path=self.log_path)
+        return time.monotonic() - started
 
 
 def start_registry(broker: Broker, *, log_dir: Path, port: int | None = None) -> Process:
@@ -122,11 +130,13 @@ class Stack:
     llm: Process | None = None
     workers: list[Process] = field(default_factory=list)
 
-    def start(self, *, llm_args: Iterable[str] = ()) -> Stack:
+    def start(self, *, llm_args: Iterable[str] = (), create_inputs: bool = True) -> Stack:
+        """``create_inputs=False`` leaves the input topics to the worker (streams.admin)."""
         try:
             self.broker = start_tansu(log_dir=self.log_dir)
-            create_topics(self.broker.bootstrap, [REVIEWS_CREATED, ORDERS_DELIVERED],
-                          partitions=self.partitions)
+            if create_inputs:
+                create_topics(self.broker.bootstrap, [REVIEWS_CREATED, ORDERS_DELIVERED],
+                              partitions=self.partitions)
             self.registry = start_registry(self.broker, log_dir=self.log_dir)
             self.llm = start_llm_sim(log_dir=self.log_dir, args=llm_args)
         except BaseException:
