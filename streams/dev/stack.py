@@ -8,10 +8,11 @@ memory and the registry and simulator are ours.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,14 +76,25 @@ class Process:
         return time.monotonic() - started
 
 
+@contextlib.contextmanager
+def _stopped_on_failure(process: Process) -> Iterator[None]:
+    """A process that never became ready (or whose wait was interrupted) is not left behind."""
+    try:
+        yield
+    except BaseException:
+        process.stop()
+        raise
+
+
 def start_registry(broker: Broker, *, log_dir: Path, port: int | None = None) -> Process:
     port = port or free_port()
     log_path = log_dir / f"registry-{port}.log"
     proc = spawn(cli("registry", "--port", str(port), "--bootstrap-servers", broker.bootstrap),
                  log_path=log_path)
     process = Process("registry", proc, log_path, port)
-    wait_until(lambda: _http_ok(f"{process.url}/subjects"), timeout_s=60,
-               what="schema registry", proc=proc, log_path=log_path)
+    with _stopped_on_failure(process):
+        wait_until(lambda: _http_ok(f"{process.url}/subjects"), timeout_s=60,
+                   what="schema registry", proc=proc, log_path=log_path)
     return process
 
 
@@ -91,8 +103,9 @@ def start_llm_sim(*, log_dir: Path, port: int | None = None, args: Iterable[str]
     log_path = log_dir / f"llm-sim-{port}.log"
     proc = spawn(cli("llm-sim", "--port", str(port), *args), log_path=log_path)
     process = Process("llm-sim", proc, log_path, port)
-    wait_until(lambda: _http_ok(f"{process.url}/health"), timeout_s=30,
-               what="LLM simulator", proc=proc, log_path=log_path)
+    with _stopped_on_failure(process):
+        wait_until(lambda: _http_ok(f"{process.url}/health"), timeout_s=30,
+                   what="LLM simulator", proc=proc, log_path=log_path)
     return process
 
 
@@ -121,8 +134,9 @@ def start_worker(env: dict[str, str], *, log_dir: Path, name: str = "worker") ->
     log_path = log_dir / f"{name}-{port}.log"
     proc = spawn(cli("worker"), log_path=log_path, env=env)
     process = Process(name, proc, log_path, port)
-    wait_until(lambda: _http_ok(f"{process.url}/health"), timeout_s=90,
-               what=name, proc=proc, log_path=log_path)
+    with _stopped_on_failure(process):
+        wait_until(lambda: _http_ok(f"{process.url}/health"), timeout_s=90,
+                   what=name, proc=proc, log_path=log_path)
     return process
 
 
