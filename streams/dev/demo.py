@@ -61,7 +61,7 @@ def window_summary(aggregates: list[dict[str, Any]]) -> str:
     return (f"WINDOW     {_ts(first['window_start'])}-{_ts(first['window_end'])} closed: "
             f"{len(aggregates)} restaurants, {reviews} reviews, "
             f"{sum(a['orders_delivered'] for a in aggregates)} orders, "
-            f"LLM ${sum(a['cost_micro_usd'] for a in aggregates) / 1e6:.4f}, "
+            f"LLM ${sum(a['cost_micro_usd'] for a in aggregates) / 1e6:.6f}, "
             f"late {sum(a['late_events'] for a in aggregates)}, "
             f"max lag p95 {max(a['processing_lag']['p95_ms'] for a in aggregates)} ms; "
             f"worst {worst['restaurant_id']} avg {worst['sentiment_avg']:+.2f}")
