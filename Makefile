@@ -1,5 +1,5 @@
 # The two commands of the README (demo, test) and the benchmark. Each creates .venv and
-# installs what it needs; `test` also installs Debian's chromium and prometheus (promtool).
+# installs what it needs; `test` also installs Debian's chromium and prometheus (server, promtool).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -26,9 +26,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline
 
-# Browser tests drive Debian's chromium; the Helm rule tests and the metrics check run promtool.
+# Browser tests drive Debian's chromium; the Helm rule tests and the metrics check run promtool;
+# tests/integration/test_prometheus_server.py runs the prometheus server (same package).
 system-deps:
-	@if ! command -v chromium >/dev/null || ! command -v promtool >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install chromium prometheus" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus >/dev/null; \
 	fi

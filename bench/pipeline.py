@@ -19,13 +19,16 @@ d    the naive Faust app (``bench.naive_app``) over the same ``reviews.created``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,21 @@ def missing(progress: Any, phase: str) -> None:
               "(stalled or timed out); rates below cover what arrived")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C (as the demo does)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM while the bench stops its processes, then restore the handlers."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def in_thread(fn: Any, *args: Any, **kwargs: Any) -> threading.Thread:
     thread = threading.Thread(target=fn, args=args, kwargs=kwargs, daemon=True)
     thread.start()
@@ -93,18 +111,22 @@ class Bench:
         self.stack = Stack(log_dir=self.log_dir, partitions=args.partitions)
         self.results: dict[str, Any] = {}
         self.settings = Settings()  # defaults; the bench worker changes no window setting
+        self.helpers: list[subprocess.Popen[bytes]] = []  # started beside the stack (py-spy)
 
     def run(self) -> dict[str, Any]:
+        """Every phase; whatever happens (SIGINT, SIGTERM, an error), every process started is stopped."""
         args = self.args
-        stack = self.stack.start(llm_args=["--latency-ms", "0"])
-        assert stack.broker and stack.registry and stack.llm
-        bootstrap = stack.broker.bootstrap
-        print(f"stack up (logs: {self.log_dir.relative_to(ROOT)}); "
-              f"concurrency={args.llm_concurrency} batch={args.llm_batch_size}")
-        self.producer = ReviewProducer(bootstrap=bootstrap, registry_url=stack.registry.url)
-        self.enriched = RecordCounter(bootstrap, REVIEWS_ENRICHED)
-        self.created = RecordCounter(bootstrap, REVIEWS_CREATED)
+        counters: list[RecordCounter] = []
         try:
+            stack = self.stack.start(llm_args=["--latency-ms", "0"])
+            assert stack.broker and stack.registry and stack.llm
+            bootstrap = stack.broker.bootstrap
+            print(f"stack up (logs: {self.log_dir.relative_to(ROOT)}); "
+                  f"concurrency={args.llm_concurrency} batch={args.llm_batch_size}", flush=True)
+            self.producer = ReviewProducer(bootstrap=bootstrap, registry_url=stack.registry.url)
+            self.enriched = RecordCounter(bootstrap, REVIEWS_ENRICHED)
+            self.created = RecordCounter(bootstrap, REVIEWS_CREATED)
+            counters += [self.enriched, self.created]
             self.phase_a0(stack)
             if "a200" in args.phases:
                 self.phase_a200(stack)
@@ -114,9 +136,12 @@ class Bench:
             if "d" in args.phases:
                 self.phase_d(stack)
         finally:
-            self.enriched.close()
-            self.created.close()
-            stack.stop()
+            with signals_deferred():  # a second Ctrl-C must not cut the clean-up short
+                for counter in counters:
+                    counter.close()
+                for proc in self.helpers:
+                    stop(proc)
+                self.stack.stop()
         return self.results
 
     def cpu_meter(self, stack: Stack) -> CpuMeter:
@@ -160,6 +185,8 @@ class Bench:
         if self.args.profile:  # distorts the a0 figures; profile runs are not measurement runs
             profiler = py_spy(worker.proc.pid, out=self.log_dir / "a0.pyspy.txt",
                               duration_s=self.args.profile)
+            if profiler is not None:
+                self.helpers.append(profiler)
         progress = follow(lambda: self.enriched() - base, target=n, timeout_s=600)
         if profiler is not None:
             profiler.wait()
@@ -339,8 +366,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.phases = set(args.phases.split(","))
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGINT raises KeyboardInterrupt already
     bench = Bench(args)
-    summary(bench.run(), args)
+    try:
+        results = bench.run()
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process the bench started was stopped", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    summary(results, args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 import faust
 
 from streams.faust_internals import ReviewPulseApp
+from streams.readiness import Readiness
 from streams.runtime import Runtime, install
 from streams.settings import Settings, load_settings
 from streams.topics import declare_topics
@@ -75,6 +76,7 @@ def create_app(settings: Settings) -> ReviewPulseApp:
     app.settings = settings
     app.topics_ = declare_topics(app, app_id=settings.app_id, partitions=settings.topic_partitions)
     app.tables_ = declare_tables(app, settings)
+    app.readiness = Readiness(app)
     return app
 
 

@@ -7,8 +7,10 @@ and ``reviewpulse --help`` must not touch the network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -75,16 +77,19 @@ def schemas() -> None:
 def _run_schemas(action: str, url: str | None) -> None:
     from streams import schemas as schemas_mod
     from streams.codecs import registry_client
+    from streams.progress import Progress
     from streams.settings import load_settings
+    from streams.topics import TOPIC_RECORDS
 
     settings = load_settings(**({"schema_registry_url": url} if url else {}))
 
-    async def go() -> list[schemas_mod.SubjectResult]:
+    async def go(progress: Any) -> list[schemas_mod.SubjectResult]:
         async with registry_client(settings) as client:
             fn = schemas_mod.register_all if action == "register" else schemas_mod.check_all
-            return await fn(client)
+            return await fn(client, on_progress=progress.update)
 
-    results = asyncio.run(go())
+    with Progress(f"{action}ing schemas", total=len(TOPIC_RECORDS)) as progress:
+        results = asyncio.run(go(progress))
     for r in results:
         click.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.subject:40} {r.record:28} {r.detail}")
     if not all(r.ok for r in results):
@@ -166,6 +171,7 @@ def dlq_replay(reasons: tuple[str, ...], limit: int | None) -> None:
     (rp-replay counts up), a copy that succeeds twice is enriched once.
     """
     from streams import replay
+    from streams.progress import Progress
     from streams.settings import load_settings
     from streams.topic_io import read_dead_letters
 
@@ -175,8 +181,8 @@ def dlq_replay(reasons: tuple[str, ...], limit: int | None) -> None:
     chosen = chosen[:limit]
     click.echo(f"replaying {len(chosen)} of {len(letters)} dead letters"
                + (f" ({len(skipped)} with permanent reasons skipped)" if skipped else ""))
-    stats = replay.replay(settings, chosen,
-                          on_progress=lambda done, total: click.echo(f"  {done}/{total}"))
+    with Progress("replaying dead letters", total=len(chosen)) as progress:
+        stats = replay.replay(settings, chosen, on_progress=progress.update)
     click.echo(f"re-published {stats.republished}, re-enriched {stats.reenriched}, "
                f"LLM failed again {stats.failed}, not decodable {stats.undecodable}")
     if stats.failed:
@@ -209,15 +215,19 @@ def reprocess(from_ms: int, to_ms: int, model: str | None, prompt_version: str |
     Windowed aggregates and alerts are not recomputed.
     """
     from streams import replay
+    from streams.progress import Progress
     from streams.settings import load_settings
 
     settings = load_settings()
     version = prompt_version or replay.PROMPT_VERSIONS[-1]
     model = model or settings.llm_model
+    # The total is known once the range is read; a dry run re-enriches nothing, so shows no bar.
+    progress = Progress("re-enriching reviews", total=0)
     try:
-        report, stats = replay.reprocess(
-            settings, from_ms=from_ms, to_ms=to_ms, model=model, prompt_version=version,
-            dry_run=dry_run, on_progress=lambda done, total: click.echo(f"  {done}/{total}"))
+        with progress if not dry_run else contextlib.nullcontext():
+            report, stats = replay.reprocess(
+                settings, from_ms=from_ms, to_ms=to_ms, model=model, prompt_version=version,
+                dry_run=dry_run, on_progress=progress.update)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     est = report.estimate

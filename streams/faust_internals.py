@@ -115,7 +115,16 @@ class ReviewPulseApp(faust.App):
     settings: Any  # streams.settings.Settings
     topics_: Any  # streams.topics.Topics
     tables_: Any  # tables.state.Tables
+    readiness: Any  # streams.readiness.Readiness
     before_wait_empty: Callable[[], Iterable[Any]] | None = None
+
+    async def on_first_start(self) -> None:
+        """Before any child service (the consumer included) starts: every topic we use exists."""
+        from streams import admin
+
+        await super().on_first_start()
+        await admin.ensure_topics(self)
+        self.readiness.topics_ensured = True
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)

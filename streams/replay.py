@@ -316,7 +316,11 @@ def replay(settings: Settings, letters: Sequence[dict[str, Any]], *,
     if errors:
         raise RuntimeError(f"{len(errors)} dead letters were not re-published: {errors[0]}")
     if reenrich:
-        stats_re = asyncio.run(_replay_reenrich(settings, reenrich))
+        def reenriched(done: int, _total: int) -> None:
+            if on_progress is not None:
+                on_progress(len(republish) + done, len(letters))
+
+        stats_re = asyncio.run(_replay_reenrich(settings, reenrich, on_progress=reenriched))
         stats.reenriched, stats.failed = stats_re.written, stats_re.failed
         stats.undecodable = len(reenrich) - stats_re.written - stats_re.failed
         if on_progress is not None:
@@ -324,7 +328,8 @@ def replay(settings: Settings, letters: Sequence[dict[str, Any]], *,
     return stats
 
 
-async def _replay_reenrich(settings: Settings, letters: Sequence[dict[str, Any]]) -> ReenrichStats:
+async def _replay_reenrich(settings: Settings, letters: Sequence[dict[str, Any]], *,
+                           on_progress: Callable[[int, int], None] | None = None) -> ReenrichStats:
     from streams.codecs import AvroCodecs
 
     codecs = AvroCodecs(settings)
@@ -334,6 +339,6 @@ async def _replay_reenrich(settings: Settings, letters: Sequence[dict[str, Any]]
         count = max((int(h["value"] or 0) for x in letters for h in x["headers"]
                      if h["key"] == H_REPLAY), default=0)
         return await _reenrich(settings, codecs, reviews, model=settings.llm_model,
-                               header=(H_REPLAY, str(count + 1).encode()))
+                               header=(H_REPLAY, str(count + 1).encode()), on_progress=on_progress)
     finally:
         await codecs.stop()

@@ -7,6 +7,7 @@ fails CI before any producer or consumer meets it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import avro_schemas
@@ -26,18 +27,24 @@ class SubjectResult:
     detail: str
 
 
-async def register_all(client: AsyncRegistryClient) -> list[SubjectResult]:
+async def register_all(client: AsyncRegistryClient, *,
+                       on_progress: Callable[[int, int], None] | None = None) -> list[SubjectResult]:
     results = []
     for topic, record in TOPIC_RECORDS.items():
         subject = topic_name(topic)
         schema_id = await client.register(subject, avro_schemas.schema_text(record))
         results.append(SubjectResult(subject, record, True, f"id {schema_id}"))
+        if on_progress is not None:
+            on_progress(len(results), len(TOPIC_RECORDS))
     return results
 
 
-async def check_all(client: AsyncRegistryClient) -> list[SubjectResult]:
-    results = []
+async def check_all(client: AsyncRegistryClient, *,
+                    on_progress: Callable[[int, int], None] | None = None) -> list[SubjectResult]:
+    results: list[SubjectResult] = []
     for topic, record in TOPIC_RECORDS.items():
+        if on_progress is not None:
+            on_progress(len(results), len(TOPIC_RECORDS))
         subject = topic_name(topic)
         try:
             ok, messages = await client.test_compatibility(
@@ -50,4 +57,6 @@ async def check_all(client: AsyncRegistryClient) -> list[SubjectResult]:
             raise
         detail = "compatible" if ok else "; ".join(messages) or "incompatible"
         results.append(SubjectResult(subject, record, ok, detail))
+    if on_progress is not None:
+        on_progress(len(results), len(TOPIC_RECORDS))
     return results

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     app_id: str = Field("reviewpulse", min_length=1, description="Consumer group and prefix of internal topics. Changing it drops all table state.")
     topic_partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics ReviewPulse creates (repartition, changelogs, outputs).")
     topic_replication_factor: int = Field(1, ge=1, le=7, description="Replication factor of the topics ReviewPulse creates (3 in production).")
-    broker_session_timeout_s: float = Field(60.0, gt=0, description="Consumer group session timeout; a first join on Tansu takes about half of it.")
+    broker_session_timeout_s: float = Field(60.0, gt=0, description="Consumer group session timeout; a first join on Tansu takes about half of it (the embedded stack and demo use 6 s).")
     broker_heartbeat_interval_s: float = Field(3.0, gt=0, description="Consumer heartbeat interval; must be well under the session timeout.")
     consumer_fetch_max_wait_ms: int = Field(100, ge=1, le=10_000, description="Longest a fetch waits for data (Faust hard-codes 1,500 ms; see DESIGN §11).")
     producer_linger_ms: int = Field(1, ge=0, le=1_000, description="Producer linger: small values trade batching for latency.")

@@ -267,13 +267,12 @@ async def health(web: Any, request: Any) -> Any:
 
 @app.page("/ready")
 async def ready(web: Any, request: Any) -> Any:
-    """Readiness: 503 while the worker rebalances or restores tables from changelogs."""
-    recovering = app.tables.recovery.in_recovery if app.tables else False
-    if app.rebalancing or recovering:
-        return web.json(
-            {"status": "recovering", "rebalancing": app.rebalancing, "recovering": recovering}, status=503
-        )
-    return web.json({"status": "ready"})
+    """Readiness: 503 until the worker's topics exist, it joined its group, got its assignment
+    and restored its tables; and again while it rebalances or restores (streams.readiness)."""
+    checks = app.readiness.checks()
+    if not all(checks.values()):
+        return web.json({"status": "starting", "checks": checks}, status=503)
+    return web.json({"status": "ready", "checks": checks})
 
 
 @app.page("/metrics")

@@ -1,7 +1,8 @@
 """The Confluent REST API on aiohttp: paths, query flags, bodies and error answers.
 
 Handlers only translate HTTP to :class:`Registry` calls and back; one middleware turns
-every error into Confluent's body ``{"error_code": N, "message": "..."}``.
+every error into Confluent's body ``{"error_code": N, "message": "..."}``, and an outer one
+gives every answer, errors included, the media type ``Accept`` asks for (``negotiate``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 from aiohttp import web
 
 from schema_registry.errors import RegistryHTTPError, RegistryStoreError
+from schema_registry.server.negotiate import V1, negotiate
 from schema_registry.server.registry import Registry
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+CONTENT_TYPE = V1  # what a handler writes; accept_middleware swaps in the negotiated type
 ACCEPTED_BODY_TYPES = frozenset(
     {
         CONTENT_TYPE,
@@ -53,6 +55,18 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         return _error_body(exc.status, exc.status, f"HTTP {exc.status} {exc.reason}")
+
+
+@web.middleware
+async def accept_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer in the media type ``Accept`` prefers (Confluent's order), or 406 when none fits."""
+    media_type = negotiate(request.headers.get("Accept"))
+    if media_type is None:
+        return _error_body(406, 406, f"HTTP 406 Not Acceptable: {request.headers['Accept']!r}")
+    response = await handler(request)
+    if isinstance(response, web.Response):
+        response.content_type = media_type
+    return response
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -209,7 +223,7 @@ class Routes:
 
 def build_app(registry: Registry) -> web.Application:
     """The aiohttp application serving ``registry`` under Confluent's paths."""
-    app = web.Application(middlewares=[errors_middleware])
+    app = web.Application(middlewares=[accept_middleware, errors_middleware])
     app[REGISTRY_KEY] = registry
     r = Routes(registry)
     subject = "/subjects/{subject}"

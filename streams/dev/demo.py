@@ -61,7 +61,7 @@ def window_summary(aggregates: list[dict[str, Any]]) -> str:
     return (f"WINDOW     {_ts(first['window_start'])}-{_ts(first['window_end'])} closed: "
             f"{len(aggregates)} restaurants, {reviews} reviews, "
             f"{sum(a['orders_delivered'] for a in aggregates)} orders, "
-            f"LLM ${sum(a['cost_micro_usd'] for a in aggregates) / 1e6:.4f}, "
+            f"LLM ${sum(a['cost_micro_usd'] for a in aggregates) / 1e6:.6f}, "
             f"late {sum(a['late_events'] for a in aggregates)}, "
             f"max lag p95 {max(a['processing_lag']['p95_ms'] for a in aggregates)} ms; "
             f"worst {worst['restaurant_id']} avg {worst['sentiment_avg']:+.2f}")
@@ -73,6 +73,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def run_demo(*, rate: float, count: int, data_dir: Path) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
+    started = time.monotonic()
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     print("starting Tansu (in-memory Kafka), the schema registry and the LLM simulator ...", flush=True)
@@ -80,6 +81,9 @@ def run_demo(*, rate: float, count: int, data_dir: Path) -> None:
     try:
         assert stack.broker and stack.registry and stack.llm
         worker = stack.add_worker(data_dir=data_dir / "worker", extra_env=DEMO_ENV)
+        worker.wait_ready()
+        print(f"worker ready {time.monotonic() - started:.1f} s after start "
+              f"(topics created, group joined, tables restored)", flush=True)
         print(f"""
   broker     {stack.broker.bootstrap}  (Tansu, memory only)
   registry   {stack.registry.url}/subjects

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import struct
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -123,8 +124,10 @@ def produce_sample(
     late_share: float = 0.01,
     orders_share: float = 0.5,
     on_progress: Any = None,
+    stop: threading.Event | None = None,
 ) -> SampleStats:
-    """Produce ``count`` reviews (plus orders, duplicates and poison) at about ``rate_per_s``."""
+    """Produce ``count`` reviews (plus orders, duplicates and poison) at about ``rate_per_s``;
+    ``stop`` ends it early (a caller that produces until its own condition holds)."""
     from confluent_kafka import Producer
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroSerializer
@@ -145,6 +148,8 @@ def produce_sample(
         return review_ser(value, review_ctx)
 
     for i in range(count):
+        if stop is not None and stop.is_set():
+            break
         now_ms = int(time.time() * 1000)
         burst = (count // 3) <= i < (count // 3 + max(20, count // 20))
         restaurant = BURST_RESTAURANT if burst and rng.random() < 0.7 else rng.choice(names)

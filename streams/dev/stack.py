@@ -8,9 +8,11 @@ memory and the registry and simulator are ours.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,12 @@ import httpx
 from streams.dev.broker import Broker, start_tansu
 from streams.dev.procs import free_port, spawn, stop, wait_until
 from streams.topics import ORDERS_DELIVERED, REVIEWS_CREATED
+
+# One process per part on one machine: no GC pause or network blip to ride out, so a short
+# session timeout costs nothing here, while it cuts the first join from ~30 s to ~3 s.
+# Production keeps Settings' 60 s. The heartbeat must stay under a third of it.
+EMBEDDED_SESSION_TIMEOUT_S = 6
+EMBEDDED_HEARTBEAT_INTERVAL_S = 1
 
 
 def create_topics(bootstrap: str, names: Iterable[str], *, partitions: int) -> None:
@@ -60,6 +68,23 @@ class Process:
     def stop(self, *, kill: bool = False) -> None:
         stop(self.proc, kill=kill)
 
+    def wait_ready(self, *, timeout_s: float = 60.0) -> float:
+        """Poll ``/ready`` until 200 (topics exist, group joined, tables restored); seconds waited."""
+        started = time.monotonic()
+        wait_until(lambda: _http_ok(f"{self.url}/ready"), timeout_s=timeout_s,
+                   what=f"{self.name} /ready", proc=self.proc, log_path=self.log_path)
+        return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def _stopped_on_failure(process: Process) -> Iterator[None]:
+    """A process that never became ready (or whose wait was interrupted) is not left behind."""
+    try:
+        yield
+    except BaseException:
+        process.stop()
+        raise
+
 
 def start_registry(broker: Broker, *, log_dir: Path, port: int | None = None) -> Process:
     port = port or free_port()
@@ -67,8 +92,9 @@ def start_registry(broker: Broker, *, log_dir: Path, port: int | None = None) ->
     proc = spawn(cli("registry", "--port", str(port), "--bootstrap-servers", broker.bootstrap),
                  log_path=log_path)
     process = Process("registry", proc, log_path, port)
-    wait_until(lambda: _http_ok(f"{process.url}/subjects"), timeout_s=60,
-               what="schema registry", proc=proc, log_path=log_path)
+    with _stopped_on_failure(process):
+        wait_until(lambda: _http_ok(f"{process.url}/subjects"), timeout_s=60,
+                   what="schema registry", proc=proc, log_path=log_path)
     return process
 
 
@@ -77,8 +103,9 @@ def start_llm_sim(*, log_dir: Path, port: int | None = None, args: Iterable[str]
     log_path = log_dir / f"llm-sim-{port}.log"
     proc = spawn(cli("llm-sim", "--port", str(port), *args), log_path=log_path)
     process = Process("llm-sim", proc, log_path, port)
-    wait_until(lambda: _http_ok(f"{process.url}/health"), timeout_s=30,
-               what="LLM simulator", proc=proc, log_path=log_path)
+    with _stopped_on_failure(process):
+        wait_until(lambda: _http_ok(f"{process.url}/health"), timeout_s=30,
+                   what="LLM simulator", proc=proc, log_path=log_path)
     return process
 
 
@@ -91,9 +118,10 @@ def worker_env(
         "REVIEWPULSE_SCHEMA_REGISTRY_URL": registry.url,
         "REVIEWPULSE_DATA_DIR": str(data_dir),
         "REVIEWPULSE_WEB_PORT": str(web_port),
-        # A first group join on Tansu takes about half the session timeout (DESIGN §11).
-        "REVIEWPULSE_BROKER_SESSION_TIMEOUT_S": "6",
-        "REVIEWPULSE_BROKER_HEARTBEAT_INTERVAL_S": "1",
+        # A first group join on Tansu takes about half the session timeout (DESIGN §11): the
+        # embedded stack uses a short one so a worker answers /ready within 10 s of start.
+        "REVIEWPULSE_BROKER_SESSION_TIMEOUT_S": str(EMBEDDED_SESSION_TIMEOUT_S),
+        "REVIEWPULSE_BROKER_HEARTBEAT_INTERVAL_S": str(EMBEDDED_HEARTBEAT_INTERVAL_S),
     }
     if llm is not None:
         env["REVIEWPULSE_LLM_BASE_URL"] = f"{llm.url}/v1"
@@ -106,8 +134,9 @@ def start_worker(env: dict[str, str], *, log_dir: Path, name: str = "worker") ->
     log_path = log_dir / f"{name}-{port}.log"
     proc = spawn(cli("worker"), log_path=log_path, env=env)
     process = Process(name, proc, log_path, port)
-    wait_until(lambda: _http_ok(f"{process.url}/health"), timeout_s=90,
-               what=name, proc=proc, log_path=log_path)
+    with _stopped_on_failure(process):
+        wait_until(lambda: _http_ok(f"{process.url}/health"), timeout_s=90,
+                   what=name, proc=proc, log_path=log_path)
     return process
 
 
@@ -122,11 +151,13 @@ class Stack:
     llm: Process | None = None
     workers: list[Process] = field(default_factory=list)
 
-    def start(self, *, llm_args: Iterable[str] = ()) -> Stack:
+    def start(self, *, llm_args: Iterable[str] = (), create_inputs: bool = True) -> Stack:
+        """``create_inputs=False`` leaves the input topics to the worker (streams.admin)."""
         try:
             self.broker = start_tansu(log_dir=self.log_dir)
-            create_topics(self.broker.bootstrap, [REVIEWS_CREATED, ORDERS_DELIVERED],
-                          partitions=self.partitions)
+            if create_inputs:
+                create_topics(self.broker.bootstrap, [REVIEWS_CREATED, ORDERS_DELIVERED],
+                              partitions=self.partitions)
             self.registry = start_registry(self.broker, log_dir=self.log_dir)
             self.llm = start_llm_sim(log_dir=self.log_dir, args=llm_args)
         except BaseException:

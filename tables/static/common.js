@@ -43,11 +43,17 @@ const RP = (() => {
   }
 
   const fmt = {
+    // Money arrives as integer micro-dollars. One review costs about 54 micro-dollars at the
+    // default prices, so a restaurant's window or day is usually a fraction of a cent: below
+    // one cent every micro-dollar is shown ($0.000054), so cells can be read and compared;
+    // up to a dollar four decimals ($0.0123), from a dollar on cents ($1,234.56).
     usd(micro) {
       if (micro === null || micro === undefined) return "—";
+      if (micro === 0) return "$0";
       const usd = micro / 1e6;
-      if (usd === 0) return "$0";
-      return usd < 0.01 ? `$${usd.toFixed(4)}` : `$${usd.toFixed(2)}`;
+      if (Math.abs(micro) < 10000) return `$${usd.toFixed(6)}`;
+      if (Math.abs(usd) < 1) return `$${usd.toFixed(4)}`;
+      return `$${usd.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
     },
     ms(value) {
       if (!value) return "0 s";

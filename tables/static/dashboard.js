@@ -23,8 +23,8 @@
       el("td", { class: "l" }, RP.sentiment(r.sentiment_avg)),
       el("td", { class: r.negative_share >= 0.4 ? "bad" : "" }, fmt.pct(r.negative_share)),
       el("td", { title: `${r.reviews} reviews in the window` }, fmt.rate(r.reviews_per_min)),
-      el("td", {}, fmt.usd(r.cost_micro_usd)),
-      el("td", {}, fmt.usd(r.cost_today_micro_usd)),
+      el("td", { class: "cost window" }, fmt.usd(r.cost_micro_usd)),
+      el("td", { class: "cost today" }, fmt.usd(r.cost_today_micro_usd)),
       el("td", {}, fmt.ms(r.processing_lag_p95_ms)),
       el("td", {}, r.orders_delivered ? fmt.ms(r.delivery_delay_p95_ms) : el("span", { class: "muted" }, "no orders")),
       alerts);

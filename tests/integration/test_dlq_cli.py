@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 
@@ -81,7 +82,8 @@ def test_dlq_replay_skips_permanent_reasons_and_counts_replays_when_asked(
     default = _run(env, "dlq", "replay")
     assert "with permanent reasons skipped" in default
 
-    _run(env, "dlq", "replay", "--reason", "invalid_value")
+    replayed = _run(env, "dlq", "replay", "--reason", "invalid_value")
+    assert re.search(r"^replaying dead letters: (\d+)/\1 \([\d.,]+/s\)$", replayed, re.M), replayed
     second = until(lambda: _letters_for(outputs, key), timeout_s=20, what="the replayed letter",
                    done=lambda found: len(found) == 2)[-1]
     assert second.value["value"] == value  # the original bytes, untouched
@@ -133,6 +135,8 @@ def test_reprocess_dry_run_estimates_and_real_run_writes_new_model_records(
 
     real = _run(env, "reprocess", "--from", str(from_ms), "--to", str(to_ms), "--model", "gpt-test-2")
     assert "wrote 3 ReviewEnriched records" in real
+    assert re.search(r"^re-enriching reviews: 3/3 \([\d.,]+/s\)$", real, re.M), real
+    assert "re-enriching" not in dry
     records = until(lambda: outputs.poll().enriched([r["event_id"] for r in reviews]), timeout_s=20,
                     what="reprocessed records", done=lambda found: len(found) == 6)
     newer = [r for r in records if header(r, "rp-reprocess")]

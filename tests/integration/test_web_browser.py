@@ -118,7 +118,24 @@ def test_dashboard_lists_restaurants_from_traffic_worst_first(
     row = page.locator(f'tr[data-restaurant="{traffic["unhappy"]}"]')
     assert "CRITICAL" in row.inner_text() and "100%" in row.inner_text()
     assert "/min" in row.inner_text() and "$" in row.inner_text() and "negative_share" in row.inner_text()
+    # Costs are fractions of a cent: the cells show them to the micro-dollar, not "$0".
+    for cell, micro in (("td.cost.window", unhappy["cost_micro_usd"]), ("td.cost.today", None)):
+        text = row.locator(cell).inner_text()
+        assert text != "$0" and text.startswith("$"), (cell, text)
+        if micro is not None and 0 < micro < 10_000:
+            assert round(float(text[1:]) * 1e6) == micro, (cell, text, micro)
     screenshot(page, "dashboard")
+
+
+# (micro-dollars, what a person reads): exact below a cent, 4 decimals to a dollar, then cents.
+USD_CELLS = [(None, "—"), (0, "$0"), (1, "$0.000001"), (54, "$0.000054"), (9_999, "$0.009999"),
+             (12_345, "$0.0123"), (999_999, "$1.0000"), (1_000_000, "$1.00"), (1_234_560_000, "$1,234.56")]
+
+
+def test_cost_format_keeps_fractions_of_a_cent_readable(page: Any, worker: Process) -> None:
+    page.goto(f"{worker.url}/")
+    shown = page.evaluate("cells => cells.map(m => RP.fmt.usd(m))", [m for m, _ in USD_CELLS])
+    assert shown == [text for _, text in USD_CELLS]
 
 
 def test_hostile_restaurant_id_is_shown_as_text_and_runs_nothing(
