@@ -10,6 +10,8 @@
         │   ├── TruncatedPayloadError      reason "truncated_payload"
         │   ├── UnknownSchemaIdError       reason "unknown_schema_id"
         │   ├── SchemaMismatchError        reason "undecodable" (bytes do not fit the schema)
+        │   ├── LogicalTypeMismatchError   reason "logical_type_mismatch" (a writer's date or
+        │   │                              time where the reader needs a timestamp)
         │   └── RecordEncodeError          reason "unencodable" (a value does not fit the schema)
         ├── InvalidSchemaError         a schema string that does not parse as Avro
         ├── IncompatibleSchemaError    subject, messages
@@ -84,6 +86,13 @@ class SchemaMismatchError(SerdeError):
     """The payload does not decode with its writer schema (or resolve to the reader's)."""
 
     reason = "undecodable"
+
+
+class LogicalTypeMismatchError(SerdeError):
+    """The writer's type of a reader ``timestamp-millis`` field cannot be read as one
+    (``date``, ``time-millis``...): see :mod:`schema_registry.timestamps`."""
+
+    reason = "logical_type_mismatch"
 
 
 class RecordEncodeError(SerdeError):

@@ -23,6 +23,7 @@ from typing import Any
 import fastavro
 from fastavro.types import Schema as FastavroSchema
 
+from schema_registry import timestamps
 from schema_registry.errors import (
     InvalidSchemaError,
     RecordEncodeError,
@@ -113,11 +114,23 @@ def decode(
 ) -> Any:
     """Decode Avro bytes written with ``writer_schema``, resolved to ``reader_schema``.
 
+    With a reader schema, its ``timestamp-millis`` fields hold epoch ms ints whatever the
+    writer's logical type, or a LogicalTypeMismatchError says why they cannot
+    (:mod:`schema_registry.timestamps`); without one, values are fastavro's (datetimes).
+
     Trailing bytes after the value mean the writer schema is not the one the bytes were
     written with, so they are an error rather than silently ignored.
     """
-    if reader_schema is writer_schema:
-        reader_schema = None
+    steps = None
+    if reader_schema is not None:
+        same = reader_schema is writer_schema
+        # Timestamps come out as epoch ms whatever the writer's logical type (or an error).
+        try:
+            writer_schema, steps = timestamps.PLANS.get(writer_schema, reader_schema)
+        except (fastavro.schema.SchemaParseException, ValueError, TypeError, KeyError) as exc:
+            raise SchemaMismatchError(f"writer schema cannot be read as ours: {exc!r}") from exc
+        if same:
+            reader_schema = None
     buffer = io.BytesIO(payload)
     try:
         value = fastavro.schemaless_reader(buffer, writer_schema, reader_schema)
@@ -138,7 +151,7 @@ def decode(
         raise SchemaMismatchError(
             f"{len(payload) - buffer.tell()} trailing bytes after the value: wrong writer schema?"
         )
-    return value
+    return timestamps.apply(value, steps) if steps else value
 
 
 def encode_framed(value: Any, *, schema_id: int, schema: ParsedSchema) -> bytes:

@@ -163,8 +163,9 @@ def dlq_replay(reasons: tuple[str, ...], limit: int | None) -> None:
     \b
     Without --reason, letters that can never succeed as they are are skipped:
       unknown_magic_byte, truncated_payload, undecodable, empty_value,
-      invalid_value, text_too_long (name them with --reason to replay them anyway,
-      e.g. after raising REVIEWPULSE_TEXT_MAX_CHARS).
+      invalid_value, text_too_long, invalid_id, event_time_too_old,
+      invalid_delivery_time, logical_type_mismatch (name them with --reason to
+      replay them anyway, e.g. after raising REVIEWPULSE_TEXT_MAX_CHARS).
     llm_exhausted letters are re-enriched with the LLM and written to
     reviews.enriched (a re-published copy would be dropped by the event_id dedupe).
     Replaying twice publishes twice: a copy that fails again makes a new dead letter
@@ -240,6 +241,41 @@ def reprocess(from_ms: int, to_ms: int, model: str | None, prompt_version: str |
                    + "".join(f"\n  {why}: {n}" for why, n in stats.failures.most_common()))
         if stats.failed:
             raise SystemExit(1)
+
+
+@main.command()
+@click.option("--from", "from_ms", required=True, callback=_time_ms,
+              help="Start (inclusive): ISO 8601 (naive = UTC) or epoch ms.")
+@click.option("--to", "to_ms", required=True, callback=_time_ms, help="End (exclusive), same forms.")
+@click.option("--by", type=click.Choice(["occurred", "produced"]), default="occurred", show_default=True,
+              help="Place records by occurred_at (Kafka time when unreadable or out of bounds) "
+                   "or by Kafka timestamp.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+def reconcile(from_ms: int, to_ms: int, by: str, as_json: bool) -> None:
+    """Account for every input record of a time range; exit 1 if any is missing.
+
+    \b
+    Per input topic: consumed = enriched (reviews) or folded (orders, not individually
+    traceable) + dead-lettered + duplicates + in retry + missing. Every missing event id
+    (topic:partition:offset when undecodable) is listed. Reads reviews.created,
+    orders.delivered, reviews.enriched, reviews.retry and reviewpulse.dlq to their ends.
+    """
+    import json
+
+    from streams import reconcile as rec
+    from streams.settings import load_settings
+
+    try:
+        reports = rec.reconcile(load_settings(), from_ms=from_ms, to_ms=to_ms, by=by)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(rec.reports_json(reports, from_ms=from_ms, to_ms=to_ms, by=by), indent=2))
+    else:
+        for line in rec.format_reports(reports, from_ms=from_ms, to_ms=to_ms, by=by):
+            click.echo(line)
+    if rec.any_missing(reports):
+        raise SystemExit(1)
 
 
 @main.command()

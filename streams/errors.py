@@ -9,9 +9,10 @@ catch everything of ours in one ``except`` and nothing foreign::
     │   ├── RegistryHTTPError               (a registry answered with an error body)
     │   ├── SerdeError                      (bytes or values that break the wire format)
     │   │   ├── UnknownMagicByteError, TruncatedPayloadError, UnknownSchemaIdError
-    │   │   └── SchemaMismatchError, RecordEncodeError
+    │   │   └── SchemaMismatchError, LogicalTypeMismatchError, RecordEncodeError
     │   ├── InvalidSchemaError, IncompatibleSchemaError
     │   └── RegistryStoreError              (the embedded registry's _schemas topic)
+    ├── streams.validation.Invalid          (a decoded value breaks a rule: reason for the DLQ)
     └── agents.llm.errors.LLMError          (retriable flag, retry_after_s)
         ├── LLMTimeoutError, LLMServerError, LLMRateLimitedError, CircuitOpenError
         └── LLMMalformedOutputError

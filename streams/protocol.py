@@ -29,6 +29,7 @@ from streams.errors import ReviewPulseError
 H_ID = "rp-id"  # deterministic id of a final aggregate or alert (exactly-once outbox)
 H_REPLAY = "rp-replay"  # set by `reviewpulse dlq replay` on the records it re-publishes
 H_TRACE = "trace_id"  # the producer's trace id, on every record ReviewPulse writes
+H_ORIGIN = "rp-origin"  # topic:partition:offset of an input record (dead letters of older versions)
 
 # --- by-restaurant / retry payload kinds ---------------------------------------------------
 REVIEW = "review"

@@ -48,15 +48,16 @@ from streams.topic_io import (
     read_time_range,
 )
 from streams.topics import H_REPLAY, H_TRACE, REVIEWS_ENRICHED
-from streams.validation import Invalid, validate_review
+from streams.validation import Bounds, Invalid, validate_review
 
 H_REPROCESS = "rp-reprocess"  # "<model>/<prompt version>" on records written by reprocess
 REENRICH_REASONS = frozenset({"llm_exhausted"})
 # Bytes that are not Avro, do not fit the schema, or break our rules: a replay comes back.
 PERMANENT_REASONS = frozenset({
     "unknown_magic_byte", "truncated_payload", "undecodable", "empty_value",
-    "invalid_value", "text_too_long",
-})
+    "invalid_value", "text_too_long", "invalid_id", "event_time_too_old",
+    "invalid_delivery_time", "logical_type_mismatch",
+})  # not event_time_in_future: once its time has come, a replayed copy passes
 # The prompt versions this build can render (agents.llm.prompt); a record names one of them.
 PROMPT_VERSIONS = (PROMPT_VERSION,)
 # Reviews per enrich_batch call while re-enriching: bounds memory of outcomes in flight.
@@ -152,28 +153,33 @@ class ReenrichStats:
     failures: Counter[str] = field(default_factory=Counter)
 
 
-def _valid(review: dict[str, Any], *, text_max_chars: int) -> bool:
-    """The decode stage's rules (a record it would have dead-lettered is not re-enriched)."""
+def _valid(review: dict[str, Any], *, settings: Settings, now_ms: int | None) -> bool:
+    """The decode stage's rules (a record it would have dead-lettered is not re-enriched).
+
+    The event time is judged against ``now_ms``, the time the record was produced (its
+    Kafka timestamp), not today: re-enriching last month's reviews is the point.
+    """
     try:
-        validate_review(review, text_max_chars=text_max_chars)
+        validate_review(review, bounds=Bounds.from_settings(settings), now_ms=now_ms)
     except Invalid:
         return False
     return True
 
 
-async def _decode_reviews(codecs: Any, values: Iterable[bytes | None]
+async def _decode_reviews(codecs: Any, values: Iterable[tuple[bytes | None, int | None]]
                           ) -> tuple[list[dict[str, Any]], int, int]:
-    """(distinct valid reviews, undecodable or invalid, duplicates) in input order."""
+    """(distinct valid reviews, undecodable or invalid, duplicates) in input order, from
+    (value bytes, produced-at ms) pairs."""
     from schema_registry.errors import SerdeError
 
     reviews: dict[str, dict[str, Any]] = {}
     bad = duplicates = 0
-    for value in values:
+    for value, produced_ms in values:
         try:
             review = await codecs.decode("ReviewCreated", value) if value is not None else None
         except SerdeError:
             review = None
-        if review is None or not _valid(review, text_max_chars=codecs.settings.text_max_chars):
+        if review is None or not _valid(review, settings=codecs.settings, now_ms=produced_ms):
             bad += 1
             continue
         if review["event_id"] in reviews:
@@ -265,7 +271,8 @@ def reprocess(settings: Settings, *, from_ms: int, to_ms: int, model: str | None
     async def go() -> tuple[RangeReport, ReenrichStats | None]:
         codecs = AvroCodecs(settings)
         try:
-            reviews, invalid, duplicates = await _decode_reviews(codecs, (r.value for r in raw))
+            reviews, invalid, duplicates = await _decode_reviews(
+                codecs, ((r.value, r.timestamp_ms) for r in raw))
             report = RangeReport(len(raw), reviews, invalid, duplicates,
                                  estimate_cost(reviews, settings=settings))
             if dry_run or not reviews:
@@ -334,7 +341,8 @@ async def _replay_reenrich(settings: Settings, letters: Sequence[dict[str, Any]]
 
     codecs = AvroCodecs(settings)
     try:
-        reviews, _, _ = await _decode_reviews(codecs, (x["value"] for x in letters))
+        reviews, _, _ = await _decode_reviews(
+            codecs, ((x["value"], to_ms(x["first_failure_at"])) for x in letters))
         await codecs.start()
         count = max((int(h["value"] or 0) for x in letters for h in x["headers"]
                      if h["key"] == H_REPLAY), default=0)

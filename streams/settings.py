@@ -81,6 +81,9 @@ class Settings(BaseSettings):
 
     # --- Pipeline ----------------------------------------------------------------------------
     text_max_chars: int = Field(5_000, ge=1, description="Longest review text accepted; longer goes to the DLQ (text_too_long).")
+    id_max_chars: int = Field(128, ge=8, le=4096, description="Longest id accepted (event, review, user, restaurant, order, trace); longer goes to the DLQ (invalid_id).")
+    event_time_max_skew_s: float = Field(300.0, ge=0, description="How far occurred_at may lie ahead of the decoding clock; further goes to the DLQ (event_time_in_future).")
+    event_time_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="How old occurred_at may be; older goes to the DLQ (event_time_too_old). Keep it at most dedupe_ttl_s.")
     dedupe_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication.")
     take_max_events: int = Field(1_000, ge=1, description="Most events one agent batch holds (stream.take).")
     take_within_s: float = Field(0.05, gt=0, description="Longest an agent waits to fill a batch.")
@@ -120,6 +123,8 @@ class Settings(BaseSettings):
             problems.append("broker_heartbeat_interval_s must be at most a third of broker_session_timeout_s")
         if self.processing_lag_critical_s < self.processing_lag_slo_s:
             problems.append("processing_lag_critical_s must be >= processing_lag_slo_s")
+        if self.event_time_max_age_s > self.dedupe_ttl_s:
+            problems.append("event_time_max_age_s must be at most dedupe_ttl_s (an older replay could be counted twice)")
         if self.llm_backoff_max_s < self.llm_backoff_base_s:
             problems.append("llm_backoff_max_s must be >= llm_backoff_base_s")
         if self.kafka_security_protocol.startswith("SASL") and not (

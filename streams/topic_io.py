@@ -1,5 +1,5 @@
-"""Reading topics from the offline commands (dlq, reprocess) with the worker's Kafka
-security settings, to the end of each partition as the fetches report it."""
+"""Reading topics from the offline commands (dlq, reprocess, reconcile) with the worker's
+Kafka security settings, to the end of each partition as the fetches report it."""
 
 from __future__ import annotations
 
@@ -139,5 +139,21 @@ def read_time_range(settings: Settings, *, from_ms: int, to_ms: int,
         return [RawRecord(m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])
                 for m in read_to_end(consumer, assignments)
                 if from_ms <= m.timestamp()[1] < to_ms]
+    finally:
+        consumer.close()
+
+
+def iter_topic(settings: Settings, topic: str, *, purpose: str = "reconcile") -> Iterator[RawRecord]:
+    """Every record of ``topic`` from the beginning of each partition to its end, in
+    partition order; nothing when the topic does not exist (nothing was ever written)."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    consumer = _consumer(settings, purpose)
+    try:
+        if topic not in consumer.list_topics(timeout=KAFKA_TIMEOUT_S).topics:
+            return
+        assignments = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in _partitions(consumer, topic)]
+        for m in read_to_end(consumer, assignments):
+            yield RawRecord(m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])
     finally:
         consumer.close()

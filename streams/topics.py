@@ -33,14 +33,10 @@ TOPIC_RECORDS: dict[str, str] = {
     DLQ: "DeadLetter",
 }
 
-# Headers ReviewPulse reads and writes.
-H_KIND = "rp-kind"  # b"review" | b"order" | b"tick" on the by-restaurant topic
-H_ATTEMPT = "rp-attempt"  # enrichment attempts so far (reviews.retry, by-restaurant)
-H_NOT_BEFORE = "rp-not-before-ms"  # reviews.retry: do not redeliver before this time
-H_FIRST_FAILURE = "rp-first-failure-ms"
-H_ORIGIN = "rp-origin"  # topic:partition:offset of the input record, for dead letters
-H_REPLAY = "rp-replay"  # set by `reviewpulse dlq replay`
-H_TRACE = "trace_id"
+# Headers are defined once, in streams.protocol (re-exported for the offline commands).
+from streams.protocol import H_ORIGIN, H_REPLAY, H_TRACE  # noqa: E402
+
+__all__ = ["H_ORIGIN", "H_REPLAY", "H_TRACE"]
 
 
 def by_restaurant_topic_name(app_id: str) -> str:

@@ -4,6 +4,10 @@ A model may return invalid JSON, drop or invent refs, or use labels outside the 
 (especially when a review tries to inject instructions). Nothing it says is trusted:
 every field is checked here. Results that pass are kept even when others fail, so the
 caller re-asks only for the failed refs (partial-answer handling).
+
+The reply draft is redacted like the review text: the model never saw the author's PII,
+but it can invent a contact ("call us at 11 3456-7890") or echo an obfuscated address the
+redactor let through, and the draft is published on ``reviews.enriched``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from agents.llm.errors import LLMMalformedOutputError
 from agents.llm.labels import CATEGORY_VALUES, SENTIMENT_VALUES, Enrichment, Sentiment
 from agents.llm.prompt import REPLY_DRAFT_MAX_CHARS
+from agents.llm.redact import redact_pii
 
 # How many individual problems an error message lists before summarising.
 _MAX_REASONS_SHOWN = 5
@@ -47,7 +52,8 @@ def _validate_item(item: Any, *, reply_max_chars: int) -> Enrichment:
     # An empty category list carries no information but is not wrong: it means "other".
     unique = tuple(dict.fromkeys(categories)) or ("other",)
     return Enrichment(
-        label=Sentiment(label), score=float(score), categories=unique, reply_draft=reply.strip()
+        label=Sentiment(label), score=float(score), categories=unique,
+        reply_draft=redact_pii(reply).text.strip(),
     )
 
 

@@ -1,68 +1,125 @@
-"""PII redaction: every kind is replaced, look-alike numbers are not."""
+"""PII redaction: what Brazilian and English reviews really contain is replaced, look-alikes are not.
+
+The table is the contract: input text -> the text the LLM sees. Review text reaches the
+LLM only through ``redact_pii`` (the enricher), and reply drafts only through the answer
+parser, which redacts them too.
+"""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from agents.llm.parse import parse_results
 from agents.llm.redact import cnpj_is_valid, cpf_is_valid, luhn_is_valid, redact_pii
 
+REDACTED = [
+    # --- e-mails ----------------------------------------------------------------------------
+    ("fale comigo: joao.silva+food@example.com.br ok", "fale comigo: [EMAIL] ok", "EMAIL"),
+    ("escreva para joão.silva@exemplo.com.br hoje", "escreva para [EMAIL] hoje", "EMAIL"),
+    ("contato: conceição@padaria-são-joão.com.br", "contato: [EMAIL]", "EMAIL"),
+    ("mail me: joao at gmail dot com", "mail me: [EMAIL]", "EMAIL"),
+    ("joao [at] gmail [dot] com please", "[EMAIL] please", "EMAIL"),
+    ("joao (at) gmail (dot) com", "[EMAIL]", "EMAIL"),
+    ("Joao AT Gmail DOT Com", "[EMAIL]", "EMAIL"),
+    ("me chama: joao arroba gmail ponto com", "me chama: [EMAIL]", "EMAIL"),
+    ("maria arroba empresa ponto com ponto br, obrigada", "[EMAIL], obrigada", "EMAIL"),
+    ("joao at gmail.com", "[EMAIL]", "EMAIL"),
+    ("joao @ gmail.com", "[EMAIL]", "EMAIL"),
+    ("jo\u200bao@gm\u200bail.com", "[EMAIL]", "EMAIL"),  # a zero-width space splits nothing
+    # --- Brazilian phones -------------------------------------------------------------------
+    ("ligue (11) 98765-4321 agora", "ligue [PHONE] agora", "PHONE"),
+    ("ligue 11 98765 4321", "ligue [PHONE]", "PHONE"),
+    ("zap 11 98765-4321.", "zap [PHONE].", "PHONE"),
+    ("zap 11 9 8765 4321", "zap [PHONE]", "PHONE"),
+    ("zap (11)987654321", "zap [PHONE]", "PHONE"),
+    ("zap (11) 9 8765-4321", "zap [PHONE]", "PHONE"),
+    ("zap 11987654321", "zap [PHONE]", "PHONE"),
+    ("meu numero 987654321", "meu numero [PHONE]", "PHONE"),
+    ("meu numero 98765-4321", "meu numero [PHONE]", "PHONE"),
+    ("meu numero 98765 4321", "meu numero [PHONE]", "PHONE"),
+    ("ligue +55 11 98765 4321", "ligue [PHONE]", "PHONE"),
+    ("ligue +55 11 98765-4321", "ligue [PHONE]", "PHONE"),
+    ("+5511987654321", "[PHONE]", "PHONE"),
+    ("fixo +55 (21) 3456-7890", "fixo [PHONE]", "PHONE"),
+    ("fixo (21) 3456-7890", "fixo [PHONE]", "PHONE"),
+    ("fixo 21 3456 7890", "fixo [PHONE]", "PHONE"),
+    ("fixo 3456-7890", "fixo [PHONE]", "PHONE"),
+    # --- other phones -----------------------------------------------------------------------
+    ("call (415) 555-0134", "call [PHONE]", "PHONE"),
+    ("call 415-555-0134", "call [PHONE]", "PHONE"),
+    ("call 415.555.0134", "call [PHONE]", "PHONE"),
+    ("call +1 415-555-2671", "call [PHONE]", "PHONE"),
+    ("call +44 20 7946 0958", "call [PHONE]", "PHONE"),
+    # --- documents --------------------------------------------------------------------------
+    ("meu cpf 123.456.789-09", "meu cpf [CPF]", "CPF"),
+    ("cpf 12345678909", "cpf [CPF]", "CPF"),
+    ("cpf 123 456 789 09", "cpf [CPF]", "CPF"),
+    ("cpf 123 456 789-09", "cpf [CPF]", "CPF"),
+    ("cnpj 12.345.678/0001-95", "cnpj [CNPJ]", "CNPJ"),
+    ("cnpj 12345678000195", "cnpj [CNPJ]", "CNPJ"),
+    ("cnpj 12 345 678 0001 95", "cnpj [CNPJ]", "CNPJ"),
+    ("cnpj 12.345.678 0001-95", "cnpj [CNPJ]", "CNPJ"),
+    # --- cards ------------------------------------------------------------------------------
+    ("card 4111 1111 1111 1111", "card [CARD]", "CARD"),
+    ("card 4111-1111-1111-1111", "card [CARD]", "CARD"),
+    ("card 4111.1111.1111.1111", "card [CARD]", "CARD"),
+    ("card 4111  1111  1111  1111", "card [CARD]", "CARD"),
+    ("card 5500005555555559 please", "card [CARD] please", "CARD"),
+    ("amex 3782 822463 10005", "amex [CARD]", "CARD"),
+]
 
-@pytest.mark.parametrize(
-    ("text", "expected", "kind"),
-    [
-        ("fale comigo: joao.silva+food@example.com.br ok", "fale comigo: [EMAIL] ok", "EMAIL"),
-        ("ligue (11) 98765-4321 agora", "ligue [PHONE] agora", "PHONE"),
-        ("ligue +55 11 98765 4321", "ligue [PHONE]", "PHONE"),
-        ("fixo +55 (21) 3456-7890", "fixo [PHONE]", "PHONE"),
-        ("zap 11 98765-4321.", "zap [PHONE].", "PHONE"),
-        ("zap 11987654321", "zap [PHONE]", "PHONE"),
-        ("+5511987654321", "[PHONE]", "PHONE"),
-        ("call +1 415-555-2671", "call [PHONE]", "PHONE"),
-        ("call +44 20 7946 0958", "call [PHONE]", "PHONE"),
-        ("meu cpf 123.456.789-09", "meu cpf [CPF]", "CPF"),
-        ("cpf 12345678909", "cpf [CPF]", "CPF"),
-        ("cnpj 12.345.678/0001-95", "cnpj [CNPJ]", "CNPJ"),
-        ("cnpj 12345678000195", "cnpj [CNPJ]", "CNPJ"),
-        ("card 4111 1111 1111 1111", "card [CARD]", "CARD"),
-        ("card 4111-1111-1111-1111", "card [CARD]", "CARD"),
-        ("card 5500005555555559 please", "card [CARD] please", "CARD"),
-        ("amex 3782 822463 10005", "amex [CARD]", "CARD"),
-    ],
-)
+
+@pytest.mark.parametrize(("text", "expected", "kind"), REDACTED, ids=[r[0] for r in REDACTED])
 def test_each_pii_kind_is_replaced_by_its_token(text: str, expected: str, kind: str) -> None:
     result = redact_pii(text)
     assert result.text == expected
     assert result.counts == {kind: 1}
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "pedido #12345678 chegou",
-        "order 100200300400 was wrong",
-        "nota fiscal 12345678901",  # 11 digits, CPF check digits fail
-        "protocolo 12345678000100",  # 14 digits, CNPJ check digits fail
-        "card-like 1234567890123456 without Luhn",
-        "entregue em 12/05/2024 às 19:30",
-        "data 2024-05-12, total R$ 1.234,56",
-        "paguei R$ 45,90 por 2 pizzas",
-        "nota 10/10, 5 estrelas, mesa 12",
-        "CEP 01310-100",
-        "tracking 1Z999AA10123456784",
-    ],
-)
-def test_look_alike_numbers_are_left_alone(text: str) -> None:
+KEPT = [
+    "pedido #12345678 chegou",
+    "pedido 4521 veio errado",
+    "order 100200300400 was wrong",
+    "nota fiscal 12345678901",  # 11 digits, CPF check digits fail
+    "protocolo 12345678000100",  # 14 digits, CNPJ check digits fail
+    "card-like 1234567890123456 without Luhn",
+    "entregue em 12/05/2024 às 19:30",
+    "das 19:30 às 20:15, 45 minutos",
+    "data 2024-05-12, total R$ 1.234,56",
+    "paguei R$ 45,90 por 2 pizzas",
+    "em 15/03, 3 pedidos de R$ 29,90",
+    "nota 10/10, 5 estrelas, mesa 12",
+    "nota 4.5 de 5",
+    "5/5 stars, $12.99, arrived at 7:45 pm",
+    "CEP 01310-100",
+    "tracking 1Z999AA10123456784",
+    "protocolo 2024 0512 1930",
+    "I was at home. Com certeza volto",
+    "the pizza at joe's was on point",
+]
+
+
+@pytest.mark.parametrize("text", KEPT)
+def test_look_alike_numbers_and_prose_are_left_alone(text: str) -> None:
     result = redact_pii(text)
     assert result.text == text
     assert result.total == 0
 
 
 def test_counts_add_up_across_kinds() -> None:
-    text = "a@b.com, c@d.org, (11) 98765-4321, 123.456.789-09 e 4111 1111 1111 1111"
+    text = ("a@b.com, joao arroba gmail ponto com, (11) 98765-4321, 11 98765 4321, "
+            "123 456 789 09 e 4111.1111.1111.1111")
     result = redact_pii(text)
-    assert result.counts == {"EMAIL": 2, "PHONE": 1, "CPF": 1, "CARD": 1}
-    assert result.total == 5
+    assert result.counts == {"EMAIL": 2, "PHONE": 2, "CPF": 1, "CARD": 1}
+    assert result.total == 6
     assert not any(ch.isdigit() for ch in result.text)
+
+
+def test_text_is_cleaned_before_redaction_and_emoji_survive() -> None:
+    text = "Ótimo \U0001F355\u202e 98765\u200b-4321\u0007\r\nvolto"
+    assert redact_pii(text).text == "Ótimo \U0001F355 [PHONE]\nvolto"
 
 
 def test_check_digit_validators() -> None:
@@ -73,3 +130,23 @@ def test_check_digit_validators() -> None:
     assert not cnpj_is_valid("12.345.678/0001-90")
     assert luhn_is_valid("4111 1111 1111 1111")
     assert not luhn_is_valid("4111 1111 1111 1112")
+
+
+def test_reply_draft_from_the_llm_is_redacted_too() -> None:
+    """The model can invent or echo contact details; the published draft never carries them."""
+    reply = ("Sentimos muito! Ligue 11 98765 4321 ou escreva para joão.silva@exemplo.com.br "
+             "(ou sac arroba loja ponto com ponto br).")
+    content = json.dumps({"results": [{"ref": "r1", "label": "NEGATIVE", "score": -0.6,
+                                       "categories": ["service"], "reply_draft": reply}]})
+    [enrichment] = parse_results(content, expected_refs=["r1"]).values()
+    assert enrichment.reply_draft == "Sentimos muito! Ligue [PHONE] ou escreva para [EMAIL] (ou [EMAIL])."
+
+
+def test_a_long_hostile_text_is_redacted_in_linear_time() -> None:
+    """5,000 chars of near-misses (the text cap): no pattern backtracks catastrophically."""
+    import time
+
+    text = ("joao at gmail dot " * 150 + "1 2 3 4 5 6 7 8 9 " * 100)[:5000]
+    start = time.perf_counter()
+    redact_pii(text)
+    assert time.perf_counter() - start < 0.5
