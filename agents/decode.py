@@ -20,7 +20,7 @@ from streams.app import app, runtime
 from streams.codecs import plain_record, to_ms
 from streams.logs import event as log_event
 from streams.protocol import H_TRACE, ORDER, REVIEW, Item, Origin, write_item
-from streams.validation import Invalid, validate_order, validate_review
+from streams.validation import Bounds, Invalid, validate_order, validate_review
 
 settings = app.settings
 
@@ -40,6 +40,7 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
     """Decode, validate and forward one batch; returns how many were dead-lettered."""
     record_name = "ReviewCreated" if kind == REVIEW else "OrderDelivered"
     pending: list[Awaitable[Any]] = []
+    bounds = Bounds.from_settings(settings)
     dead = 0
     for ev in events:
         message = ev.message
@@ -52,10 +53,10 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
             trace_id = record["metadata"]["trace_id"]  # dead letters of invalid values carry it too
             record_event_time(message.tp, to_ms(record["occurred_at"]))
             if kind == REVIEW:
-                validate_review(record, text_max_chars=settings.text_max_chars)
+                validate_review(record, bounds=bounds)
                 restaurant_id = record["entity"]["restaurant_id"]
             else:
-                validate_order(record)
+                validate_order(record, bounds=bounds)
                 restaurant_id = record["restaurant_id"]
         except (SerdeError, Invalid, RegistryHTTPError) as exc:
             reason = exc.reason if isinstance(exc, SerdeError | Invalid) else "registry_unavailable"

@@ -70,6 +70,20 @@ def service(slow_stack: Stack) -> Iterator[Producer]:
     producer.close()
 
 
+@pytest.fixture
+def make_run(slow_stack: Stack, service: Producer) -> Iterator[Any]:
+    """``make_run(tag)``: a Run whose reader is closed after the test."""
+    runs: list[Run] = []
+
+    def make(tag: str) -> Run:
+        runs.append(Run(slow_stack, service, f"{tag}{uuid.uuid4().hex[:4]}"))
+        return runs[-1]
+
+    yield make
+    for run in runs:
+        run.reader.close()
+
+
 def configure_llm(stack: Stack, **changes: Any) -> None:
     assert stack.llm is not None
     response = httpx.post(f"{stack.llm.url}/_sim/config", json=changes, timeout=5)
@@ -178,8 +192,8 @@ class Run:
 
 
 def test_slow_llm_windows_close_on_time_with_exact_counts_and_every_review_is_enriched(
-        slow_stack, slow_worker, service):
-    run = Run(slow_stack, service, f"slow{uuid.uuid4().hex[:4]}")
+        slow_stack, slow_worker, make_run):
+    run = make_run("slow")
     started = time.monotonic()
     run.produce(seconds=12, reviews_per_s=20, orders_per_s=5)
     until(run.windows_final, timeout_s=30, what="every window of the run final", done=lambda n: n == 0)
@@ -196,7 +210,7 @@ def test_slow_llm_windows_close_on_time_with_exact_counts_and_every_review_is_en
     assert repeats == 0
 
     configure_llm(slow_stack, latency_ms=5)
-    fast = Run(slow_stack, service, f"fast{uuid.uuid4().hex[:4]}")
+    fast = make_run("fast")
     fast.produce(seconds=6, reviews_per_s=20, orders_per_s=5)
     until(fast.windows_final, timeout_s=30, what="every window after the LLM recovered",
           done=lambda n: n == 0)
@@ -206,10 +220,10 @@ def test_slow_llm_windows_close_on_time_with_exact_counts_and_every_review_is_en
 
 
 def test_llm_down_windows_close_on_time_with_heuristic_labels_and_nothing_is_lost(
-        slow_stack, slow_worker, service):
+        slow_stack, slow_worker, make_run):
     configure_llm(slow_stack, latency_ms=5, error_500_rate=1.0)
     try:
-        run = Run(slow_stack, service, f"down{uuid.uuid4().hex[:4]}")
+        run = make_run("down")
         run.produce(seconds=8, reviews_per_s=20, orders_per_s=5)
         until(run.windows_final, timeout_s=30, what="every window of the run final", done=lambda n: n == 0)
         finals = run.assert_exact_and_on_time()
@@ -226,14 +240,14 @@ def test_llm_down_windows_close_on_time_with_heuristic_labels_and_nothing_is_los
 
 @pytest.mark.chaos
 def test_kill_9_with_llm_calls_in_flight_loses_nothing_and_counts_each_window_once(
-        slow_stack, slow_worker, service, tmp_path):
+        slow_stack, slow_worker, make_run, tmp_path):
     configure_llm(slow_stack, latency_ms=3000, error_500_rate=0.0)
     stack = slow_stack
     data_dir = tmp_path / "crash-worker"
     slow_worker.stop(kill=True)  # the module's worker goes: the new one owns every partition
     stack.workers.remove(slow_worker)
     first = stack.add_worker(data_dir=data_dir, extra_env=ENV, name="inflight-first")
-    run = Run(stack, service, f"crash{uuid.uuid4().hex[:4]}")
+    run = make_run("crash")
     run.produce(seconds=6, reviews_per_s=20, orders_per_s=5)
     # Mid-run: some windows closed, reviews still waiting for the 3 s LLM.
     until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows closed", done=lambda n: n > 0)
