@@ -67,10 +67,10 @@ from streams.protocol import (
     write_item,
 )
 from streams.settings import FailurePolicy, Settings
-from tables.panes import Closed, PartitionState
+from tables.panes import Closed, DueIndex, PartitionState
 from tables.rules import RuleThresholds, budget_exceeded_record
 from tables.state import PartitionTables
-from tables.windows import WindowSpec, utc_day
+from tables.windows import DAY_MS, WindowSpec, utc_day
 
 BUDGET_CAP_REASON = "restaurant daily cost cap reached"
 BACKLOG_REASON = "enrichment backlog full"
@@ -129,14 +129,13 @@ class StageCore:
     def __init__(self, *, ports: Ports, topics: OutputTopics, settings: Settings, outbox: Outbox,
                  enrich: Callable[[Sequence[Job], dict[str, int]], Awaitable[list[EnrichOutcome]]],
                  # (jobs, today's spend ledger to reserve estimates in) -> one outcome per job
-                 sender_expiry_ms: int) -> None:
+                 ) -> None:
         self.ports = ports
         self.topics = topics
         self.settings = settings
         self.spec = WindowSpec.from_settings(settings)
         self.thresholds = RuleThresholds.from_settings(settings)
         self.outbox = outbox
-        self.sender_expiry_ms = sender_expiry_ms
         self._enrich_fn = enrich
         self.enricher = Enricher(enrich=self._enrich, complete=self.complete,
                                  batch_size=settings.llm_batch_size,
@@ -147,20 +146,39 @@ class StageCore:
         # in flight included, so concurrent calls never spend the same headroom twice.
         self._ledger: dict[str, int] = {}
         self._ledger_day = 0
-        self.tick_senders: dict[int, dict[str, tuple[int, int]]] = {}
+        # by-restaurant partition -> input partition ("topic:p") -> (mark, sent_at) of its newest tick
+        self.input_marks: dict[int, dict[str, tuple[int, int]]] = {}
+        self._input_partitions: dict[int, dict[str, int]] = {}  # input topic -> partitions
         self._watermarks: dict[int, int] = {}
+        self._due: dict[int, DueIndex] = {}  # rebuilt from the partition's index when missing
+        self.retention_ms = int(settings.state_retention_s * 1000)
+        self.tick_skew_ms = int(settings.event_time_max_skew_s * 1000)
 
     # --- watermark ---------------------------------------------------------------------------
     def watermark(self, partition: int) -> int:
         """Closing and lateness follow the input watermark the ticks carry, never one event."""
         return self._watermarks.get(partition, 0)
 
-    def _on_tick(self, partition: int, tick: Tick) -> None:
-        senders = self.tick_senders.setdefault(partition, {})
-        senders[tick.sender] = (tick.watermark_ms, tick.sent_at_ms)
-        newest = max(sent_at for _, sent_at in senders.values())
-        live = [wm for wm, sent_at in senders.values() if sent_at >= newest - self.sender_expiry_ms]
-        self._watermarks[partition] = max(self.watermark(partition), min(live))
+    def _on_tick(self, partition: int, tick: Tick, *, now_ms: int) -> None:
+        """Keep the newest mark of every input partition; the watermark is their minimum.
+
+        A mark is capped at this worker's clock plus the allowed skew: a forged or
+        clock-skewed tick cannot close windows ahead of time by more than that.
+        """
+        marks = self.input_marks.setdefault(partition, {})
+        for tp, mark in tick.marks.items():
+            previous = marks.get(tp)
+            if previous is None or tick.sent_at_ms >= previous[1]:
+                marks[tp] = (min(mark, now_ms + self.tick_skew_ms), tick.sent_at_ms)
+        counts = self._input_partitions.setdefault(partition, {})
+        counts.update(tick.partitions)
+        if any(f"{topic}:{p}" not in marks for topic, n in counts.items() for p in range(n)):
+            return  # some input partition has no mark yet: nobody has read it
+        self._watermarks[partition] = max(self.watermark(partition), min(m for m, _ in marks.values()))
+
+    def reset_due(self) -> None:
+        """After a rebalance: rebuild each partition's due index from its table index."""
+        self._due.clear()
 
     # --- 1. a batch of the by-restaurant topic ---------------------------------------------
     async def process(self, events: Sequence[Any]) -> None:
@@ -175,20 +193,20 @@ class StageCore:
             closed = Closed()
             for partition, evs in groups.items():
                 tables = self.ports.tables_for(partition, evs[-1])
-                batch = batches[partition] = _Batch(
-                    state=PartitionState(panes=tables.panes, closures=tables.closures, spec=self.spec,
-                                         partition=partition), tables=tables)
+                batch = batches[partition] = _Batch(state=self._state(partition, tables), tables=tables)
                 for ev in evs:
                     try:
                         await self._read(ev, batch, now_ms=now_ms, jobs=jobs, pending=pending)
                     except ProtocolError as exc:
                         pending.append(await self.ports.dead_letter(
                             Origin.of(ev.message), stage="restaurant", reason=exc.reason, error=exc))
+                    except Exception as exc:  # a record's failure is that record's dead letter
+                        log_event("record_failed", level=40, stage="restaurant", error=repr(exc))
+                        pending.append(await self.ports.dead_letter(
+                            Origin.of(ev.message), stage="restaurant", reason="processing_error", error=exc))
                 if partition not in self.outbox.recovered:
                     await self.outbox.recover(partition, tables.closures.get(checkpoint_key(partition)))
-                for restaurant_id in sorted(batch.due):
-                    batch.state.close(restaurant_id, watermark_ms=self.watermark(partition), now_ms=now_ms,
-                                      thresholds=self.thresholds, out=closed)
+                self._close_due(partition, batch, now_ms=now_ms, closed=closed)
             sent = await self._send_final(closed.aggregates, closed.alerts)
             await asyncio.gather(*pending, *(future for _, _, future in sent))
             self._acknowledged(sent)
@@ -215,8 +233,7 @@ class StageCore:
         message = ev.message
         partition, offset = message.partition, message.offset
         if kind_of(message.value) == TICK:
-            self._on_tick(partition, read_tick(message.value))
-            batch.due |= batch.state.index()
+            self._on_tick(partition, read_tick(message.value), now_ms=now_ms)
             return
         item = read_item(message.value)
         state, restaurant_id, event_id = batch.state, item.restaurant_id, item.event_id
@@ -271,6 +288,25 @@ class StageCore:
                                  processing_lag_ms=max(0, now_ms - occurred_ms))
             jobs.append(Job(ev, partition, item, pane_start, False))
         pane.mark_applied(offset)
+
+    def _close_due(self, partition: int, batch: _Batch, *, now_ms: int, closed: Closed) -> None:
+        """Close (or retire) the restaurants this batch touched and those whose time has come."""
+        state, watermark = batch.state, self.watermark(partition)
+        due = self._due.get(partition)
+        if due is None:  # first batch since start or rebalance: everything indexed, once
+            due = self._due[partition] = DueIndex()
+            for restaurant_id in state.index():
+                due.set(restaurant_id, 0)
+        for restaurant_id in sorted(batch.due | set(due.pop_due(watermark))):
+            state.close(restaurant_id, watermark_ms=watermark, now_ms=now_ms,
+                        thresholds=self.thresholds, out=closed)
+            days = state.retire(restaurant_id, watermark_ms=watermark)
+            if days is not None:
+                for day in days:
+                    batch.tables.daily_cost.pop(day_key(restaurant_id, day), None)
+                batch.tables.latest.pop(restaurant_id, None)
+                closed.latest.get(partition, {}).pop(restaurant_id, None)
+            due.set(restaurant_id, state.next_due_ms(restaurant_id))
 
     def _submit(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -334,12 +370,11 @@ class StageCore:
             touched: list[tuple[int, PartitionState, PartitionTables, dict[str, dict[str, Any]]]] = []
             for partition, done in by_partition.items():
                 tables = self.ports.tables_for(partition, done[-1][0].event)
-                state = PartitionState(panes=tables.panes, closures=tables.closures, spec=self.spec,
-                                       partition=partition)
+                state = self._state(partition, tables)
                 daily: dict[str, dict[str, Any]] = {}
                 for job, outcome in done:
                     self._join(state, job, outcome)
-                    self._book_cost(tables, job, outcome, now_ms=now_ms, daily=daily, alerts=alerts)
+                    self._book_cost(state, tables, job, outcome, now_ms=now_ms, daily=daily, alerts=alerts)
                 touched.append((partition, state, tables, daily))
             sent = await self._send_final([], alerts)
             await asyncio.gather(*(future for _, _, future in sent))
@@ -368,13 +403,18 @@ class StageCore:
                      tokens_out=outcome.tokens_out, cost_micro_usd=outcome.cost_micro_usd):
             state.touch(restaurant_id, job.pane_start_ms)
 
-    def _book_cost(self, tables: PartitionTables, job: Job, outcome: EnrichOutcome, *, now_ms: int,
-                   daily: dict[str, dict[str, Any]], alerts: list[tuple[int, dict[str, Any]]]) -> None:
+    def _book_cost(self, state: PartitionState, tables: PartitionTables, job: Job, outcome: EnrichOutcome,
+                   *, now_ms: int, daily: dict[str, dict[str, Any]],
+                   alerts: list[tuple[int, dict[str, Any]]]) -> None:
         restaurant_id = job.item.restaurant_id
-        key = day_key(restaurant_id, utc_day(now_ms)[0])
+        day = utc_day(now_ms)[0]
+        key = day_key(restaurant_id, day)
         entry = daily.get(key)
         if entry is None:
             entry = daily[key] = {"spent": 0, "alerted": False, **(tables.daily_cost.get(key) or {})}
+            # Budgets need today only; yesterday stays for the web view's "today" at midnight.
+            for old in state.note_day(restaurant_id, day, keep_from_ms=day - DAY_MS):
+                tables.daily_cost.pop(day_key(restaurant_id, old), None)
         entry["spent"] += outcome.cost_micro_usd
         capped = outcome.status is EnrichStatus.BUDGET_SKIPPED and outcome.error == BUDGET_CAP_REASON
         if capped and not entry["alerted"]:
@@ -383,6 +423,10 @@ class StageCore:
             alerts.append((job.partition, budget_exceeded_record(
                 restaurant_id=restaurant_id, spent_micro_usd=entry["spent"], cap_micro_usd=cap,
                 day_of_ms=now_ms, emitted_at_ms=now_ms)))
+
+    def _state(self, partition: int, tables: PartitionTables) -> PartitionState:
+        return PartitionState(panes=tables.panes, closures=tables.closures, spec=self.spec,
+                              partition=partition, retention_ms=self.retention_ms)
 
     # --- sending -----------------------------------------------------------------------------
     async def _send_enriched(self, job: Job, outcome: EnrichOutcome, *, now_ms: int) -> list[Awaitable[Any]]:

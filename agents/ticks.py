@@ -9,13 +9,15 @@ a window before its events are folded in. Using the largest ``occurred_at`` seen
 by-restaurant partition instead is wrong: input partitions catch up unevenly, and their
 skew after a restart exceeded the grace period in the crash test.
 
-A timer sends ``(sender, watermark)`` ticks to every by-restaurant partition. Ticks travel
-through the partition like data, so the restaurant stage closes windows inside stream
-iteration, in order with the events before them, where table writes are allowed. It
-uses the minimum over senders that ticked recently (several workers own input
-partitions; a dead worker's ticks stop and it drops out after
-``streams.runtime.sender_expiry_ms``). A quiet restaurant's window
-still closes on time: its partition keeps receiving ticks.
+A timer sends ticks carrying one mark per owned input partition to every by-restaurant
+partition. Ticks travel through the partition like data, so the restaurant stage closes
+windows inside stream iteration, in order with the events before them, where table
+writes are allowed. The stage keeps the newest mark of *every* input partition, whoever
+sent it, and uses their minimum: when a worker dies, its input partitions keep their last
+mark until the worker that takes them over has read them and ticks them forward, so no
+window closes over events nobody has read yet (Kafka Streams' stream time is per
+partition in the same way). A quiet restaurant's window still closes on time: its
+partition keeps receiving ticks.
 """
 
 from __future__ import annotations
@@ -61,17 +63,15 @@ def lag_of(tp: TP) -> int | None:
     return max(0, highwater - progress.get(tp, -1) - 1)
 
 
-def input_watermark(assigned: set[TP], *, now_ms: int) -> int | None:
-    """Min over owned input partitions; None when this worker owns none (it sends no ticks)."""
-    marks = []
+def input_marks(assigned: set[TP], *, now_ms: int) -> dict[str, int]:
+    """Per owned input partition: the wall clock when caught up, else what was forwarded."""
+    marks = {}
     for tp in assigned:
         if tp.topic not in INPUT_TOPICS:
             continue
-        if lag_of(tp) == 0:
-            marks.append(now_ms)
-        else:  # behind, or not fetched yet: only as far as what was forwarded
-            marks.append(min(input_event_ms.get(tp, 0), now_ms))
-    return min(marks) if marks else None
+        caught_up = lag_of(tp) == 0
+        marks[f"{tp.topic}:{tp.partition}"] = now_ms if caught_up else min(input_event_ms.get(tp, 0), now_ms)
+    return marks
 
 
 @app.timer(app.settings.window_close_interval_s, name="window-ticks")
@@ -82,11 +82,13 @@ async def send_ticks() -> None:
         if lag is not None:
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
     now_ms = int(time.time() * 1000)
-    watermark = input_watermark(assigned, now_ms=now_ms)
-    if watermark is None:
+    marks = input_marks(assigned, now_ms=now_ms)
+    if not marks:  # this worker owns no input partition: others tick
         return
+    watermark = min(marks.values())
     by_restaurant = app.topics_.by_restaurant
-    value = write_tick(Tick(sender=SENDER, watermark_ms=watermark, sent_at_ms=now_ms))
+    counts = {topic: n for topic in INPUT_TOPICS if (n := app.consumer.topic_partitions(topic))}
+    value = write_tick(Tick(sender=SENDER, sent_at_ms=now_ms, marks=marks, partitions=counts))
     for partition in range(app.settings.topic_partitions):
         await by_restaurant.send(key=b"~tick", value=value, partition=partition, force=True)
     log_event("ticks_sent", level=10, watermark=watermark, behind_ms=now_ms - watermark)

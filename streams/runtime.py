@@ -29,12 +29,6 @@ if TYPE_CHECKING:
 ROUTING_TIMEOUT_S = 3.0  # a per-restaurant read is a few table gets: 3 s means the owner is stuck
 
 
-def sender_expiry_ms(window_close_interval_s: float) -> int:
-    """A tick sender silent this long (against the newest tick) no longer holds a partition back:
-    ten timer intervals, at least 5 s, so one slow batch never drops a live worker."""
-    return max(5_000, int(window_close_interval_s * 10_000))
-
-
 class Runtime:
     """Everything a worker's agents and web view share, built on start and closed on stop."""
 
@@ -94,8 +88,7 @@ class Runtime:
                                 aggregates=topics.aggregates.get_topic_name(),
                                 restaurant_alerts=topics.restaurant_alerts.get_topic_name(),
                                 retry=topics.retry.get_topic_name()),
-            settings=settings, outbox=outbox, enrich=self._enrich,
-            sender_expiry_ms=sender_expiry_ms(settings.window_close_interval_s))
+            settings=settings, outbox=outbox, enrich=self._enrich)
         app.before_wait_empty = self.core.abandon_queued
         app.on_partitions_assigned.connect(self._on_assigned)
         self.core.enricher.start()
@@ -116,6 +109,7 @@ class Runtime:
 
     async def _on_assigned(self, sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         self.core.outbox.reset()
+        self.core.reset_due()
 
     async def _enrich(self, jobs: Sequence[Job], spent: dict[str, int]) -> list[EnrichOutcome]:
         from agents.enrich import enrich_request

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     hopping_size_s: int = Field(900, ge=1, description="Hopping window size (alert rules).")
     hopping_step_s: int = Field(60, ge=1, description="Hopping window step.")
     window_grace_s: int = Field(10, ge=0, description="How late an event may arrive and still count in its window.")
+    state_retention_s: float = Field(8 * 24 * 3600.0, gt=0, description="How long a restaurant's closed-window record, daily cost entries and latest aggregate are kept after its last pane is collected; at least event_time_max_age_s plus the hopping size (older events are refused at decode, so none can reopen a window).")
     window_close_interval_s: float = Field(1.0, gt=0, description="Wall-clock closing timer: closes windows of quiet restaurants.")
 
     # --- Alert rules -------------------------------------------------------------------------
@@ -123,6 +124,8 @@ class Settings(BaseSettings):
             problems.append("broker_heartbeat_interval_s must be at most a third of broker_session_timeout_s")
         if self.processing_lag_critical_s < self.processing_lag_slo_s:
             problems.append("processing_lag_critical_s must be >= processing_lag_slo_s")
+        if self.state_retention_s < self.event_time_max_age_s + self.hopping_size_s + self.window_grace_s:
+            problems.append("state_retention_s must be at least event_time_max_age_s + hopping_size_s + window_grace_s")
         if self.event_time_max_age_s > self.dedupe_ttl_s:
             problems.append("event_time_max_age_s must be at most dedupe_ttl_s (an older replay could be counted twice)")
         if self.llm_backoff_max_s < self.llm_backoff_base_s:

@@ -14,17 +14,19 @@ restarted worker neither repeats nor skips a final aggregate.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams import metrics
-from streams.protocol import closure_key, index_key, pane_key
+from streams.protocol import closure_key, index_bucket, index_key, pane_key
 from tables.rules import RuleThresholds, alert_record, judge_window
 from tables.values import PaneAggregate
 from tables.windows import WindowKind, WindowSpec
 
 EMPTY_CLOSURE: dict[str, Any] = {"t": None, "h": None, "panes": []}
+ACTIVE = 0  # index value of a restaurant with panes (otherwise: when its state may be retired)
 
 
 @dataclass
@@ -42,21 +44,30 @@ class PartitionState:
 
     ``panes`` and ``closures`` are the partition's tables as mappings (Faust tables bound to
     the partition in the worker, dicts in unit tests).
+
+    The partition's index (in ``INDEX_BUCKETS`` closures keys, so a change rewrites one small
+    record, not one list of every restaurant) maps each restaurant that has state to
+    ``ACTIVE`` while it keeps panes, and afterwards to the time its closure may be retired:
+    the last closed end plus ``retention_ms``. Decode refuses events older than
+    ``event_time_max_age_s``, so past that no event can reopen a closed window and the
+    closure, its daily cost entries and its latest aggregate can go (bounded state).
     """
 
     def __init__(self, *, panes: MutableMapping[str, Any], closures: MutableMapping[str, Any],
-                 spec: WindowSpec, partition: int) -> None:
+                 spec: WindowSpec, partition: int, retention_ms: int = 8 * 86_400_000) -> None:
         self.panes_table = panes
         self.closures_table = closures
         self.spec = spec
         self.partition = partition
+        self.retention_ms = retention_ms
         self._panes: dict[tuple[str, int], PaneAggregate] = {}
         self._closures: dict[str, dict[str, Any]] = {}
         self._dirty_panes: set[tuple[str, int]] = set()
         self._deleted_panes: set[tuple[str, int]] = set()
         self._dirty_closures: set[str] = set()
-        self._index: set[str] | None = None
-        self._index_dirty = False
+        self._deleted_closures: set[str] = set()
+        self._buckets: dict[int, dict[str, int]] = {}
+        self._dirty_buckets: set[int] = set()
 
     # --- reading ---------------------------------------------------------------------------
     def closure(self, restaurant_id: str) -> dict[str, Any]:
@@ -76,10 +87,35 @@ class PartitionState:
             self._panes[key] = pane
         return pane
 
-    def index(self) -> set[str]:
-        if self._index is None:
-            self._index = set(self.closures_table.get(index_key(self.partition)) or ())
-        return self._index
+    def _bucket(self, restaurant_id: str) -> dict[str, int]:
+        return self._bucket_at(index_bucket(restaurant_id))
+
+    def _bucket_at(self, bucket: int) -> dict[str, int]:
+        entries = self._buckets.get(bucket)
+        if entries is None:
+            entries = self._buckets[bucket] = dict(
+                self.closures_table.get(index_key(self.partition, bucket)) or {})
+        return entries
+
+    def _index_set(self, restaurant_id: str, value: int | None) -> None:
+        bucket = self._bucket(restaurant_id)
+        if value is None:
+            if bucket.pop(restaurant_id, None) is None:
+                return
+        elif bucket.get(restaurant_id) == value:
+            return
+        else:
+            bucket[restaurant_id] = value
+        self._dirty_buckets.add(index_bucket(restaurant_id))
+
+    def index(self) -> dict[str, int]:
+        """Every restaurant with state in the partition: ``ACTIVE`` or its retirement time."""
+        from streams.protocol import INDEX_BUCKETS
+
+        out: dict[str, int] = {}
+        for bucket in range(INDEX_BUCKETS):
+            out.update(self._bucket_at(bucket))
+        return out
 
     # --- folding ---------------------------------------------------------------------------
     def target_pane(self, restaurant_id: str, occurred_ms: int, *, watermark_ms: int) -> tuple[int, bool]:
@@ -100,10 +136,7 @@ class PartitionState:
         if start_ms not in closure["panes"]:
             closure["panes"] = sorted([*closure["panes"], start_ms])
             self._dirty_closures.add(restaurant_id)
-            index = self.index()
-            if restaurant_id not in index:
-                index.add(restaurant_id)
-                self._index_dirty = True
+            self._index_set(restaurant_id, ACTIVE)
         return pane
 
     def has_pane(self, restaurant_id: str, start_ms: int) -> bool:
@@ -171,8 +204,62 @@ class PartitionState:
         if len(keep) != len(closure["panes"]):
             closure["panes"] = keep
             if not keep:
-                self.index().discard(restaurant_id)
-                self._index_dirty = True
+                ends = [end for end in (closure["t"], closure["h"]) if end is not None]
+                self._index_set(restaurant_id, max(ends, default=0) + self.retention_ms)
+
+    # --- when to look again ------------------------------------------------------------------
+    def next_due_ms(self, restaurant_id: str) -> int | None:
+        """The watermark at which this restaurant next needs :meth:`close` or :meth:`retire`.
+
+        With panes: the earliest end + grace of a window not closed yet that holds one of
+        them (so a tick touches only restaurants with something to close, not every one
+        indexed). Without: its retirement time. None: nothing is kept for it.
+        """
+        closure = self.closure(restaurant_id)
+        starts = closure["panes"]
+        if not starts:
+            return self._bucket(restaurant_id).get(restaurant_id)
+        spec, best = self.spec, None
+        for kind, slot in ((WindowKind.TUMBLING, "t"), (WindowKind.HOPPING, "h")):
+            step, size, last = spec.step_ms(kind), spec.size_ms(kind), closure[slot]
+            for start in starts:
+                after = start if last is None else max(start, last)
+                end = after - after % step + step  # first grid end past both
+                if end <= start - start % step + size and (best is None or end < best):
+                    best = end
+        if best is None:  # every window holding its panes is closed: collect them now
+            return 0
+        return best + spec.grace_ms
+
+    def retire(self, restaurant_id: str, *, watermark_ms: int) -> list[int] | None:
+        """Forget a paneless restaurant past its retention; the UTC days it booked costs on.
+
+        None when it is not retirable yet (it has panes again, or its time has not come).
+        """
+        closure = self.closure(restaurant_id)
+        due = self._bucket(restaurant_id).get(restaurant_id)
+        if closure["panes"] or due is None or due == ACTIVE or due > watermark_ms:
+            return None
+        self._index_set(restaurant_id, None)
+        self._deleted_closures.add(restaurant_id)
+        self._dirty_closures.discard(restaurant_id)
+        days = list(closure.get("days", ()))
+        self._closures[restaurant_id] = dict(EMPTY_CLOSURE)
+        return days
+
+    def note_day(self, restaurant_id: str, day_start_ms: int, *, keep_from_ms: int) -> list[int]:
+        """Record that the restaurant booked cost on ``day_start_ms``; days before
+        ``keep_from_ms`` are dropped from the closure and returned (their entries can go)."""
+        closure = self.closure(restaurant_id)
+        days = list(closure.get("days", ()))
+        old = [d for d in days if d < keep_from_ms]
+        keep = [d for d in days if d >= keep_from_ms]
+        if day_start_ms not in keep:
+            keep.append(day_start_ms)
+        if keep != days:
+            closure["days"] = sorted(keep)
+            self._dirty_closures.add(restaurant_id)
+        return old
 
     # --- writing ---------------------------------------------------------------------------
     def flush(self) -> None:
@@ -186,9 +273,47 @@ class PartitionState:
                 del panes[key]
         for restaurant_id in self._dirty_closures:
             closures[closure_key(restaurant_id)] = self._closures[restaurant_id]
-        if self._index_dirty:
-            closures[index_key(self.partition)] = sorted(self.index())
-        self._index_dirty = False
+        for restaurant_id in self._deleted_closures:
+            if closure_key(restaurant_id) in closures:
+                del closures[closure_key(restaurant_id)]
+        for bucket in self._dirty_buckets:
+            closures[index_key(self.partition, bucket)] = self._buckets[bucket]
+        self._dirty_buckets.clear()
+        self._deleted_closures.clear()
         self._dirty_panes.clear()
         self._deleted_panes.clear()
         self._dirty_closures.clear()
+
+
+class DueIndex:
+    """When each restaurant of one partition next needs closing (or retiring): a lazy heap.
+
+    In memory, rebuilt from the partition's index after a start or rebalance, so a tick
+    costs one heap pop per restaurant that is due, whatever the number of restaurants.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str]] = []
+        self._due: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def set(self, restaurant_id: str, due_ms: int | None) -> None:
+        if due_ms is None:
+            self._due.pop(restaurant_id, None)
+            return
+        if self._due.get(restaurant_id) != due_ms:
+            self._due[restaurant_id] = due_ms
+            heapq.heappush(self._heap, (due_ms, restaurant_id))
+
+    def pop_due(self, watermark_ms: int) -> list[str]:
+        """The restaurants due at ``watermark_ms``, removed (set them again after handling)."""
+        out = []
+        heap = self._heap
+        while heap and heap[0][0] <= watermark_ms:
+            due_ms, restaurant_id = heapq.heappop(heap)
+            if self._due.get(restaurant_id) == due_ms:
+                del self._due[restaurant_id]
+                out.append(restaurant_id)
+        return out

@@ -141,10 +141,13 @@ class Feed:
                           key=record["restaurant_id"].encode())
 
     def tick(self, watermark_ms: int, *, partition: int = 0, sender: str = "worker-1",
-             sent_at_ms: int | None = None) -> FakeEvent:
+             sent_at_ms: int | None = None, input_partition: str = "reviews.created:0",
+             input_partitions: int = 1) -> FakeEvent:
+        """A tick: ``input_partition`` (of ``input_partitions`` of reviews.created) at ``watermark_ms``."""
         sent_at = watermark_ms if sent_at_ms is None else sent_at_ms
-        return self.event(write_tick(Tick(sender=sender, watermark_ms=watermark_ms, sent_at_ms=sent_at)),
-                          partition=partition, key=b"~tick")
+        tick = Tick(sender=sender, sent_at_ms=sent_at, marks={input_partition: watermark_ms},
+                    partitions={"reviews.created": input_partitions})
+        return self.event(write_tick(tick), partition=partition, key=b"~tick")
 
     def copy(self, event: FakeEvent) -> FakeEvent:
         """The same record at a new offset (decode forwarded it twice)."""
@@ -387,7 +390,7 @@ async def make_stage(world: World, llm: FakeLLM) -> AsyncIterator[Callable[..., 
         settings = load_settings(**{**WINDOWS, **overrides})
         core = StageCore(ports=world.ports(), topics=TOPICS, settings=settings,
                          outbox=Outbox([TOPICS.aggregates, TOPICS.restaurant_alerts], scan=scan),
-                         enrich=llm, sender_expiry_ms=60_000)
+                         enrich=llm)
         core.enricher.start()
         cores.append(core)
         return core
