@@ -74,6 +74,7 @@ from tables.windows import DAY_MS, WindowSpec, utc_day
 
 BUDGET_CAP_REASON = "restaurant daily cost cap reached"
 BACKLOG_REASON = "enrichment backlog full"
+JOIN_IDLE_S = 0.2  # longest an answered review waits for its join when no batch comes
 
 Send = Callable[..., Awaitable[Awaitable[Any]]]  # (topic, *, key, value, partition, headers)
 
@@ -123,6 +124,7 @@ class _Batch:
     tables: PartitionTables
     due: set[str] = field(default_factory=set)
     marks: dict[str, int] = field(default_factory=dict)
+    daily: dict[str, dict[str, Any]] = field(default_factory=dict)  # day key -> entry to write
 
 
 class StageCore:
@@ -142,6 +144,10 @@ class StageCore:
                                  concurrency=settings.llm_concurrency,
                                  max_pending=settings.enrich_max_pending)
         self.lock = asyncio.Lock()
+        # Answered enrichments (outputs acknowledged) waiting to join their panes.
+        self._ready: list[tuple[list[Job], list[tuple[Job, EnrichOutcome]]]] = []
+        self._ready_event = asyncio.Event()
+        self._joiner_task: asyncio.Task[None] | None = None
         # Today's spend per restaurant as this process reserved it: estimates of the calls
         # in flight included, so concurrent calls never spend the same headroom twice.
         self._ledger: dict[str, int] = {}
@@ -200,12 +206,16 @@ class StageCore:
                     except ProtocolError as exc:
                         pending.append(await self.ports.dead_letter(
                             Origin.of(ev.message), stage="restaurant", reason=exc.reason, error=exc))
+                        metrics.input_outcome(ev.message.topic, "dead_lettered")
                     except Exception as exc:  # a record's failure is that record's dead letter
                         log_event("record_failed", level=40, stage="restaurant", error=repr(exc))
                         pending.append(await self.ports.dead_letter(
                             Origin.of(ev.message), stage="restaurant", reason="processing_error", error=exc))
+                        metrics.input_outcome(ev.message.topic, "dead_lettered")
+            joined = self._join_ready(batches, now_ms=now_ms, closed=closed)
+            for partition, batch in batches.items():
                 if partition not in self.outbox.recovered:
-                    await self.outbox.recover(partition, tables.closures.get(checkpoint_key(partition)))
+                    await self.outbox.recover(partition, batch.tables.closures.get(checkpoint_key(partition)))
                 self._close_due(partition, batch, now_ms=now_ms, closed=closed)
             sent = await self._send_final(closed.aggregates, closed.alerts)
             await asyncio.gather(*pending, *(future for _, _, future in sent))
@@ -221,11 +231,15 @@ class StageCore:
             if marked:
                 await self.ports.flush_producer()
             for partition, batch in batches.items():
+                for key, value in batch.daily.items():
+                    batch.tables.daily_cost[key] = value
                 self._flush(partition, batch.state, batch.tables, closed)
         owed = {id(job.event) for job in jobs}
         for ev in events:
             if id(ev) not in owed:
                 await self.ports.ack(ev)
+        for job in joined:  # their outcome is durable now: sent, and joined into written state
+            await self.ports.ack(job.event)
         self._submit(jobs)
 
     async def _read(self, ev: Any, batch: _Batch, *, now_ms: int, jobs: list[Job],
@@ -240,6 +254,7 @@ class StageCore:
         if item.kind == RETRY:
             if item.pane_start_ms is None:
                 raise ProtocolError("retry record without its pane")
+            metrics.input_outcome(item.origin.topic, "retry_returned")
             if state.has_pane(restaurant_id, item.pane_start_ms) and not state.pane(
                     restaurant_id, item.pane_start_ms).is_pending(event_id):
                 metrics.DUPLICATES.inc()  # its enrichment joined already (a second retry copy)
@@ -264,8 +279,14 @@ class StageCore:
             seen_at = batch.marks.get(event_id)
         if seen_at is not None and seen_at != offset:
             metrics.DUPLICATES.inc()
+            metrics.input_outcome(item.origin.topic, "duplicate")
             log_event("duplicate", level=10, event_id=event_id, restaurant=restaurant_id)
             return
+        provisional = None
+        if item.kind == REVIEW and not late:  # computed before any state changes (may raise)
+            entity = item.record["entity"]
+            provisional = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
+                                                       entity.get("language")))
         batch.marks[event_id] = offset
         batch.due.add(restaurant_id)
         pane = state.touch(restaurant_id, pane_start)
@@ -276,13 +297,14 @@ class StageCore:
                 jobs.append(Job(ev, partition, item, pane_start, True))
             else:
                 pane.add_late()
+                metrics.input_outcome(item.origin.topic, "folded")
         elif item.kind == ORDER:
             record = item.record
             pane.add_order(delay_ms=int(record["delivered_at"]) - int(record["promised_at"]))
+            metrics.input_outcome(item.origin.topic, "folded")
         else:
+            assert provisional is not None
             entity = item.record["entity"]
-            provisional = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
-                                                       entity.get("language")))
             pane.add_first_sight(event_id=event_id, rating=entity["rating"], label=str(provisional.label),
                                  score=provisional.score, categories=provisional.categories,
                                  processing_lag_ms=max(0, now_ms - occurred_ms))
@@ -360,31 +382,42 @@ class StageCore:
                 outcome = fallback_outcome(enrich_request(record), reason=outcome.error, text=outcome.text)
             final.append((job, outcome))
             finals.add(job.item.event_id)
+            metrics.input_outcome(job.item.origin.topic, "enriched")
             pending += await self._send_enriched(job, outcome, now_ms=now_ms)
         await asyncio.gather(*pending)
-        async with self.lock:
-            by_partition: dict[int, list[tuple[Job, EnrichOutcome]]] = {}
+        self._ready.append((list(jobs), final))
+        self._ready_event.set()
+
+    def _join_ready(self, batches: dict[int, _Batch], *, now_ms: int, closed: Closed) -> list[Job]:
+        """Join every answered enrichment into its pane (inside a batch, under the lock).
+
+        Joins wait for the next batch (or :meth:`_joiner`) instead of writing on their own:
+        a pane and a day's cost entry are then written once per batch, not once per LLM call.
+        Returns the jobs to ack once the batch's state is written.
+        """
+        jobs: list[Job] = []
+        for answered, final in self._ready:
+            jobs += answered
             for job, outcome in final:
-                by_partition.setdefault(job.partition, []).append((job, outcome))
-            alerts: list[tuple[int, dict[str, Any]]] = []
-            touched: list[tuple[int, PartitionState, PartitionTables, dict[str, dict[str, Any]]]] = []
-            for partition, done in by_partition.items():
-                tables = self.ports.tables_for(partition, done[-1][0].event)
-                state = self._state(partition, tables)
-                daily: dict[str, dict[str, Any]] = {}
-                for job, outcome in done:
-                    self._join(state, job, outcome)
-                    self._book_cost(state, tables, job, outcome, now_ms=now_ms, daily=daily, alerts=alerts)
-                touched.append((partition, state, tables, daily))
-            sent = await self._send_final([], alerts)
-            await asyncio.gather(*(future for _, _, future in sent))
-            self._acknowledged(sent)
-            for partition, state, tables, daily in touched:
-                for key, value in daily.items():
-                    tables.daily_cost[key] = value
-                self._flush(partition, state, tables, Closed())
-        for job in jobs:
-            await self.ports.ack(job.event)
+                batch = batches.get(job.partition)
+                if batch is None:
+                    tables = self.ports.tables_for(job.partition, job.event)
+                    batch = batches[job.partition] = _Batch(state=self._state(job.partition, tables),
+                                                            tables=tables)
+                self._join(batch.state, job, outcome)
+                self._book_cost(batch, job, outcome, now_ms=now_ms, alerts=closed.alerts)
+        self._ready.clear()
+        self._ready_event.clear()
+        return jobs
+
+    async def _joiner(self) -> None:
+        """Joins when no batch comes (quiet partitions, a rebalance draining): at most
+        ``JOIN_IDLE_S`` after an answer, a batch without events writes them."""
+        while True:
+            await self._ready_event.wait()
+            await asyncio.sleep(JOIN_IDLE_S)
+            if self._ready:
+                await self.process([])
 
     def _join(self, state: PartitionState, job: Job, outcome: EnrichOutcome) -> None:
         restaurant_id, event_id = job.item.restaurant_id, job.item.event_id
@@ -403,17 +436,16 @@ class StageCore:
                      tokens_out=outcome.tokens_out, cost_micro_usd=outcome.cost_micro_usd):
             state.touch(restaurant_id, job.pane_start_ms)
 
-    def _book_cost(self, state: PartitionState, tables: PartitionTables, job: Job, outcome: EnrichOutcome,
-                   *, now_ms: int, daily: dict[str, dict[str, Any]],
+    def _book_cost(self, batch: _Batch, job: Job, outcome: EnrichOutcome, *, now_ms: int,
                    alerts: list[tuple[int, dict[str, Any]]]) -> None:
-        restaurant_id = job.item.restaurant_id
+        restaurant_id, tables, daily = job.item.restaurant_id, batch.tables, batch.daily
         day = utc_day(now_ms)[0]
         key = day_key(restaurant_id, day)
         entry = daily.get(key)
         if entry is None:
             entry = daily[key] = {"spent": 0, "alerted": False, **(tables.daily_cost.get(key) or {})}
             # Budgets need today only; yesterday stays for the web view's "today" at midnight.
-            for old in state.note_day(restaurant_id, day, keep_from_ms=day - DAY_MS):
+            for old in batch.state.note_day(restaurant_id, day, keep_from_ms=day - DAY_MS):
                 tables.daily_cost.pop(day_key(restaurant_id, old), None)
         entry["spent"] += outcome.cost_micro_usd
         capped = outcome.status is EnrichStatus.BUDGET_SKIPPED and outcome.error == BUDGET_CAP_REASON
@@ -453,6 +485,7 @@ class StageCore:
                      not_before_ms=now_ms + delay_ms, pane_start_ms=job.pane_start_ms, late=job.late,
                      first_failure_ms=item.first_failure_ms or now_ms)
         metrics.EVENTS_RETRIED.inc()
+        metrics.input_outcome(item.origin.topic, "retry_scheduled")
         log_event("retry_scheduled", restaurant=item.restaurant_id, attempt=job.attempt + 1,
                   delay_ms=delay_ms, trace_id=item.trace_id)
         return await self.ports.send(self.topics.retry, key=item.restaurant_id.encode(),
@@ -505,6 +538,18 @@ class StageCore:
             tables.closures[checkpoint_key(partition)] = checkpoint
 
     # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.enricher.start()
+        if self._joiner_task is None:
+            self._joiner_task = asyncio.create_task(self._joiner(), name="enrichment-joiner")
+
+    async def stop(self) -> None:
+        await self.enricher.stop()
+        if self._joiner_task is not None:
+            self._joiner_task.cancel()
+            await asyncio.gather(self._joiner_task, return_exceptions=True)
+            self._joiner_task = None
+
     def abandon_queued(self) -> list[Any]:
         """Before Faust waits for unacked events (rebalance, stop): give up the queued jobs.
 

@@ -29,6 +29,11 @@ settings = app.settings
 _consumed: dict[str, Any] = {}
 
 
+def count_outcome(topic: str, outcome: str) -> None:
+    """Where an input record ended (streams.metrics.INPUT_OUTCOMES)."""
+    metrics.input_outcome(topic, outcome)
+
+
 def count_consumed(topic: str) -> None:
     child = _consumed.get(topic)
     if child is None:
@@ -36,8 +41,32 @@ def count_consumed(topic: str) -> None:
     child.inc()
 
 
+REGISTRY_RETRY_MAX_S = 5.0  # a registry outage: ask again at least this often, for as long as it lasts
+DELIVERY_RETRY_S = 1.0  # the producer retried internally already; this spaces out whole batches
+
+
+async def _decode(record_name: str, value: bytes) -> dict[str, Any]:
+    """Decode, waiting out a registry outage: an unreachable registry says nothing about the
+    record, so the record is neither acked nor dead-lettered until the registry answers."""
+    delay_s = 0.5
+    while True:
+        try:
+            return plain_record(await runtime.codecs.decode(record_name, value))
+        except RegistryHTTPError as exc:
+            if not exc.retriable:  # the registry answered: it does not know this schema id
+                raise Invalid("unknown_schema_id", f"writer schema not in the registry: {exc}") from exc
+            metrics.REGISTRY_WAITS.inc()
+            log_event("registry_unavailable", level=30, retry_in_s=delay_s, error=str(exc))
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, REGISTRY_RETRY_MAX_S)
+
+
 async def forward(events: Sequence[Any], *, kind: str) -> int:
-    """Decode, validate and forward one batch; returns how many were dead-lettered."""
+    """Decode, validate and forward one batch; returns how many were dead-lettered.
+
+    A record's failure is that record's dead letter (with stage, reason and error class);
+    the rest of the batch goes on. Returns once every output is acknowledged.
+    """
     record_name = "ReviewCreated" if kind == REVIEW else "OrderDelivered"
     pending: list[Awaitable[Any]] = []
     bounds = Bounds.from_settings(settings)
@@ -49,41 +78,60 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
         try:
             if message.value is None:
                 raise Invalid("empty_value", "record has no value (tombstone)")
-            record = plain_record(await runtime.codecs.decode(record_name, message.value))
+            record = await _decode(record_name, message.value)
             trace_id = record["metadata"]["trace_id"]  # dead letters of invalid values carry it too
-            record_event_time(message.tp, to_ms(record["occurred_at"]))
             if kind == REVIEW:
                 validate_review(record, bounds=bounds)
                 restaurant_id = record["entity"]["restaurant_id"]
             else:
                 validate_order(record, bounds=bounds)
                 restaurant_id = record["restaurant_id"]
-        except (SerdeError, Invalid, RegistryHTTPError) as exc:
-            reason = exc.reason if isinstance(exc, SerdeError | Invalid) else "registry_unavailable"
+            record_event_time(message.tp, to_ms(record["occurred_at"]))
+            value = write_item(Item(kind=kind, record=record, origin=Origin.of(message)))
+        except (SerdeError, Invalid) as exc:
             pending.append(await runtime.dead_letters.send(
-                Origin.of(message), stage="decode", reason=reason, error=exc, trace_id=trace_id))
+                Origin.of(message), stage="decode", reason=exc.reason, error=exc, trace_id=trace_id))
+            count_outcome(message.topic, "dead_lettered")
             dead += 1
             continue
-        value = write_item(Item(kind=kind, record=record, origin=Origin.of(message)))
+        except Exception as exc:  # a record's failure is that record's dead letter
+            log_event("record_failed", level=40, stage="decode", error=repr(exc), trace_id=trace_id)
+            pending.append(await runtime.dead_letters.send(
+                Origin.of(message), stage="decode", reason="processing_error", error=exc, trace_id=trace_id))
+            count_outcome(message.topic, "dead_lettered")
+            dead += 1
+            continue
         pending.append(await app.topics_.by_restaurant.send(
             key=restaurant_id.encode(), value=value, headers=[(H_TRACE, trace_id.encode())], force=True))
         log_event("decoded", level=10, kind=kind, restaurant=restaurant_id, trace_id=trace_id)
-    # Every output is acknowledged before take_events acks (and so commits) the inputs.
     await asyncio.gather(*pending)
     record_progress(events)
     return dead
 
 
+async def _decode_stage(stream: Any, *, kind: str) -> None:
+    """Ack a batch only once its outputs are acknowledged; a failed delivery (broker trouble)
+    is retried whole, never acked and never turned into dead letters (decode is idempotent:
+    a second copy on the by-restaurant topic is a counted duplicate there)."""
+    await runtime.ready()
+    async for events in stream.noack_take(settings.take_max_events, within=settings.take_within_s):
+        while True:
+            try:
+                dead = await forward(events, kind=kind)
+                break
+            except Exception as exc:
+                log_event("delivery_failed", level=40, stage="decode", events=len(events), error=repr(exc))
+                await asyncio.sleep(DELIVERY_RETRY_S)
+        for event in events:
+            await stream.ack(event)
+        log_event("decode_batch", level=10, kind=kind, events=len(events), dead_lettered=dead)
+
+
 @app.agent(app.topics_.reviews_created, name="decode-reviews")
 async def decode_reviews(stream: Any) -> None:
-    await runtime.ready()
-    async for events in stream.take_events(settings.take_max_events, within=settings.take_within_s):
-        dead = await forward(events, kind=REVIEW)
-        log_event("decode_batch", kind="review", events=len(events), dead_lettered=dead)
+    await _decode_stage(stream, kind=REVIEW)
 
 
 @app.agent(app.topics_.orders_delivered, name="decode-orders")
 async def decode_orders(stream: Any) -> None:
-    await runtime.ready()
-    async for events in stream.take_events(settings.take_max_events, within=settings.take_within_s):
-        await forward(events, kind=ORDER)
+    await _decode_stage(stream, kind=ORDER)

@@ -7,6 +7,8 @@ consumed events) and cost per 1,000 events (cost over consumed).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -104,6 +106,17 @@ ENRICH_SHED = Counter(
     "reviewpulse_enrichment_shed", "Reviews enriched by the heuristic at once because the "
     "enrichment backlog was full (REVIEWPULSE_ENRICH_MAX_PENDING).", registry=REGISTRY,
 )
+INPUT_OUTCOMES = Counter(
+    "reviewpulse_input_outcomes", "Where each consumed input record ended, per input topic: "
+    "enriched (a review's final reviews.enriched) or folded (an order), dead_lettered, duplicate, "
+    "retry_scheduled / retry_returned (a review waiting in reviews.retry is the difference). "
+    "consumed = enriched + folded + dead_lettered + duplicate + retry_scheduled - retry_returned "
+    "once nothing is in flight.", ["topic", "outcome"], registry=REGISTRY,
+)
+REGISTRY_WAITS = Counter(
+    "reviewpulse_registry_waits", "Times decode waited for an unreachable schema registry "
+    "(the record is neither acked nor dead-lettered meanwhile).", registry=REGISTRY,
+)
 WEB_ROUTED = Counter(
     "reviewpulse_web_routed_requests", "Per-restaurant web requests, by how they were answered "
     "(local: this worker owns the partition; proxied: forwarded to the owner; unavailable: "
@@ -122,6 +135,17 @@ ENRICH_STATUSES = ("ENRICHED", "FALLBACK", "BUDGET_SKIPPED")
 WINDOW_KINDS = ("TUMBLING", "HOPPING")
 INPUT_TOPICS = ("reviews.created", "orders.delivered")  # streams.topics (no import: no Faust here)
 WEB_ROUTE_OUTCOMES = ("local", "proxied", "unavailable", "error")
+INPUT_OUTCOME_NAMES = ("enriched", "folded", "dead_lettered", "duplicate", "retry_scheduled",
+                       "retry_returned")
+_input_outcome_children: dict[tuple[str, str], Any] = {}
+
+
+def input_outcome(topic: str, outcome: str) -> None:
+    """One input record's outcome (the labelled child looked up once: .labels() costs µs)."""
+    child = _input_outcome_children.get((topic, outcome))
+    if child is None:
+        child = _input_outcome_children[(topic, outcome)] = INPUT_OUTCOMES.labels(topic, outcome)
+    child.inc()
 
 
 def _initialise_labels() -> None:
@@ -136,6 +160,8 @@ def _initialise_labels() -> None:
         PROVISIONAL_LABELS.labels(kind)
     for topic in INPUT_TOPICS:
         EVENTS_CONSUMED.labels(topic)
+        for outcome in INPUT_OUTCOME_NAMES:
+            INPUT_OUTCOMES.labels(topic, outcome)
     for direction in ("in", "out"):
         TOKENS.labels(direction)
     for outcome in WEB_ROUTE_OUTCOMES:

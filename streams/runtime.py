@@ -91,12 +91,12 @@ class Runtime:
             settings=settings, outbox=outbox, enrich=self._enrich)
         app.before_wait_empty = self.core.abandon_queued
         app.on_partitions_assigned.connect(self._on_assigned)
-        self.core.enricher.start()
+        self.core.start()
         self._ready.set()
 
     async def stop(self) -> None:
         if hasattr(self, "core"):
-            await self.core.enricher.stop()
+            await self.core.stop()
         if hasattr(self, "llm"):
             await self.llm.client.aclose()
         if hasattr(self, "http"):

@@ -391,13 +391,13 @@ async def make_stage(world: World, llm: FakeLLM) -> AsyncIterator[Callable[..., 
         core = StageCore(ports=world.ports(), topics=TOPICS, settings=settings,
                          outbox=Outbox([TOPICS.aggregates, TOPICS.restaurant_alerts], scan=scan),
                          enrich=llm)
-        core.enricher.start()
+        core.start()
         cores.append(core)
         return core
 
     yield make
     for core in cores:
-        await core.enricher.stop()
+        await core.stop()
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ async def test_replayed_offset_after_a_restart_is_not_folded_again(world, feed, 
     crashed = make_stage()
     await crashed.process([review, order])
     await world.until_acked(review, order)
-    await crashed.enricher.stop()
+    await crashed.stop()
 
     replayed = [feed.again(review), feed.again(order)]
     await make_stage().process(replayed)  # a new core on the same tables
@@ -78,7 +78,7 @@ async def test_review_replayed_before_its_answer_is_enriched_again_but_folded_on
     crashed = make_stage()
     await crashed.process([review])
     await world.until(lambda: llm.was_asked("e1"), what="the first LLM call")
-    await crashed.enricher.stop()  # the worker dies while the LLM is thinking
+    await crashed.stop()  # the worker dies while the LLM is thinking
 
     replay = feed.again(review)
     await make_stage().process([replay])
@@ -175,7 +175,7 @@ async def test_idle_restaurant_closes_on_a_later_tick_alone(restart, world, feed
     await core.process([review])
     await world.until_acked(review)
     if restart:
-        await core.enricher.stop()
+        await core.stop()
         core = make_stage()
 
     await core.process([feed.tick(t.closing(t.w0))])
@@ -217,7 +217,7 @@ async def test_late_event_after_a_restart_is_reported_by_the_open_tumbling_windo
     await core.process([on_time])
     await world.until_acked(on_time)
     await core.process([feed.tick(t.closing(t.w0))])
-    await core.enricher.stop()
+    await core.stop()
     restarted = make_stage()  # its watermark starts from nothing; the closure record says w0 closed
 
     late = feed.order("o2", occurred_ms=t.w0 + 3_000)
@@ -240,7 +240,7 @@ async def test_late_review_replayed_after_a_restart_is_counted_late_once(world, 
     late = feed.review("e2", occurred_ms=t.w0 + 2_000)
     await core.process([late])
     await world.until(lambda: llm.was_asked("e2"), what="the late review's LLM call")
-    await core.enricher.stop()
+    await core.stop()
 
     restarted = make_stage()  # replays from the late review, the first unacked offset
     replay = feed.again(late)
