@@ -142,7 +142,8 @@ class StageCore:
         self.enricher = Enricher(enrich=self._enrich, complete=self.complete,
                                  batch_size=settings.llm_batch_size,
                                  concurrency=settings.llm_concurrency,
-                                 max_pending=settings.enrich_max_pending)
+                                 max_pending=settings.enrich_max_pending,
+                                 linger_s=settings.llm_batch_linger_ms / 1000)
         self.lock = asyncio.Lock()
         # Answered enrichments (outputs acknowledged) waiting to join their panes.
         self._ready: list[tuple[list[Job], list[tuple[Job, EnrichOutcome]]]] = []

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     llm_backoff_base_s: float = Field(0.2, gt=0, description="First backoff delay; doubles per retry, full jitter.")
     llm_backoff_max_s: float = Field(5.0, gt=0, description="Cap of one backoff delay.")
     llm_batch_size: int = Field(10, ge=1, le=100, description="Reviews per LLM request (seed 000: 10).")
+    llm_batch_linger_ms: int = Field(50, ge=0, le=5_000, description="Longest an idle LLM worker waits for its batch to fill before calling with fewer reviews (batching is what shares the prompt's tokens).")
     llm_concurrency: int = Field(8, ge=1, le=256, description="LLM requests in flight per worker.")
     llm_json_schema_output: bool = Field(True, description="Ask for response_format json_schema (false: json_object + instructions).")
     llm_price_in_usd_per_mtok: float = Field(0.15, ge=0, description="Price of one million prompt tokens, USD.")
