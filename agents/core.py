@@ -22,8 +22,9 @@ A window that closes before a review's answer arrives reports it in
 pane that later hopping windows use, but never changes an aggregate already sent.
 
 Replays after a crash: a pane records the highest input offset folded into it and the
-reviews whose enrichment has not joined yet (``PaneAggregate.pending``). A replayed event
-already folded is not folded again; if it is still pending it is enriched again. A copy of
+dedupe mark of each event says whether a review's enrichment has joined yet. A replayed
+event already folded is not folded again; if its enrichment has not joined it is enriched
+again. A copy of
 an ``event_id`` at another offset is a duplicate (the dedupe table). A review coming back
 from ``reviews.retry`` is never folded: it only joins the pane it was folded into.
 
@@ -61,7 +62,9 @@ from streams.protocol import (
     Tick,
     checkpoint_key,
     day_key,
+    dedupe_mark,
     kind_of,
+    read_dedupe_mark,
     read_item,
     read_tick,
     write_item,
@@ -123,7 +126,7 @@ class _Batch:
     state: PartitionState
     tables: PartitionTables
     due: set[str] = field(default_factory=set)
-    marks: dict[str, int] = field(default_factory=dict)
+    marks: dict[str, Any] = field(default_factory=dict)  # event_id -> dedupe mark to write
     daily: dict[str, dict[str, Any]] = field(default_factory=dict)  # day key -> entry to write
 
 
@@ -226,8 +229,8 @@ class StageCore:
             # would count a copy decode re-forwards (at a new offset) a second time.
             marked = False
             for batch in batches.values():
-                for event_id, offset in batch.marks.items():
-                    batch.tables.dedupe[event_id] = offset
+                for event_id, mark in batch.marks.items():
+                    batch.tables.dedupe[event_id] = mark
                     marked = True
             if marked:
                 await self.ports.flush_producer()
@@ -256,8 +259,7 @@ class StageCore:
             if item.pane_start_ms is None:
                 raise ProtocolError("retry record without its pane")
             metrics.input_outcome(item.origin.topic, "retry_returned")
-            if state.has_pane(restaurant_id, item.pane_start_ms) and not state.pane(
-                    restaurant_id, item.pane_start_ms).is_pending(event_id):
+            if self._joined(batch, event_id):
                 metrics.DUPLICATES.inc()  # its enrichment joined already (a second retry copy)
                 return
             jobs.append(Job(ev, partition, item, item.pane_start_ms, item.late, item.attempt))
@@ -272,13 +274,11 @@ class StageCore:
         for start, was_late in ((own, False), (pane_start, late)):
             pane = state.pane(restaurant_id, start)
             if pane.seen(offset):
-                if item.kind == REVIEW and pane.is_pending(event_id):
+                if item.kind == REVIEW and not self._joined(batch, event_id):
                     jobs.append(Job(ev, partition, item, start, was_late))
                 return
-        seen_at = batch.tables.dedupe.get(event_id)
-        if seen_at is None:
-            seen_at = batch.marks.get(event_id)
-        if seen_at is not None and seen_at != offset:
+        mark = self._mark(batch, event_id)
+        if mark is not None and mark[0] != offset:
             metrics.DUPLICATES.inc()
             metrics.input_outcome(item.origin.topic, "duplicate")
             log_event("duplicate", level=10, event_id=event_id, restaurant=restaurant_id)
@@ -288,16 +288,15 @@ class StageCore:
             entity = item.record["entity"]
             provisional = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
                                                        entity.get("language")))
-        batch.marks[event_id] = offset
+        batch.marks[event_id] = dedupe_mark(offset, joined=False)
         batch.due.add(restaurant_id)
         pane = state.touch(restaurant_id, pane_start)
         if late:
             metrics.LATE_EVENTS.inc()
+            pane.add_late()
             if item.kind == REVIEW:
-                pane.add_late_review(event_id)
                 jobs.append(Job(ev, partition, item, pane_start, True))
             else:
-                pane.add_late()
                 metrics.input_outcome(item.origin.topic, "folded")
         elif item.kind == ORDER:
             record = item.record
@@ -306,7 +305,7 @@ class StageCore:
         else:
             assert provisional is not None
             entity = item.record["entity"]
-            pane.add_first_sight(event_id=event_id, rating=entity["rating"], label=str(provisional.label),
+            pane.add_first_sight(rating=entity["rating"], label=str(provisional.label),
                                  score=provisional.score, categories=provisional.categories,
                                  processing_lag_ms=max(0, now_ms - occurred_ms))
             jobs.append(Job(ev, partition, item, pane_start, False))
@@ -405,7 +404,7 @@ class StageCore:
                     tables = self.ports.tables_for(job.partition, job.event)
                     batch = batches[job.partition] = _Batch(state=self._state(job.partition, tables),
                                                             tables=tables)
-                self._join(batch.state, job, outcome)
+                self._join(batch, job, outcome)
                 self._book_cost(batch, job, outcome, now_ms=now_ms, alerts=closed.alerts)
         self._ready.clear()
         self._ready_event.clear()
@@ -420,22 +419,44 @@ class StageCore:
             if self._ready:
                 await self.process([])
 
-    def _join(self, state: PartitionState, job: Job, outcome: EnrichOutcome) -> None:
-        restaurant_id, event_id = job.item.restaurant_id, job.item.event_id
+    @staticmethod
+    def _mark(batch: _Batch, event_id: str) -> tuple[int, bool] | None:
+        """The event's dedupe mark, as this batch left it or as the table holds it."""
+        mark = batch.marks.get(event_id)
+        return read_dedupe_mark(mark if mark is not None else batch.tables.dedupe.get(event_id))
+
+    def _joined(self, batch: _Batch, event_id: str) -> bool:
+        mark = self._mark(batch, event_id)
+        return mark is not None and mark[1]
+
+    def _join(self, batch: _Batch, job: Job, outcome: EnrichOutcome) -> None:
+        """Replace the review's provisional label in its pane by the final one, once.
+
+        The dedupe mark says whether this review joined already (a replay, a second retry
+        copy); it is written with the batch's marks, before the panes.
+        """
+        state, item = batch.state, job.item
+        restaurant_id, event_id = item.restaurant_id, item.event_id
+        mark = self._mark(batch, event_id)
+        if mark is not None and mark[1]:
+            return
+        batch.marks[event_id] = dedupe_mark(mark[0] if mark else job.event.message.offset, joined=True)
         closed_end = state.closure(restaurant_id)["t"]
-        window_end = self.spec.tumbling_of(job.item.occurred_ms)[1]
+        window_end = self.spec.tumbling_of(item.occurred_ms)[1]
         if job.late or (closed_end is not None and window_end <= closed_end):
             metrics.ENRICHED_AFTER_CLOSE.inc()
-        if not state.has_pane(restaurant_id, job.pane_start_ms):
-            return  # collected: every window holding it is final
-        pane = state.pane(restaurant_id, job.pane_start_ms)
+        if job.late or not state.has_pane(restaurant_id, job.pane_start_ms):
+            return  # late: outside every total; collected: every window holding it is final
+        entity = item.record["entity"]
+        provisional = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
+                                                   entity.get("language")))
         enrichment = outcome.enrichment
         assert enrichment is not None
-        if pane.join(event_id, label=str(enrichment.label), score=enrichment.score,
-                     categories=enrichment.categories, status=str(outcome.status),
-                     cache_hit=outcome.cache_hit, tokens_in=outcome.tokens_in,
-                     tokens_out=outcome.tokens_out, cost_micro_usd=outcome.cost_micro_usd):
-            state.touch(restaurant_id, job.pane_start_ms)
+        state.touch(restaurant_id, job.pane_start_ms).join(
+            provisional=(str(provisional.label), provisional.score, provisional.categories),
+            label=str(enrichment.label), score=enrichment.score, categories=enrichment.categories,
+            status=str(outcome.status), cache_hit=outcome.cache_hit, tokens_in=outcome.tokens_in,
+            tokens_out=outcome.tokens_out, cost_micro_usd=outcome.cost_micro_usd)
 
     def _book_cost(self, batch: _Batch, job: Job, outcome: EnrichOutcome, *, now_ms: int,
                    alerts: list[tuple[int, dict[str, Any]]]) -> None:

@@ -167,7 +167,7 @@ _COUNTERS = (
     "reviews", "rating_sum", "score_sum_milli",
     "positive", "neutral", "negative", "critical",
     "llm_calls", "tokens_in", "tokens_out", "cost_micro_usd",
-    "cache_hits", "fallbacks", "budget_skips", "orders_delivered", "late_events",
+    "cache_hits", "fallbacks", "budget_skips", "orders_delivered", "late_events", "provisional_labels",
 )  # fmt: skip
 _LABEL_FIELD = {"POSITIVE": "positive", "NEUTRAL": "neutral", "NEGATIVE": "negative",
                 "CRITICAL": "critical"}  # fmt: skip
@@ -201,14 +201,14 @@ class PaneAggregate:
     # table write and the commit). All of a restaurant's events come from one partition of
     # the repartition topic, so offsets of one pane are comparable; merge takes the max.
     applied_offset: int = -1
-    # Reviews folded at first sight whose final enrichment has not joined yet:
-    # event_id -> [label, score_milli, categories] of the provisional (heuristic) label
-    # counted for it, or None for a late review (counted in ``late_events`` only). A window
-    # that closes with entries here reports them as ``provisional_labels``.
-    pending: dict[str, list[Any] | None] = field(default_factory=dict)
+    # Reviews folded at first sight whose final enrichment has not joined yet: their label,
+    # score and categories above are the heuristic's. A window that closes with some
+    # reports them as ``provisional_labels``. Which reviews they are is the dedupe table's
+    # business (a mark says whether its enrichment joined), so a pane stays small.
+    provisional_labels: int = 0
 
     # --- folding events (in place) -----------------------------------------------------
-    def add_first_sight(self, *, event_id: str, rating: int, label: str, score: float,
+    def add_first_sight(self, *, rating: int, label: str, score: float,
                         categories: Iterable[str], processing_lag_ms: int) -> None:
         """Fold what a review says without the LLM; its label is provisional until :meth:`join`.
 
@@ -227,35 +227,24 @@ class PaneAggregate:
         for name in cats:
             self.categories[name] = self.categories.get(name, 0) + 1
         self.processing_lag.add(processing_lag_ms)
-        self.pending[event_id] = [label, score_milli, cats]
+        self.provisional_labels += 1
 
-    def add_late_review(self, event_id: str) -> None:
-        """A late review: counted late, and remembered until its enrichment is final."""
-        self.late_events += 1
-        self.pending[event_id] = None
+    def join(self, *, provisional: tuple[str, float, Iterable[str]], label: str, score: float,
+             categories: Iterable[str], status: str, cache_hit: bool, tokens_in: int, tokens_out: int,
+             cost_micro_usd: int) -> None:
+        """Replace one review's ``provisional`` (label, score, categories: what
+        :meth:`add_first_sight` counted, recomputed by the caller) by its final enrichment.
 
-    def is_pending(self, event_id: str) -> bool:
-        return event_id in self.pending
-
-    def join(self, event_id: str, *, label: str, score: float, categories: Iterable[str],
-             status: str, cache_hit: bool, tokens_in: int, tokens_out: int,
-             cost_micro_usd: int) -> bool:
-        """Replace a review's provisional label by its final enrichment; False if not pending.
-
-        Idempotent: a second join of the same review (a replay, a retry copy) changes nothing.
-        A late review's join only forgets it: late events are outside every total.
+        The caller joins each review once (the dedupe table records that it did).
         """
-        if event_id not in self.pending:
-            return False
         label_field = _LABEL_FIELD.get(label)
         if label_field is None:
             raise ValueError(f"unknown sentiment label {label!r}")
         score_milli = score_to_milli(score)
-        provisional = self.pending.pop(event_id)
-        if provisional is None:
-            return True
         old_label, old_score, old_cats = provisional
         old_field = _LABEL_FIELD[old_label]
+        old_score = score_to_milli(old_score)
+        old_cats = set(old_cats)
         setattr(self, old_field, getattr(self, old_field) - 1)
         setattr(self, label_field, getattr(self, label_field) + 1)
         self.score_sum_milli += score_milli - old_score
@@ -282,12 +271,7 @@ class PaneAggregate:
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
         self.cost_micro_usd += cost_micro_usd
-        return True
-
-    @property
-    def provisional_labels(self) -> int:
-        """Reviews counted with the heuristic's provisional label (their LLM answer is not in)."""
-        return sum(1 for entry in self.pending.values() if entry is not None)
+        self.provisional_labels -= 1
 
     def add_review(
         self,
@@ -382,8 +366,7 @@ class PaneAggregate:
         self.delivery_delay.merge_from(other.delivery_delay)
         if other.applied_offset > self.applied_offset:
             self.applied_offset = other.applied_offset
-        if other.pending:
-            self.pending.update(other.pending)
+        self.provisional_labels += other.provisional_labels
 
     def merge(self, other: PaneAggregate) -> PaneAggregate:
         """A new aggregate holding both; neither input changes."""
@@ -480,8 +463,6 @@ class PaneAggregate:
             out["delivery_delay"] = self.delivery_delay.to_json()
         if self.applied_offset != -1:
             out["applied_offset"] = self.applied_offset
-        if self.pending:
-            out["pending"] = dict(self.pending)
         return out
 
     @classmethod
@@ -494,6 +475,4 @@ class PaneAggregate:
             kwargs["processing_lag"] = Histogram.from_json(kwargs["processing_lag"])
         if "delivery_delay" in kwargs:
             kwargs["delivery_delay"] = Histogram.from_json(kwargs["delivery_delay"])
-        if "pending" in kwargs:
-            kwargs["pending"] = dict(kwargs["pending"])
         return cls(**kwargs)

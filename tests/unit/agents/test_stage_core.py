@@ -86,7 +86,7 @@ async def test_review_replayed_before_its_answer_is_enriched_again_but_folded_on
     await world.until_acked(replay)
 
     pane = world.pane(t.w0)
-    assert (pane.reviews, pane.positive, pane.negative, pane.pending) == (1, 0, 1, {})
+    assert (pane.reviews, pane.positive, pane.negative, pane.provisional_labels) == (1, 0, 1, 0)
     assert llm.asked == [("e1", 1), ("e1", 1)]
     assert len(world.enriched("e1")) == 1
 
@@ -335,7 +335,7 @@ async def test_transient_failure_sends_a_retry_for_the_folded_pane_and_acks_the_
     assert sent.key == b"rest-1"
     assert world.is_acked(review)
     assert world.enriched() == []
-    assert world.pane(t.w0).is_pending("e1")  # still the heuristic's label in the pane
+    assert world.pane(t.w0).provisional_labels == 1  # still the heuristic's label in the pane
 
 
 async def test_retry_record_is_enriched_and_joined_without_folding_again(world, feed, llm, make_stage, t):
@@ -348,7 +348,7 @@ async def test_retry_record_is_enriched_and_joined_without_folding_again(world, 
     await world.until_acked(retry)
 
     pane = world.pane(t.w0)
-    assert (pane.reviews, pane.rating_sum, pane.positive, pane.negative, pane.pending) == (1, 4, 0, 1, {})
+    assert (pane.reviews, pane.rating_sum, pane.positive, pane.negative, pane.provisional_labels) == (1, 4, 0, 1, 0)
     [enriched] = world.enriched("e1")
     assert (enriched["sentiment"], enriched["attempts"]) == ("NEGATIVE", 2)
     # A second copy of the retry record finds the review joined: acked, not asked again.
@@ -377,7 +377,7 @@ async def test_review_failing_all_llm_max_attempts_goes_to_the_dlq_with_a_fallba
     [enriched] = world.enriched("e1")
     assert (enriched["status"], enriched["model"], enriched["attempts"]) == ("FALLBACK", HEURISTIC_MODEL, 3)
     pane = world.pane(t.w0)
-    assert (pane.reviews, pane.fallbacks, pane.pending) == (1, 1, {})
+    assert (pane.reviews, pane.fallbacks, pane.provisional_labels) == (1, 1, 0)
 
 
 # --- the outbox -------------------------------------------------------------------------------
