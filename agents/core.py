@@ -117,6 +117,9 @@ class Job:
     pane_start_ms: int
     late: bool
     attempt: int = 1
+    # Set when this job folded the review in this process (its mark is [offset, not joined]):
+    # the join then needs no dedupe read. None for a replay or a retry copy: read the mark.
+    first_offset: int | None = None
 
 
 @dataclass
@@ -295,7 +298,7 @@ class StageCore:
             metrics.LATE_EVENTS.inc()
             pane.add_late()
             if item.kind == REVIEW:
-                jobs.append(Job(ev, partition, item, pane_start, True))
+                jobs.append(Job(ev, partition, item, pane_start, True, first_offset=offset))
             else:
                 metrics.input_outcome(item.origin.topic, "folded")
         elif item.kind == ORDER:
@@ -308,7 +311,7 @@ class StageCore:
             pane.add_first_sight(rating=entity["rating"], label=str(provisional.label),
                                  score=provisional.score, categories=provisional.categories,
                                  processing_lag_ms=max(0, now_ms - occurred_ms))
-            jobs.append(Job(ev, partition, item, pane_start, False))
+            jobs.append(Job(ev, partition, item, pane_start, False, first_offset=offset))
         pane.mark_applied(offset)
 
     def _close_due(self, partition: int, batch: _Batch, *, now_ms: int, closed: Closed) -> None:
@@ -437,7 +440,10 @@ class StageCore:
         """
         state, item = batch.state, job.item
         restaurant_id, event_id = item.restaurant_id, item.event_id
-        mark = self._mark(batch, event_id)
+        if job.first_offset is not None and event_id not in batch.marks:
+            mark: tuple[int, bool] | None = (job.first_offset, False)
+        else:
+            mark = self._mark(batch, event_id)
         if mark is not None and mark[1]:
             return
         batch.marks[event_id] = dedupe_mark(mark[0] if mark else job.event.message.offset, joined=True)
