@@ -120,6 +120,7 @@ class Job:
     # Set when this job folded the review in this process (its mark is [offset, not joined]):
     # the join then needs no dedupe read. None for a replay or a retry copy: read the mark.
     first_offset: int | None = None
+    provisional: tuple[str, float, tuple[str, ...]] | None = None  # what the fold counted, if known
 
 
 @dataclass
@@ -311,7 +312,9 @@ class StageCore:
             pane.add_first_sight(rating=entity["rating"], label=str(provisional.label),
                                  score=provisional.score, categories=provisional.categories,
                                  processing_lag_ms=max(0, now_ms - occurred_ms))
-            jobs.append(Job(ev, partition, item, pane_start, False, first_offset=offset))
+            jobs.append(Job(ev, partition, item, pane_start, False, first_offset=offset,
+                            provisional=(str(provisional.label), provisional.score,
+                                         tuple(provisional.categories))))
         pane.mark_applied(offset)
 
     def _close_due(self, partition: int, batch: _Batch, *, now_ms: int, closed: Closed) -> None:
@@ -453,13 +456,16 @@ class StageCore:
             metrics.ENRICHED_AFTER_CLOSE.inc()
         if job.late or not state.has_pane(restaurant_id, job.pane_start_ms):
             return  # late: outside every total; collected: every window holding it is final
-        entity = item.record["entity"]
-        provisional = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
-                                                   entity.get("language")))
+        provisional = job.provisional
+        if provisional is None:  # a replay or a retry copy: the heuristic is deterministic
+            entity = item.record["entity"]
+            guess = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
+                                                 entity.get("language")))
+            provisional = (str(guess.label), guess.score, tuple(guess.categories))
         enrichment = outcome.enrichment
         assert enrichment is not None
         state.touch(restaurant_id, job.pane_start_ms).join(
-            provisional=(str(provisional.label), provisional.score, provisional.categories),
+            provisional=provisional,
             label=str(enrichment.label), score=enrichment.score, categories=enrichment.categories,
             status=str(outcome.status), cache_hit=outcome.cache_hit, tokens_in=outcome.tokens_in,
             tokens_out=outcome.tokens_out, cost_micro_usd=outcome.cost_micro_usd)
