@@ -257,21 +257,24 @@ class PaneAggregate:
                 cats.pop(name, None)
         for name in set(categories):
             cats[name] = cats.get(name, 0) + 1
-        if status == "ENRICHED":
-            if not cache_hit:
-                self.llm_calls += 1
-        elif status == "FALLBACK":
-            self.fallbacks += 1
-        elif status == "BUDGET_SKIPPED":
-            self.budget_skips += 1
-        else:
-            raise ValueError(f"unknown enrichment status {status!r}")
-        if cache_hit:
-            self.cache_hits += 1
+        self._count_status(status, cache_hit=cache_hit)
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
         self.cost_micro_usd += cost_micro_usd
         self.provisional_labels -= 1
+
+    def _count_status(self, status: str, *, cache_hit: bool) -> None:
+        """How the review's enrichment was made: an LLM call, the cache, or the heuristic."""
+        if status not in ("ENRICHED", "FALLBACK", "BUDGET_SKIPPED"):
+            raise ValueError(f"unknown enrichment status {status!r}")
+        if status == "ENRICHED" and not cache_hit:
+            self.llm_calls += 1
+        elif status == "FALLBACK":
+            self.fallbacks += 1
+        elif status == "BUDGET_SKIPPED":
+            self.budget_skips += 1
+        if cache_hit:
+            self.cache_hits += 1
 
     def add_review(
         self,
@@ -299,17 +302,7 @@ class PaneAggregate:
         if label_field is None:
             raise ValueError(f"unknown sentiment label {label!r}")
         score_milli = score_to_milli(score)  # may refuse NaN: validate before any change
-        if status == "ENRICHED":
-            if not cache_hit:
-                self.llm_calls += 1
-        elif status == "FALLBACK":
-            self.fallbacks += 1
-        elif status == "BUDGET_SKIPPED":
-            self.budget_skips += 1
-        else:
-            raise ValueError(f"unknown enrichment status {status!r}")
-        if cache_hit:
-            self.cache_hits += 1
+        self._count_status(status, cache_hit=cache_hit)
         self.reviews += 1
         self.rating_sum += rating
         self.score_sum_milli += score_milli

@@ -170,13 +170,18 @@ class Run:
     def not_enriched(self) -> int:
         return len(set(self.reviews) - set(self.read().enriched))
 
-    def assert_exact_and_on_time(self) -> list[dict[str, Any]]:
+    def assert_exact(self) -> dict[tuple[str, int], list[dict[str, Any]]]:
+        """One final aggregate per window of the truth, with its exact review count."""
         tumbling = self.tumbling()
         repeated = {k: len(v) for k, v in tumbling.items() if len(v) > 1}
         assert not repeated, f"windows with more than one final aggregate: {repeated}"
         wrong = {k: (tumbling[k][0]["reviews"], n) for k, n in self.truth_reviews.items()
                  if tumbling[k][0]["reviews"] != n}
         assert not wrong, f"review counts (got, truth): {wrong}"
+        return tumbling
+
+    def assert_exact_and_on_time(self) -> list[dict[str, Any]]:
+        tumbling = self.assert_exact()
         wrong_orders = {k: (got, self.truth_orders[k]) for k in self.truth_reviews
                         if (got := tumbling[k][0]["orders_delivered"]) != self.truth_orders[k]}
         assert not wrong_orders, f"order counts (got, truth): {wrong_orders}"
@@ -263,12 +268,7 @@ def test_kill_9_with_llm_calls_in_flight_loses_nothing_and_counts_each_window_on
     except AssertionError as exc:
         missing = sorted(set(run.truth_reviews) - set(run.tumbling()))
         raise AssertionError(f"{exc}; missing {missing[:8]}; killed at {killed_ms}") from None
-    tumbling = run.tumbling()
-    repeated = {k: len(v) for k, v in tumbling.items() if len(v) > 1}
-    assert not repeated, f"windows with more than one final aggregate: {repeated}"
-    wrong = {k: (tumbling[k][0]["reviews"], n) for k, n in run.truth_reviews.items()
-             if tumbling[k][0]["reviews"] != n}
-    assert not wrong, f"review counts after kill -9 (got, truth): {wrong}"
+    tumbling = run.assert_exact()
     repeats = sum(len(v) - 1 for v in run.enriched.values())
     print(f"\nkill -9 with LLM calls in flight: {len(run.reviews)} reviews, all enriched, "
           f"{len(tumbling)} windows exact, reviews.enriched repeats {repeats}")
