@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import time
 from collections.abc import Callable
@@ -39,6 +40,14 @@ class RecordCounter:
             self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
                                   for p in metadata.partitions])
             self.assigned = True
+            # The first fetch of a new assignment takes longer than the 20 ms below: without
+            # this wait the first count of a non-empty topic was 0 (seen in phase c).
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                batch = self.consumer.consume(num_messages=100_000, timeout=0.2)
+                self.count += sum(1 for m in batch if not m.error())
+                if batch:
+                    break
         while True:
             batch = self.consumer.consume(num_messages=100_000, timeout=0.02)
             self.count += sum(1 for m in batch if not m.error())
@@ -125,34 +134,82 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
-                         pane_size_ms: int) -> tuple[list[float], list[float], int]:
-    """Per review: (enriched_at - occurred_at, pane write - occurred_at), and unmatched reviews.
+@dataclass
+class Latencies:
+    """Phase b's per-review figures (ms) and how each pane write was matched."""
 
-    The restaurant stage writes a review's pane once per batch, after the batch's outputs
-    are acknowledged; every table write is a changelog record whose timestamp is the
-    write time on the worker's clock. So the first changelog record of the review's pane
-    key stamped at or after ``enriched_at`` is the write that made the review visible.
+    enriched: list[float] = field(default_factory=list)  # occurred_at -> enriched_at
+    visible: list[float] = field(default_factory=list)  # occurred_at -> first pane write holding it
+    unmatched: int = 0  # no write of the review's pane key at or after occurred_at
+    by_time_only: int = 0  # matched by time: no write at or after occurred_at listed it as pending
+    earlier_write: int = 0  # the first write at or after occurred_at did not hold it yet
+
+
+def _ms(value: object) -> int:
+    return value if isinstance(value, int) else int(value.timestamp() * 1000)  # type: ignore[attr-defined]
+
+
+def _pending_ids(raw: bytes) -> frozenset[str]:
+    """The ``pending`` event ids of a pane changelog value (Faust json of PaneAggregate.to_json())."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return frozenset()
+    pending = value.get("pending") if isinstance(value, dict) else None
+    return frozenset(pending) if isinstance(pending, dict) else frozenset()
+
+
+def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
+                         pane_size_ms: int) -> Latencies:
+    """Per review: enriched_at - occurred_at, and (first pane write holding it) - occurred_at.
+
+    The restaurant stage folds a review into its pane at first sight (provisional label)
+    and writes the pane once per batch, after the batch's outputs are acknowledged; the
+    LLM answer joins the pane later, in another write. Every table write is a changelog
+    record stamped with the write time (worker clock; ``occurred_at`` is the producer's
+    clock, both on this machine). So the review became visible at the first write of its
+    pane key (``"restaurant|pane_start"``) at or after ``occurred_at``, provided that write
+    already holds it: a first-sight write lists the review in the pane's ``pending``
+    (removed when its enrichment joins). An earlier write at or after ``occurred_at`` may
+    be another review's join, before this one was folded; it is skipped (and counted in
+    ``earlier_write``). If no write lists the review, the first write at or after
+    ``occurred_at`` is taken (``by_time_only``).
     """
-    writes: dict[bytes, list[int]] = {}
+    writes: dict[bytes, list[tuple[int, bytes]]] = {}
     for rec in changelog:
         if rec.key is not None and rec.value is not None:
-            writes.setdefault(rec.key, []).append(rec.timestamp_ms)
-    for stamps in writes.values():
-        stamps.sort()
-    enrich_lag, visible_lag, unmatched = [], [], 0
+            writes.setdefault(rec.key, []).append((rec.timestamp_ms, rec.value))
+    stamps_of: dict[bytes, list[int]] = {}
+    for key, entries in writes.items():
+        entries.sort(key=lambda e: e[0])
+        stamps_of[key] = [t for t, _ in entries]
+    pending_cache: dict[tuple[bytes, int], frozenset[str]] = {}
+    out = Latencies()
     for rec in enriched:
         value = rec.value
-        occurred, enriched_at = value["occurred_at"], value["enriched_at"]
-        occurred_ms = occurred if isinstance(occurred, int) else int(occurred.timestamp() * 1000)
-        enriched_ms = enriched_at if isinstance(enriched_at, int) else int(enriched_at.timestamp() * 1000)
-        enrich_lag.append(enriched_ms - occurred_ms)
+        event_id = value["event_id"]
+        occurred_ms, enriched_ms = _ms(value["occurred_at"]), _ms(value["enriched_at"])
+        out.enriched.append(enriched_ms - occurred_ms)
         pane = occurred_ms - occurred_ms % pane_size_ms
         key = f'"{value["restaurant_id"]}|{pane}"'.encode()
-        stamps = writes.get(key, [])
-        i = bisect.bisect_left(stamps, enriched_ms)
-        if i == len(stamps):
-            unmatched += 1
+        stamps = stamps_of.get(key, [])
+        first = bisect.bisect_left(stamps, occurred_ms)
+        if first == len(stamps):
+            out.unmatched += 1
             continue
-        visible_lag.append(stamps[i] - occurred_ms)
-    return enrich_lag, visible_lag, unmatched
+        entries = writes[key]
+        hit = None
+        for i in range(first, len(entries)):
+            ids = pending_cache.get((key, i))
+            if ids is None:
+                ids = pending_cache[(key, i)] = _pending_ids(entries[i][1])
+            if event_id in ids:
+                hit = i
+                break
+        if hit is None:
+            out.by_time_only += 1
+            hit = first
+        elif hit != first:
+            out.earlier_write += 1
+        out.visible.append(stamps[hit] - occurred_ms)
+    return out
