@@ -141,7 +141,7 @@ class Latencies:
     enriched: list[float] = field(default_factory=list)  # occurred_at -> enriched_at
     visible: list[float] = field(default_factory=list)  # occurred_at -> first pane write holding it
     unmatched: int = 0  # no write of the review's pane key at or after occurred_at
-    by_time_only: int = 0  # matched by time: no write at or after occurred_at listed it as pending
+    by_time_only: int = 0  # matched by time: no write at or after occurred_at held its rank
     earlier_write: int = 0  # the first write at or after occurred_at did not hold it yet
 
 
@@ -149,14 +149,13 @@ def _ms(value: object) -> int:
     return value if isinstance(value, int) else int(value.timestamp() * 1000)  # type: ignore[attr-defined]
 
 
-def _pending_ids(raw: bytes) -> frozenset[str]:
-    """The ``pending`` event ids of a pane changelog value (Faust json of PaneAggregate.to_json())."""
+def _reviews_in(raw: bytes) -> int:
+    """The ``reviews`` count of a pane changelog value (Faust json of PaneAggregate.to_json())."""
     try:
         value = json.loads(raw)
     except ValueError:
-        return frozenset()
-    pending = value.get("pending") if isinstance(value, dict) else None
-    return frozenset(pending) if isinstance(pending, dict) else frozenset()
+        return 0
+    return int(value.get("reviews", 0)) if isinstance(value, dict) else 0
 
 
 def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
@@ -167,13 +166,13 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
     and writes the pane once per batch, after the batch's outputs are acknowledged; the
     LLM answer joins the pane later, in another write. Every table write is a changelog
     record stamped with the write time (worker clock; ``occurred_at`` is the producer's
-    clock, both on this machine). So the review became visible at the first write of its
-    pane key (``"restaurant|pane_start"``) at or after ``occurred_at``, provided that write
-    already holds it: a first-sight write lists the review in the pane's ``pending``
-    (removed when its enrichment joins). An earlier write at or after ``occurred_at`` may
-    be another review's join, before this one was folded; it is skipped (and counted in
-    ``earlier_write``). If no write lists the review, the first write at or after
-    ``occurred_at`` is taken (``by_time_only``).
+    clock, both on this machine). A pane belongs to one restaurant, so to one partition,
+    and its reviews are folded in the order they were produced (``occurred_at`` is stamped
+    just before ``produce``): the review of rank *r* in its pane became visible at the first
+    write of its pane key (``"restaurant|pane_start"``) at or after ``occurred_at`` whose
+    ``reviews`` count is at least *r*. Earlier writes at or after ``occurred_at`` that hold
+    fewer reviews (a join of an earlier review) are skipped and counted in ``earlier_write``;
+    when no write holds enough, the first at or after ``occurred_at`` is taken (``by_time_only``).
     """
     writes: dict[bytes, list[tuple[int, bytes]]] = {}
     for rec in changelog:
@@ -183,11 +182,18 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
     for key, entries in writes.items():
         entries.sort(key=lambda e: e[0])
         stamps_of[key] = [t for t, _ in entries]
-    pending_cache: dict[tuple[bytes, int], frozenset[str]] = {}
+    counts: dict[tuple[bytes, int], int] = {}
+    by_pane: dict[bytes, list[tuple[int, str]]] = {}
+    for rec in enriched:
+        occurred_ms = _ms(rec.value["occurred_at"])
+        pane = occurred_ms - occurred_ms % pane_size_ms
+        key = f'"{rec.value["restaurant_id"]}|{pane}"'.encode()
+        by_pane.setdefault(key, []).append((occurred_ms, rec.value["event_id"]))
+    rank = {event_id: r for reviews in by_pane.values()
+            for r, (_, event_id) in enumerate(sorted(set(reviews)), start=1)}
     out = Latencies()
     for rec in enriched:
         value = rec.value
-        event_id = value["event_id"]
         occurred_ms, enriched_ms = _ms(value["occurred_at"]), _ms(value["enriched_at"])
         out.enriched.append(enriched_ms - occurred_ms)
         pane = occurred_ms - occurred_ms % pane_size_ms
@@ -200,10 +206,10 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
         entries = writes[key]
         hit = None
         for i in range(first, len(entries)):
-            ids = pending_cache.get((key, i))
-            if ids is None:
-                ids = pending_cache[(key, i)] = _pending_ids(entries[i][1])
-            if event_id in ids:
+            held = counts.get((key, i))
+            if held is None:
+                held = counts[(key, i)] = _reviews_in(entries[i][1])
+            if held >= rank[value["event_id"]]:
                 hit = i
                 break
         if hit is None:
