@@ -201,7 +201,9 @@ class Feed:
 
     def tick(self, partition: int, watermark_ms: int) -> Event:
         return self._event(partition, b"~tick", write_tick(
-            Tick(sender="bench-worker", watermark_ms=watermark_ms, sent_at_ms=watermark_ms)))
+            Tick(sender="bench-worker", sent_at_ms=watermark_ms,
+                 marks={f"reviews.created:{p}": watermark_ms for p in range(self.partitions)},
+                 partitions={"reviews.created": self.partitions})))
 
 
 class CloseCounter:
@@ -275,9 +277,8 @@ async def scenario(args: argparse.Namespace, settings: Settings, *, report: bool
         return set(), {}
 
     core = StageCore(ports=world.ports(), topics=TOPICS, settings=settings,
-                     outbox=Outbox(outbox_topics, scan=scan), enrich=instant_llm,
-                     sender_expiry_ms=60_000)
-    core.enricher.start()
+                     outbox=Outbox(outbox_topics, scan=scan), enrich=instant_llm)
+    core.start()
     feed = Feed(args.partitions)
     out: dict[str, Any] = {}
     counter = CloseCounter()
@@ -368,7 +369,7 @@ async def scenario(args: argparse.Namespace, settings: Settings, *, report: bool
         out["sent"] = dict(world.sent)
         out["dead_letters"] = world.dead_letters
     finally:
-        await core.enricher.stop()
+        await core.stop()
     return out
 
 
