@@ -121,6 +121,7 @@ class Job:
     # the join then needs no dedupe read. None for a replay or a retry copy: read the mark.
     first_offset: int | None = None
     provisional: tuple[str, float, tuple[str, ...]] | None = None  # what the fold counted, if known
+    generation: int = 0  # StageCore.generation when submitted; an older one was abandoned
 
 
 @dataclass
@@ -155,6 +156,7 @@ class StageCore:
         # Answered enrichments (outputs acknowledged) waiting to join their panes.
         self._ready: list[tuple[list[Job], list[tuple[Job, EnrichOutcome]]]] = []
         self._ready_event = asyncio.Event()
+        self.generation = 0
         self._joiner_task: asyncio.Task[None] | None = None
         # Today's spend per restaurant as this process reserved it: estimates of the calls
         # in flight included, so concurrent calls never spend the same headroom twice.
@@ -339,6 +341,8 @@ class StageCore:
     def _submit(self, jobs: list[Job]) -> None:
         if not jobs:
             return
+        for job in jobs:
+            job.generation = self.generation
         refused = self.enricher.submit(jobs)
         if refused:  # a full backlog: the heuristic now, the flow goes on
             metrics.ENRICH_SHED.inc(len(refused))
@@ -371,6 +375,9 @@ class StageCore:
     # --- 2. an enrichment answered -------------------------------------------------------------
     async def complete(self, jobs: Sequence[Job], outcomes: Sequence[EnrichOutcome]) -> None:
         """Emit each job's outcome, join it into its pane, then ack the job's event."""
+        current = [(j, o) for j, o in zip(jobs, outcomes, strict=True) if j.generation == self.generation]
+        if len(current) != len(jobs):  # abandoned meanwhile: the partition's next owner replays them
+            jobs, outcomes = [j for j, _ in current], [o for _, o in current]
         now_ms = self.ports.clock_ms()
         pending: list[Awaitable[Any]] = []
         final: list[tuple[Job, EnrichOutcome]] = []
@@ -403,8 +410,10 @@ class StageCore:
         """
         jobs: list[Job] = []
         for answered, final in self._ready:
-            jobs += answered
+            jobs += [job for job in answered if job.generation == self.generation]
             for job, outcome in final:
+                if job.generation != self.generation:
+                    continue
                 batch = batches.get(job.partition)
                 if batch is None:
                     tables = self.ports.tables_for(job.partition, job.event)
@@ -584,13 +593,19 @@ class StageCore:
             await asyncio.gather(self._joiner_task, return_exceptions=True)
             self._joiner_task = None
 
-    def abandon_queued(self) -> list[Any]:
-        """Before Faust waits for unacked events (rebalance, stop): give up the queued jobs.
+    def abandon(self) -> list[Any]:
+        """Before Faust waits for unacked events (rebalance, stop): give up every owed review.
 
-        Their offsets stay uncommitted; whoever owns the partition next replays them, finds
-        them folded and pending, and enriches them. Jobs in flight finish normally.
+        Queued, in flight, or answered but not joined: their offsets stay uncommitted, and
+        whoever owns the partition next replays them, finds them folded but not joined, and
+        enriches them. A call still under way finishes, but its answer is dropped (an older
+        generation): its partition may belong to another worker by then.
         """
-        return [job.event.message for job in self.enricher.abandon()]
+        owed = [*self.enricher.abandon(), *self.enricher.in_flight_jobs()]
+        owed += [job for answered, _ in self._ready for job in answered]
+        self._ready.clear()
+        self.generation += 1
+        return [job.event.message for job in owed]
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

@@ -52,6 +52,7 @@ class Enricher:
         self._ready = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self.in_flight = 0
+        self._in_flight_jobs: dict[int, list[Any]] = {}  # per worker: the chunk it is enriching
 
     @property
     def pending(self) -> int:
@@ -80,6 +81,10 @@ class Enricher:
         self._queue = kept
         metrics.ENRICH_PENDING.set(self.pending)
         return dropped
+
+    def in_flight_jobs(self) -> list[Any]:
+        """The jobs whose enrichment call is under way."""
+        return [job for chunk in self._in_flight_jobs.values() for job in chunk]
 
     def start(self) -> None:
         if not self._workers:
@@ -112,6 +117,7 @@ class Enricher:
                     continue
             chunk = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
             self.in_flight += len(chunk)
+            self._in_flight_jobs[id(chunk)] = chunk
             try:
                 outcomes = await self._enrich(chunk)
                 await self._complete(chunk, outcomes)
@@ -125,4 +131,5 @@ class Enricher:
                 self._ready.set()
             finally:
                 self.in_flight -= len(chunk)
+                self._in_flight_jobs.pop(id(chunk), None)
                 metrics.ENRICH_PENDING.set(self.pending)

@@ -216,6 +216,10 @@ class Bench:
 
     def start_workers(self, stack: Stack, count: int, env: dict[str, str]) -> list[Process]:
         """``count`` workers started at the same time (worker i keeps its own data dir)."""
+        if count == 1:  # in this thread: a signal during the start stops the half-started worker
+            self.workers = [stack.add_worker(data_dir=self.log_dir / f"{worker_name(0)}-data",
+                                             extra_env=env, name=worker_name(0))]
+            return self.workers
         started: dict[int, Process] = {}
         errors: list[BaseException] = []
 

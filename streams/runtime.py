@@ -89,7 +89,7 @@ class Runtime:
                                 restaurant_alerts=topics.restaurant_alerts.get_topic_name(),
                                 retry=topics.retry.get_topic_name()),
             settings=settings, outbox=outbox, enrich=self._enrich)
-        app.before_wait_empty = self.core.abandon_queued
+        app.before_wait_empty = self.core.abandon
         app.on_partitions_assigned.connect(self._on_assigned)
         self.core.start()
         self._ready.set()
