@@ -313,7 +313,8 @@ class StageCore:
             entity = item.record["entity"]
             pane.add_first_sight(rating=entity["rating"], label=str(provisional.label),
                                  score=provisional.score, categories=provisional.categories,
-                                 processing_lag_ms=max(0, now_ms - occurred_ms))
+                                 processing_lag_ms=max(0, now_ms - (item.origin.timestamp_ms or occurred_ms)),
+                                 event_age_ms=max(0, now_ms - occurred_ms))
             jobs.append(Job(ev, partition, item, pane_start, False, first_offset=offset,
                             provisional=(str(provisional.label), provisional.score,
                                          tuple(provisional.categories))))
@@ -506,8 +507,10 @@ class StageCore:
     # --- sending -----------------------------------------------------------------------------
     async def _send_enriched(self, job: Job, outcome: EnrichOutcome, *, now_ms: int) -> list[Awaitable[Any]]:
         count_outcome(outcome)
-        record = enriched_record(job.item.record, outcome, attempts=job.attempt, enriched_at_ms=now_ms)
+        record = enriched_record(job.item.record, outcome, attempts=job.attempt, enriched_at_ms=now_ms,
+                                 received_ms=job.item.origin.timestamp_ms)
         metrics.PROCESSING_LAG.observe(record["processing_lag_ms"] / 1000)
+        metrics.EVENT_AGE.observe(record["event_age_ms"] / 1000)
         key = job.item.restaurant_id.encode()
         headers = [(H_TRACE, record["trace_id"].encode())]
         futures = [await self.ports.send(self.topics.enriched, key=key, headers=headers,

@@ -89,8 +89,11 @@ def enrich_request(review: dict[str, Any]) -> EnrichRequest:
 
 
 def enriched_record(review: dict[str, Any], outcome: EnrichOutcome, *, attempts: int,
-                    enriched_at_ms: int) -> dict[str, Any]:
-    """The ``ReviewEnriched`` record; the text is the outcome's, redacted like what the LLM saw."""
+                    enriched_at_ms: int, received_ms: int | None = None) -> dict[str, Any]:
+    """The ``ReviewEnriched`` record; the text is the outcome's, redacted like what the LLM saw.
+
+    ``received_ms`` is the input record's Kafka timestamp: processing lag counts from it (our
+    delay), event age from ``occurred_at`` (how late the producer sent it included)."""
     assert outcome.enrichment is not None and outcome.status is not EnrichStatus.TRANSIENT_FAILURE
     entity, enrichment = review["entity"], outcome.enrichment
     occurred_ms = to_ms(review["occurred_at"])
@@ -118,7 +121,8 @@ def enriched_record(review: dict[str, Any], outcome: EnrichOutcome, *, attempts:
         "cost_micro_usd": outcome.cost_micro_usd,
         "llm_latency_ms": round(outcome.latency_ms),
         "attempts": attempts,
-        "processing_lag_ms": max(0, enriched_at_ms - occurred_ms),
+        "processing_lag_ms": max(0, enriched_at_ms - (received_ms or occurred_ms)),
+        "event_age_ms": max(0, enriched_at_ms - occurred_ms),
         "trace_id": review["metadata"]["trace_id"],
     }
 

@@ -27,7 +27,13 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"], registry=REGISTRY,
 )
 PROCESSING_LAG = Histogram(
-    "reviewpulse_processing_lag_seconds", "Enriched time minus occurred_at, per review.",
+    "reviewpulse_processing_lag_seconds", "Enriched time minus the input record's Kafka timestamp "
+    "(when it reached Kafka), per review: ReviewPulse's own delay.",
+    buckets=LAG_BUCKETS_S, registry=REGISTRY,
+)
+EVENT_AGE = Histogram(
+    "reviewpulse_event_age_seconds", "Enriched time minus occurred_at, per review: the event's age, "
+    "how late its producer sent it included (kept apart from processing lag).",
     buckets=LAG_BUCKETS_S, registry=REGISTRY,
 )
 LLM_DURATION = Histogram(

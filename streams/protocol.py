@@ -56,14 +56,17 @@ class Origin:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_ms: int | None = None  # the record's Kafka timestamp: when it reached Kafka
 
     @classmethod
     def of(cls, message: Any) -> Origin:
         headers = message.headers or ()
         items = headers.items() if isinstance(headers, dict) else headers
+        stamp = getattr(message, "timestamp", None)  # Faust: float seconds
         return cls(topic=message.topic, partition=message.partition, offset=message.offset,
                    key=message.key, value=message.value,
-                   headers=tuple((str(k), v) for k, v in items))
+                   headers=tuple((str(k), v) for k, v in items),
+                   timestamp_ms=int(stamp * 1000) if stamp else None)
 
 
 @dataclass(slots=True)
@@ -122,7 +125,7 @@ def write_item(item: Item) -> bytes:
     origin = item.origin
     payload: dict[str, Any] = {
         "k": item.kind, "r": item.record,
-        "o": [origin.topic, origin.partition, origin.offset],
+        "o": [origin.topic, origin.partition, origin.offset, origin.timestamp_ms],
         "ok": _b64(origin.key), "ov": _b64(origin.value),
         "oh": [[k, _b64(v)] for k, v in origin.headers],
     }
@@ -138,12 +141,13 @@ def read_item(data: bytes | None) -> Item:
         payload = json.loads(data) if data else None
         kind = payload["k"]
         record = payload["r"]
-        topic, partition, offset = payload["o"]
+        topic, partition, offset, *stamp = payload["o"]
         if kind not in ITEM_KINDS or not isinstance(record, dict):
             raise ProtocolError(f"unknown internal record kind {kind!r}")
         origin = Origin(topic=str(topic), partition=int(partition), offset=int(offset),
                         key=_unb64(payload.get("ok")), value=_unb64(payload.get("ov")),
-                        headers=tuple((str(k), _unb64(v)) for k, v in payload.get("oh") or ()))
+                        headers=tuple((str(k), _unb64(v)) for k, v in payload.get("oh") or ()),
+                        timestamp_ms=int(stamp[0]) if stamp and stamp[0] is not None else None)
         item = Item(kind=kind, record=record, origin=origin)
         _check_fields(item)
         if kind == RETRY:

@@ -193,8 +193,9 @@ class PaneAggregate:
     fallbacks: int = 0
     budget_skips: int = 0
     orders_delivered: int = 0
-    processing_lag: Histogram = field(default_factory=Histogram)
+    processing_lag: Histogram = field(default_factory=Histogram)  # from the record reaching Kafka
     delivery_delay: Histogram = field(default_factory=Histogram)
+    event_age: Histogram = field(default_factory=Histogram)  # from occurred_at: lateness included
     late_events: int = 0
     # Idempotence watermark: the highest input offset already folded into this pane. The
     # agent skips an event whose offset is <= this (redelivery after a crash between the
@@ -209,7 +210,8 @@ class PaneAggregate:
 
     # --- folding events (in place) -----------------------------------------------------
     def add_first_sight(self, *, rating: int, label: str, score: float,
-                        categories: Iterable[str], processing_lag_ms: int) -> None:
+                        categories: Iterable[str], processing_lag_ms: int,
+                        event_age_ms: int | None = None) -> None:
         """Fold what a review says without the LLM; its label is provisional until :meth:`join`.
 
         Count, rating and processing lag are final now; label, score and categories are the
@@ -227,6 +229,7 @@ class PaneAggregate:
         for name in cats:
             self.categories[name] = self.categories.get(name, 0) + 1
         self.processing_lag.add(processing_lag_ms)
+        self.event_age.add(processing_lag_ms if event_age_ms is None else event_age_ms)
         self.provisional_labels += 1
 
     def join(self, *, provisional: tuple[str, float, Iterable[str]], label: str, score: float,
@@ -356,6 +359,7 @@ class PaneAggregate:
             for name, n in other.categories.items():
                 cats[name] = cats.get(name, 0) + n
         self.processing_lag.merge_from(other.processing_lag)
+        self.event_age.merge_from(other.event_age)
         self.delivery_delay.merge_from(other.delivery_delay)
         if other.applied_offset > self.applied_offset:
             self.applied_offset = other.applied_offset
@@ -435,6 +439,7 @@ class PaneAggregate:
             "budget_skips": self.budget_skips,
             "orders_delivered": self.orders_delivered,
             "processing_lag": self.processing_lag.to_record(),
+            "event_age": self.event_age.to_record(),
             "delivery_delay": self.delivery_delay.to_record(),
             "late_events": self.late_events,
             "provisional_labels": self.provisional_labels,
@@ -452,6 +457,8 @@ class PaneAggregate:
             out["categories"] = dict(self.categories)
         if self.processing_lag.count:
             out["processing_lag"] = self.processing_lag.to_json()
+        if self.event_age.count:
+            out["event_age"] = self.event_age.to_json()
         if self.delivery_delay.count:
             out["delivery_delay"] = self.delivery_delay.to_json()
         if self.applied_offset != -1:
@@ -466,6 +473,8 @@ class PaneAggregate:
             kwargs["categories"] = dict(kwargs["categories"])
         if "processing_lag" in kwargs:
             kwargs["processing_lag"] = Histogram.from_json(kwargs["processing_lag"])
+        if "event_age" in kwargs:
+            kwargs["event_age"] = Histogram.from_json(kwargs["event_age"])
         if "delivery_delay" in kwargs:
             kwargs["delivery_delay"] = Histogram.from_json(kwargs["delivery_delay"])
         return cls(**kwargs)

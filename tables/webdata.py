@@ -117,6 +117,7 @@ def pane_from_record(record: dict[str, Any]) -> PaneAggregate:
         **counters,
         categories=dict(record["categories"]),
         processing_lag=hist(record["processing_lag"]),
+        event_age=hist(record["event_age"]) if record.get("event_age") else Histogram(),
         delivery_delay=hist(record["delivery_delay"]),
     )
 
@@ -137,6 +138,7 @@ def window_stats(window: PaneAggregate, *, start_ms: int, end_ms: int) -> dict[s
         "critical": window.critical,
         "cost_micro_usd": window.cost_micro_usd,
         "processing_lag_p95_ms": window.processing_lag.percentile(0.95),
+        "event_age_p95_ms": window.event_age.percentile(0.95),
         "delivery_delay_p95_ms": window.delivery_delay.percentile(0.95),
         "orders_delivered": window.orders_delivered,
         "late_events": window.late_events,

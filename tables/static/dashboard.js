@@ -25,7 +25,8 @@
       el("td", { title: `${r.reviews} reviews in the window` }, fmt.rate(r.reviews_per_min)),
       el("td", { class: "cost window" }, fmt.usd(r.cost_micro_usd)),
       el("td", { class: "cost today" }, fmt.usd(r.cost_today_micro_usd)),
-      el("td", {}, fmt.ms(r.processing_lag_p95_ms)),
+      el("td", { title: `event age p95 ${fmt.ms(r.event_age_p95_ms || 0)} (from occurred_at, lateness included)` },
+        fmt.ms(r.processing_lag_p95_ms)),
       el("td", {}, r.orders_delivered ? fmt.ms(r.delivery_delay_p95_ms) : el("span", { class: "muted" }, "no orders")),
       alerts);
   }

@@ -28,7 +28,8 @@
       tile("Reviews", w ? fmt.rate(w.reviews_per_min) : "—", w ? `${w.reviews} in the window` : ""),
       tile("LLM cost · window", w ? fmt.usd(w.cost_micro_usd) : "—", w ? `${w.fallbacks} fallback, ${w.budget_skips} budget-skipped` : ""),
       tile("LLM cost · today", fmt.usd(d.cost_today_micro_usd), `${fmt.pct(capShare)} of the ${fmt.usd(d.daily_cap_micro_usd)} daily cap`, capShare >= 1 ? "neg" : ""),
-      tile("Processing lag p95", w ? fmt.ms(w.processing_lag_p95_ms) : "—", "occurred → enriched"),
+      tile("Processing lag p95", w ? fmt.ms(w.processing_lag_p95_ms) : "—", "reached Kafka → folded"),
+      tile("Event age p95", w && w.event_age_p95_ms !== undefined ? fmt.ms(w.event_age_p95_ms) : "—", "occurred → folded, lateness included"),
       tile("Delivery delay p95", w && w.orders_delivered ? fmt.ms(w.delivery_delay_p95_ms) : "—", w ? `${w.orders_delivered} orders delivered` : ""));
 
     const alerts = document.getElementById("alerts");

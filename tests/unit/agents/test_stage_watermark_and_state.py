@@ -104,3 +104,26 @@ def test_due_index_pops_each_due_restaurant_once_and_forgets_replaced_times() ->
     assert due.pop_due(25) == []
     assert due.pop_due(30) == ["a"]
     assert len(due) == 0
+
+
+async def test_processing_lag_counts_from_kafka_and_event_age_from_occurred_at(world, feed, llm, make_stage):
+    """A review its producer sent 10 minutes late: our lag is small, its age is not."""
+    from dataclasses import replace
+
+    from streams.protocol import read_item, write_item
+
+    core = make_stage()
+    llm.always()
+    now = world.clock.now_ms
+    sent = feed.review("old", occurred_ms=now - 600_000)
+    item = read_item(sent.message.value)
+    item.origin = replace(item.origin, timestamp_ms=now - 200)  # reached Kafka 200 ms ago
+    review = feed.event(write_item(item), key=b"rest-1")
+    await core.process([review])
+    await world.until_acked(review)
+
+    pane = world.pane(now - 600_000 - (now - 600_000) % 5_000)
+    assert pane.processing_lag.max_ms == 200
+    assert pane.event_age.max_ms == 600_000
+    [enriched] = world.enriched("old")
+    assert enriched["processing_lag_ms"] < 1_000 and enriched["event_age_ms"] >= 600_000
