@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.integration]
 
 WINDOW_MS = 5_000
 GRACE_MS = 2_000
-ON_TIME_MS = 5_000  # end + grace + this: ticks every 0.5 s, a batch, the produce; 3.5 s seen in CI on 2 loaded cores
+ON_TIME_MS = 5_000  # end + grace + this: ticks every 0.5 s, a batch, the produce (3.5 s seen in CI)
 ENV = {
     "REVIEWPULSE_WINDOW_SIZE_S": "5",
     "REVIEWPULSE_HOPPING_SIZE_S": "20",
