@@ -22,6 +22,25 @@ and the consumer's set of unacked messages. The transport has three changes:
    restored (tests/integration/test_crash_enrichment.py, 6 of 6 runs). A stream partition
    without a committed offset is rewound to its beginning instead, as
    ``auto_offset_reset="earliest"`` promises; what it replays is deduplicated downstream.
+
+The consumer has one change (point 4). Faust commits a partition up to the first gap in
+its acked offsets, but it can commit past an offset that was never acked, at the head:
+
+- its head check compares the lowest acked offset with the committed offset as if the
+  latter were the last offset processed; Kafka's committed offset is the *next* one, so an
+  unacked offset right at the committed position is skipped (committed 250, 250 owed,
+  251 acked: Faust commits 252);
+- with no committed offset known the check is skipped: on a partition never committed,
+  and while a rebalance revokes partitions (Faust forgets their offsets first, then waits
+  for the in-flight events, whose acks it commits);
+- a gap of never-delivered offsets is recorded including the delivered offset after it.
+
+The restaurant stage leaves a review's offset unacked until its enrichment is durable, so
+with a slow LLM the head of a partition is often owed: a kill after such a commit lost the
+review, and in a two-worker group every takeover could (the survivor's revoke committed
+past the reviews it abandoned). :class:`Consumer` commits from the first offset delivered
+since assignment, never past an unacked one (:func:`commit_position`), and commits nothing
+for a partition being revoked.
 """
 
 from __future__ import annotations
@@ -83,9 +102,71 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return committed
 
 
+def commit_position(acked: list[int], head: int) -> tuple[int, int]:
+    """Where a partition's commit may go: the first offset from ``head`` not in ``acked``.
+
+    ``acked`` is sorted; ``head`` is the lowest offset whose outcome may still be owed.
+    Returns (position, how many leading entries of ``acked`` it consumed): offsets below the
+    position are done, and the position is what Kafka stores as committed (the next to read).
+    """
+    position, used = head, 0
+    for offset in acked:
+        if offset > position:
+            break
+        position = max(position, offset + 1)
+        used += 1
+    return position, used
+
+
+class _Delivered(faust.Sensor):
+    """Notes the first offset of each partition delivered to a stream since its assignment.
+
+    Streams inline Faust's message tracking and call only the sensors, so a sensor is how
+    the consumer learns where a partition's owed offsets begin.
+    """
+
+    def __init__(self, heads: dict[TP, int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.heads = heads
+
+    def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
+        if tp not in self.heads:
+            self.heads[tp] = offset
+
+
 class Consumer(faust_aiokafka.Consumer):
+    """Commits never pass an unacked offset (point 4 above)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._heads: dict[TP, int] = {}  # partition -> lowest offset possibly owed
+        self.app.sensors.add(_Delivered(self._heads))
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:  # unknown head: nothing is committed for them until reassigned
+            self._heads.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        head, acked = self._heads.get(tp), self._acked[tp]
+        if head is None or not acked:
+            return None
+        gaps = self._gap[tp]
+        if gaps:  # never-delivered offsets are done; Faust's interval ends at a delivered one
+            for interval in gaps:
+                acked.extend(range(interval.begin, interval.end - 1))
+            gaps.clear()
+        acked.sort()
+        position, used = commit_position(acked, head)  # also drops acks below the head (stale)
+        self._acked_index[tp].difference_update(acked[:used])
+        del acked[:used]
+        if position == head:
+            return None
+        self._heads[tp] = position
+        return position
 
 
 class Transport(faust_aiokafka.Transport):
