@@ -21,12 +21,12 @@ A window that closes before a review's answer arrives reports it in
 ``provisional_labels``; the answer still goes out on ``reviews.enriched`` and may join a
 pane that later hopping windows use, but never changes an aggregate already sent.
 
-Replays after a crash: a pane records the highest input offset folded into it and the
-dedupe mark of each event says whether a review's enrichment has joined yet. A replayed
-event already folded is not folded again; if its enrichment has not joined it is enriched
-again. A copy of
-an ``event_id`` at another offset is a duplicate (the dedupe table). A review coming back
-from ``reviews.retry`` is never folded: it only joins the pane it was folded into.
+Replays after a crash: a pane records the highest input offset folded into it and which
+of its reviews still owe their enrichment (``PaneAggregate.pending``). A replayed event
+already folded is not folded again; a review whose enrichment has not joined is enriched
+again. A copy of an ``event_id`` at another offset is a duplicate (the dedupe table, one
+write per event). A review coming back from ``reviews.retry`` is never folded: it only
+joins the pane it was folded into, and only if that pane still owes it.
 
 Both paths change state under one lock: a batch and a join never interleave their
 read-modify-write of a pane, and a join never writes a batch's state before the batch's
@@ -117,9 +117,6 @@ class Job:
     pane_start_ms: int
     late: bool
     attempt: int = 1
-    # Set when this job folded the review in this process (its mark is [offset, not joined]):
-    # the join then needs no dedupe read. None for a replay or a retry copy: read the mark.
-    first_offset: int | None = None
     provisional: tuple[str, float, tuple[str, ...]] | None = None  # what the fold counted, if known
     generation: int = 0  # StageCore.generation when submitted; an older one was abandoned
 
@@ -265,7 +262,8 @@ class StageCore:
             if item.pane_start_ms is None:
                 raise ProtocolError("retry record without its pane")
             metrics.input_outcome(item.origin.topic, "retry_returned")
-            if self._joined(batch, event_id):
+            if (state.has_pane(restaurant_id, item.pane_start_ms)
+                    and not state.pane(restaurant_id, item.pane_start_ms).owes(event_id)):
                 metrics.DUPLICATES.inc()  # its enrichment joined already (a second retry copy)
                 return
             jobs.append(Job(ev, partition, item, item.pane_start_ms, item.late, item.attempt))
@@ -280,11 +278,11 @@ class StageCore:
         for start, was_late in ((own, False), (pane_start, late)):
             pane = state.pane(restaurant_id, start)
             if pane.seen(offset):
-                if item.kind == REVIEW and not self._joined(batch, event_id):
+                if item.kind == REVIEW and pane.owes(event_id):
                     jobs.append(Job(ev, partition, item, start, was_late))
                 return
         mark = self._mark(batch, event_id)
-        if mark is not None and mark[0] != offset:
+        if mark is not None and mark != offset:
             metrics.DUPLICATES.inc()
             metrics.input_outcome(item.origin.topic, "duplicate")
             log_event("duplicate", level=10, event_id=event_id, restaurant=restaurant_id)
@@ -294,15 +292,16 @@ class StageCore:
             entity = item.record["entity"]
             provisional = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
                                                        entity.get("language")))
-        batch.marks[event_id] = dedupe_mark(offset, joined=False)
+        batch.marks[event_id] = dedupe_mark(offset)
         batch.due.add(restaurant_id)
         pane = state.touch(restaurant_id, pane_start)
         if late:
             metrics.LATE_EVENTS.inc()
-            pane.add_late()
             if item.kind == REVIEW:
-                jobs.append(Job(ev, partition, item, pane_start, True, first_offset=offset))
+                pane.add_late(review_id=event_id)
+                jobs.append(Job(ev, partition, item, pane_start, True))
             else:
+                pane.add_late()
                 metrics.input_outcome(item.origin.topic, "folded")
         elif item.kind == ORDER:
             record = item.record
@@ -311,11 +310,11 @@ class StageCore:
         else:
             assert provisional is not None
             entity = item.record["entity"]
-            pane.add_first_sight(rating=entity["rating"], label=str(provisional.label),
+            pane.add_first_sight(event_id=event_id, rating=entity["rating"], label=str(provisional.label),
                                  score=provisional.score, categories=provisional.categories,
                                  processing_lag_ms=max(0, now_ms - (item.origin.timestamp_ms or occurred_ms)),
                                  event_age_ms=max(0, now_ms - occurred_ms))
-            jobs.append(Job(ev, partition, item, pane_start, False, first_offset=offset,
+            jobs.append(Job(ev, partition, item, pane_start, False,
                             provisional=(str(provisional.label), provisional.score,
                                          tuple(provisional.categories))))
         pane.mark_applied(offset)
@@ -436,38 +435,29 @@ class StageCore:
                 await self.process([])
 
     @staticmethod
-    def _mark(batch: _Batch, event_id: str) -> tuple[int, bool] | None:
-        """The event's dedupe mark, as this batch left it or as the table holds it."""
+    def _mark(batch: _Batch, event_id: str) -> int | None:
+        """The event's dedupe mark (first offset), as this batch left it or the table holds it."""
         mark = batch.marks.get(event_id)
         return read_dedupe_mark(mark if mark is not None else batch.tables.dedupe.get(event_id))
-
-    def _joined(self, batch: _Batch, event_id: str) -> bool:
-        mark = self._mark(batch, event_id)
-        return mark is not None and mark[1]
 
     def _join(self, batch: _Batch, job: Job, outcome: EnrichOutcome) -> None:
         """Replace the review's provisional label in its pane by the final one, once.
 
-        The dedupe mark says whether this review joined already (a replay, a second retry
-        copy); it is written with the batch's marks, before the panes.
+        The pane says whether the review still owes its join (:attr:`PaneAggregate.pending`):
+        a replay or a second retry copy that joined before finds nothing to change.
         """
         state, item = batch.state, job.item
         restaurant_id, event_id = item.restaurant_id, item.event_id
-        if job.first_offset is not None and event_id not in batch.marks:
-            mark: tuple[int, bool] | None = (job.first_offset, False)
-        else:
-            mark = self._mark(batch, event_id)
-        if mark is not None and mark[1]:
-            return
-        batch.marks[event_id] = dedupe_mark(mark[0] if mark else job.event.message.offset, joined=True)
         closed_end = state.closure(restaurant_id)["t"]
         window_end = self.spec.tumbling_of(item.occurred_ms)[1]
         if job.late or (closed_end is not None and window_end <= closed_end):
             metrics.ENRICHED_AFTER_CLOSE.inc()
-        if job.late or not state.has_pane(restaurant_id, job.pane_start_ms):
-            return  # late: outside every total; collected: every window holding it is final
+        if not state.has_pane(restaurant_id, job.pane_start_ms):
+            return  # collected: every window holding it is final
+        if not state.pane(restaurant_id, job.pane_start_ms).owes(event_id):
+            return  # joined before (a replay, a second retry copy)
         provisional = job.provisional
-        if provisional is None:  # a replay or a retry copy: the heuristic is deterministic
+        if provisional is None and not job.late:  # a replay or a retry copy: the heuristic is deterministic
             entity = item.record["entity"]
             guess = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
                                                  entity.get("language")))
@@ -475,7 +465,7 @@ class StageCore:
         enrichment = outcome.enrichment
         assert enrichment is not None
         state.touch(restaurant_id, job.pane_start_ms).join(
-            provisional=provisional,
+            event_id=event_id, provisional=provisional,
             label=str(enrichment.label), score=enrichment.score, categories=enrichment.categories,
             status=str(outcome.status), cache_hit=outcome.cache_hit, tokens_in=outcome.tokens_in,
             tokens_out=outcome.tokens_out, cost_micro_usd=outcome.cost_micro_usd)

@@ -271,19 +271,19 @@ def checkpoint_key(partition: int) -> str:
     return f"~out{partition}"
 
 
-def dedupe_mark(offset: int, *, joined: bool) -> int | list[int]:
-    """dedupe table value: the by-restaurant offset where the event was first folded, and
-    (for a review) whether its final enrichment has joined its pane yet."""
-    return [offset, 1] if joined else offset
+def dedupe_mark(offset: int) -> int:
+    """dedupe table value: the by-restaurant offset where the event was first folded."""
+    return offset
 
 
-def read_dedupe_mark(value: Any) -> tuple[int, bool] | None:
-    """``(first offset, joined)``, or None for no mark. An order's mark is never 'joined'."""
+def read_dedupe_mark(value: Any) -> int | None:
+    """The first offset, or None for no mark. ``[offset, joined]`` is the older form of a
+    review's mark (whether its enrichment joined now lives in its pane)."""
     if value is None:
         return None
     if isinstance(value, list):
-        return int(value[0]), bool(value[1])
-    return int(value), False
+        return int(value[0])
+    return int(value)
 
 
 def day_key(restaurant_id: str, day_start_ms: int) -> str:

@@ -204,12 +204,17 @@ class PaneAggregate:
     applied_offset: int = -1
     # Reviews folded at first sight whose final enrichment has not joined yet: their label,
     # score and categories above are the heuristic's. A window that closes with some
-    # reports them as ``provisional_labels``. Which reviews they are is the dedupe table's
-    # business (a mark says whether its enrichment joined), so a pane stays small.
+    # reports them as ``provisional_labels``.
     provisional_labels: int = 0
+    # Which reviews of this pane still owe their enrichment: event id -> 1 (counted, label
+    # provisional) or 0 (late: counted nowhere). A join pops its entry, so a second join of
+    # one review (a replay, a second retry copy) finds none and changes nothing: the join
+    # is idempotent in the pane it changes, with no second write elsewhere. Bounded by the
+    # reviews in enrichment; a window merge ignores it (it is the pane's bookkeeping).
+    pending: dict[str, int] = field(default_factory=dict)
 
     # --- folding events (in place) -----------------------------------------------------
-    def add_first_sight(self, *, rating: int, label: str, score: float,
+    def add_first_sight(self, *, event_id: str, rating: int, label: str, score: float,
                         categories: Iterable[str], processing_lag_ms: int,
                         event_age_ms: int | None = None) -> None:
         """Fold what a review says without the LLM; its label is provisional until :meth:`join`.
@@ -231,19 +236,34 @@ class PaneAggregate:
         self.processing_lag.add(processing_lag_ms)
         self.event_age.add(processing_lag_ms if event_age_ms is None else event_age_ms)
         self.provisional_labels += 1
+        self.pending[event_id] = 1
 
-    def join(self, *, provisional: tuple[str, float, Iterable[str]], label: str, score: float,
-             categories: Iterable[str], status: str, cache_hit: bool, tokens_in: int, tokens_out: int,
-             cost_micro_usd: int) -> None:
+    def owes(self, event_id: str) -> bool:
+        """Whether the review folded here still waits for its enrichment to join."""
+        return event_id in self.pending
+
+    def join(self, *, event_id: str, provisional: tuple[str, float, Iterable[str]] | None, label: str,
+             score: float, categories: Iterable[str], status: str, cache_hit: bool, tokens_in: int,
+             tokens_out: int, cost_micro_usd: int) -> bool:
         """Replace one review's ``provisional`` (label, score, categories: what
         :meth:`add_first_sight` counted, recomputed by the caller) by its final enrichment.
 
-        The caller joins each review once (the dedupe table records that it did).
+        Once per review: returns False, changing nothing, when ``event_id`` owes nothing here
+        (joined before); True for a late review too, which only stops owing (``provisional``
+        may then be None: nothing of it was counted).
         """
         label_field = _LABEL_FIELD.get(label)
         if label_field is None:
             raise ValueError(f"unknown sentiment label {label!r}")
         score_milli = score_to_milli(score)
+        counted = self.pending.pop(event_id, None)
+        if counted is None:
+            return False
+        if not counted:
+            return True
+        if provisional is None:
+            self.pending[event_id] = counted
+            raise ValueError(f"review {event_id!r} was counted with a provisional label: pass it")
         old_label, old_score, old_cats = provisional
         old_field = _LABEL_FIELD[old_label]
         old_score = score_to_milli(old_score)
@@ -265,6 +285,7 @@ class PaneAggregate:
         self.tokens_out += tokens_out
         self.cost_micro_usd += cost_micro_usd
         self.provisional_labels -= 1
+        return True
 
     def _count_status(self, status: str, *, cache_hit: bool) -> None:
         """How the review's enrichment was made: an LLM call, the cache, or the heuristic."""
@@ -323,9 +344,13 @@ class PaneAggregate:
         self.orders_delivered += 1
         self.delivery_delay.add(delay_ms)
 
-    def add_late(self) -> None:
-        """Count one event that arrived after its window closed (see the module docstring)."""
+    def add_late(self, *, review_id: str | None = None) -> None:
+        """Count one event that arrived after its window closed (see the module docstring).
+
+        A late review (``review_id``, its event id) still owes its enrichment here."""
         self.late_events += 1
+        if review_id is not None:
+            self.pending[review_id] = 0
 
     def seen(self, offset: int) -> bool:
         """True when the event at ``offset`` is already folded into this pane."""
@@ -463,6 +488,8 @@ class PaneAggregate:
             out["delivery_delay"] = self.delivery_delay.to_json()
         if self.applied_offset != -1:
             out["applied_offset"] = self.applied_offset
+        if self.pending:
+            out["pending"] = dict(self.pending)
         return out
 
     @classmethod
@@ -471,6 +498,8 @@ class PaneAggregate:
         kwargs = dict(data)
         if "categories" in kwargs:
             kwargs["categories"] = dict(kwargs["categories"])
+        if "pending" in kwargs:
+            kwargs["pending"] = dict(kwargs["pending"])
         if "processing_lag" in kwargs:
             kwargs["processing_lag"] = Histogram.from_json(kwargs["processing_lag"])
         if "event_age" in kwargs:

@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 WINDOW_MS = 5_000
 RESTAURANTS = 20
+BY_RESTAURANT = "reviewpulse-by-restaurant"
 ENV = {
     "REVIEWPULSE_WINDOW_SIZE_S": "5",
     "REVIEWPULSE_HOPPING_SIZE_S": "20",
@@ -85,6 +86,7 @@ class Run:
         self.truth_reviews: Counter[tuple[str, int]] = Counter()
         self.truth_orders: Counter[tuple[str, int]] = Counter()
         self.reader = TopicReader(stack.broker.bootstrap, registry_url=stack.registry.url)
+        self.bootstrap, self.partitions = stack.broker.bootstrap, stack.partitions
         self.enriched: dict[str, list[dict[str, Any]]] = {}
         self.aggregates: list[dict[str, Any]] = []
         self.started_ms = 0
@@ -168,7 +170,30 @@ class Run:
             shown = [f"{r} {(w - since_ms) / 1000:+.1f}s" for r, w in missing[:10]]
             wrong = "\n".join(self.wrong_windows(since_ms=since_ms))
             raise AssertionError(f"{exc}; {context}; windows without aggregate (start relative to "
-                                 f"the kill): {shown}; wrong so far:\n{wrong}") from None
+                                 f"the kill): {shown}; {self.locate_missing()}; "
+                                 f"wrong so far:\n{wrong}") from None
+
+    def locate_missing(self) -> str:
+        """Where the reviews without an enriched record are: by-restaurant offsets and commits."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        from streams.protocol import REVIEW, kind_of, read_item
+
+        missing = set(self.reviews) - set(self.enriched)
+        found: dict[int, list[int]] = {}
+        with TopicReader(self.bootstrap) as raw:
+            for record in raw.read_new(BY_RESTAURANT):
+                if kind_of(record.value) == REVIEW and read_item(record.value).event_id in missing:
+                    found.setdefault(record.partition, []).append(record.offset)
+        group = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "reviewpulse"})
+        try:
+            commits = {tp.partition: tp.offset for tp in group.committed(
+                [TopicPartition(BY_RESTAURANT, p) for p in range(self.partitions)], timeout=10)}
+        finally:
+            group.close()
+        where = {p: (len(o), min(o), max(o)) for p, o in sorted(found.items())}
+        return (f"{len(missing)} reviews not enriched; on {BY_RESTAURANT} by partition (count, first, "
+                f"last offset): {where}; committed offsets there: {commits}")
 
     def enriched_repeats(self) -> int:
         return sum(len(v) - 1 for v in self.enriched.values())

@@ -359,6 +359,43 @@ async def test_retry_record_is_enriched_and_joined_without_folding_again(world, 
     assert llm.asked == [("e1", 1), ("e1", 2)]
 
 
+async def test_two_copies_of_a_retry_record_in_one_batch_join_once(world, feed, llm, make_stage, t):
+    core = make_stage()
+    _, sent = await fail_once(world, feed, llm, core, t)
+
+    retry = feed.event(sent.value)
+    copy = feed.copy(retry)  # the retry stage forwarded it twice (a crash before its commit)
+    await core.process([retry, copy])
+    llm.respond("e1", attempt=2, label="NEGATIVE")
+    await world.until_acked(retry, copy)
+
+    pane = world.pane(t.w0)
+    assert (pane.reviews, pane.positive, pane.negative, pane.provisional_labels) == (1, 0, 1, 0)
+    assert llm.asked == [("e1", 1), ("e1", 2)]  # the two copies were asked once
+    assert len(world.enriched("e1")) == 1
+
+
+async def test_original_replayed_with_its_retry_copy_after_a_crash_folds_and_joins_once(
+        world, feed, llm, make_stage, t):
+    crashed = make_stage()
+    review, sent = await fail_once(world, feed, llm, crashed, t)
+    await crashed.stop()  # before the retry copy came back; the original's ack was never committed
+
+    restarted = make_stage()
+    replay, retry = feed.again(review), feed.event(sent.value)
+    await restarted.process([replay, retry])
+    llm.respond("e1", label="CRITICAL")
+    await world.until_acked(replay, retry)
+    later = feed.copy(retry)  # and one more copy of the retry, after the join
+    await restarted.process([later])
+    await world.until_acked(later)
+
+    pane = world.pane(t.w0)
+    assert (pane.reviews, pane.critical, pane.positive, pane.provisional_labels) == (1, 1, 0, 0)
+    assert len(world.enriched("e1")) == 1
+    assert len(llm.asked) == 2  # the failed call and one call for both copies
+
+
 async def test_review_failing_all_llm_max_attempts_goes_to_the_dlq_with_a_fallback_record(
         world, feed, llm, make_stage, t):
     core = make_stage(llm_max_attempts=3)

@@ -208,6 +208,37 @@ def test_applied_offset_is_an_idempotence_watermark(pane):
     assert agg.merge(other).applied_offset == 99 == other.merge(agg).applied_offset
 
 
+def test_a_join_replaces_the_provisional_label_once_and_survives_the_table_round_trip():
+    agg = PaneAggregate()
+    agg.add_first_sight(event_id="e1", rating=2, label="POSITIVE", score=0.5, categories=["price"],
+                        processing_lag_ms=10)
+    agg.add_late(review_id="e2")
+    stored = PaneAggregate.from_json(json.loads(json.dumps(agg.to_json())))
+    assert stored.owes("e1") and stored.owes("e2") and stored.provisional_labels == 1
+
+    final = {"label": "NEGATIVE", "score": -0.8, "categories": ["service"], "status": "ENRICHED",
+             "cache_hit": False, "tokens_in": 30, "tokens_out": 10, "cost_micro_usd": 7}
+    assert stored.join(event_id="e1", provisional=("POSITIVE", 0.5, ["price"]), **final)
+    again = stored.join(event_id="e1", provisional=("POSITIVE", 0.5, ["price"]), **final)
+    assert stored.join(event_id="e2", provisional=None, **final)  # late: it only stops owing
+
+    assert again is False
+    assert (stored.positive, stored.negative, stored.score_sum_milli) == (0, 1, -800)
+    assert stored.categories == {"service": 1}
+    assert (stored.llm_calls, stored.cost_micro_usd, stored.provisional_labels) == (1, 7, 0)
+    assert not stored.owes("e1") and not stored.owes("e2") and "pending" not in stored.to_json()
+
+
+def test_a_counted_join_without_its_provisional_label_is_refused_and_changes_nothing():
+    agg = PaneAggregate()
+    agg.add_first_sight(event_id="e1", rating=2, label="POSITIVE", score=0.5, categories=[],
+                        processing_lag_ms=10)
+    with pytest.raises(ValueError, match="provisional"):
+        agg.join(event_id="e1", provisional=None, label="NEGATIVE", score=-0.5, categories=[],
+                 status="ENRICHED", cache_hit=False, tokens_in=0, tokens_out=0, cost_micro_usd=0)
+    assert agg.owes("e1") and agg.positive == 1
+
+
 # --- PaneAggregate merging -------------------------------------------------------------------
 def random_pane(rng: random.Random) -> PaneAggregate:
     agg = PaneAggregate()
