@@ -85,6 +85,7 @@ class Run:
         self.reviews: dict[str, dict[str, Any]] = {}
         self.truth_reviews: Counter[tuple[str, int]] = Counter()
         self.truth_orders: Counter[tuple[str, int]] = Counter()
+        self.order_windows: dict[str, tuple[str, int]] = {}  # order event id -> its window
         self.reader = TopicReader(stack.broker.bootstrap, registry_url=stack.registry.url)
         self.bootstrap, self.partitions = stack.broker.bootstrap, stack.partitions
         self.enriched: dict[str, list[dict[str, Any]]] = {}
@@ -131,6 +132,7 @@ class Run:
                     producer.produce("orders.delivered", key=order["order_id"].encode(),
                                      value=self.service.order_serializer(order, order_ctx))
                     self.truth_orders[window] += 1
+                    self.order_windows[order["event_id"]] = window
                 n += 1
             producer.poll(0)
             time.sleep(0.01)  # pacing the producer, not waiting for the system under test
@@ -172,6 +174,30 @@ class Run:
             raise AssertionError(f"{exc}; {context}; windows without aggregate (start relative to "
                                  f"the kill): {shown}; {self.locate_missing()}; "
                                  f"wrong so far:\n{wrong}") from None
+
+    def trace_orders(self, windows: list[tuple[str, int]]) -> str:
+        """For windows whose order count is wrong: where each of their orders went on the
+        by-restaurant topic, and the watermark the ticks around it carried (relative to the
+        window's end + grace), so a lost order and an order closed out early look different."""
+        from streams.protocol import ORDER, TICK, kind_of, read_item, read_tick
+
+        wanted = {e: w for e, w in self.order_windows.items() if w in windows}
+        lines: list[str] = []
+        with TopicReader(self.bootstrap) as raw:
+            records = raw.read_new(BY_RESTAURANT)
+        for event_id, (restaurant, start) in sorted(wanted.items(), key=lambda kv: kv[0]):
+            due = start + WINDOW_MS + 2_000
+            copies = [r for r in records
+                      if kind_of(r.value) == ORDER and read_item(r.value).event_id == event_id]
+            where = []
+            for copy in copies:
+                ticks = [r for r in records if r.partition == copy.partition and kind_of(r.value) == TICK
+                         and r.offset < copy.offset]
+                before = min(read_tick(ticks[-1].value).marks.values()) - due if ticks else None
+                where.append(f"p{copy.partition}@{copy.offset} (last tick before it: min mark "
+                             f"{before} ms after end+grace)")
+            lines.append(f"{event_id} {restaurant} window {start}: {where or 'NOT on by-restaurant'}")
+        return "\n".join(lines)
 
     def locate_missing(self) -> str:
         """Where the reviews without an enriched record are: by-restaurant offsets and commits."""
@@ -323,7 +349,9 @@ def test_two_workers_one_killed_under_load_keeps_every_window_exact(pair_stack, 
     repeated = {k: len(v) for k, v in run.tumbling().items() if k in run.truth_reviews and len(v) > 1}
     assert not repeated, f"windows with more than one final aggregate: {repeated}"
     wrong = run.wrong_windows(since_ms=int(killed * 1000))
+    orders_off = [k for k in run.truth_reviews if [a["orders_delivered"] for a in run.tumbling().get(k, [])]
+                  != [run.truth_orders[k]]]
     assert not wrong, (f"{len(wrong)} of {len(run.truth_reviews)} windows wrong (times relative to the "
                        f"kill; survivor owned every partition {took_over_s:.1f} s after it):\n"
-                       + "\n".join(wrong))
+                       + "\n".join(wrong) + "\n" + run.trace_orders(orders_off))
     assert set(run.enriched) == set(run.reviews)
