@@ -70,7 +70,7 @@ from streams.protocol import (
     write_item,
 )
 from streams.settings import FailurePolicy, Settings
-from tables.panes import Closed, DueIndex, PartitionState
+from tables.panes import Closed, DueIndex, PartitionCache, PartitionState
 from tables.rules import RuleThresholds, budget_exceeded_record
 from tables.state import PartitionTables
 from tables.windows import DAY_MS, WindowSpec, utc_day
@@ -164,6 +164,7 @@ class StageCore:
         self._input_partitions: dict[int, dict[str, int]] = {}  # input topic -> partitions
         self._watermarks: dict[int, int] = {}
         self._due: dict[int, DueIndex] = {}  # rebuilt from the partition's index when missing
+        self._caches: dict[int, PartitionCache] = {}  # what the last batch of each partition wrote
         self.retention_ms = int(settings.state_retention_s * 1000)
         self.tick_skew_ms = int(settings.event_time_max_skew_s * 1000)
 
@@ -190,8 +191,10 @@ class StageCore:
         self._watermarks[partition] = max(self.watermark(partition), min(m for m, _ in marks.values()))
 
     def reset_due(self) -> None:
-        """After a rebalance: rebuild each partition's due index from its table index."""
+        """After a rebalance: rebuild each partition's due index from its table index, and
+        read its records from the tables again (they were restored, maybe by another owner)."""
         self._due.clear()
+        self._caches.clear()
 
     # --- 1. a batch of the by-restaurant topic ---------------------------------------------
     async def process(self, events: Sequence[Any]) -> None:
@@ -200,47 +203,12 @@ class StageCore:
             groups.setdefault(ev.message.partition, []).append(ev)
         jobs: list[Job] = []
         async with self.lock:
-            now_ms = self.ports.clock_ms()
-            pending: list[Awaitable[Any]] = []
-            batches: dict[int, _Batch] = {}
-            closed = Closed()
-            for partition, evs in groups.items():
-                tables = self.ports.tables_for(partition, evs[-1])
-                batch = batches[partition] = _Batch(state=self._state(partition, tables), tables=tables)
-                for ev in evs:
-                    try:
-                        await self._read(ev, batch, now_ms=now_ms, jobs=jobs, pending=pending)
-                    except ProtocolError as exc:
-                        pending.append(await self.ports.dead_letter(
-                            Origin.of(ev.message), stage="restaurant", reason=exc.reason, error=exc))
-                        metrics.input_outcome(ev.message.topic, "dead_lettered")
-                    except Exception as exc:  # a record's failure is that record's dead letter
-                        log_event("record_failed", level=40, stage="restaurant", error=repr(exc))
-                        pending.append(await self.ports.dead_letter(
-                            Origin.of(ev.message), stage="restaurant", reason="processing_error", error=exc))
-                        metrics.input_outcome(ev.message.topic, "dead_lettered")
-            joined = self._join_ready(batches, now_ms=now_ms, closed=closed)
-            for partition, batch in batches.items():
-                if partition not in self.outbox.recovered:
-                    await self.outbox.recover(partition, batch.tables.closures.get(checkpoint_key(partition)))
-                self._close_due(partition, batch, now_ms=now_ms, closed=closed)
-            sent = await self._send_final(closed.aggregates, closed.alerts)
-            await asyncio.gather(*pending, *(future for _, _, future in sent))
-            self._acknowledged(sent)
-            # Outputs are acknowledged: now the state may say "applied". Dedupe marks are made
-            # durable before the panes: a pane that survived a crash without its events' marks
-            # would count a copy decode re-forwards (at a new offset) a second time.
-            marked = False
-            for batch in batches.values():
-                for event_id, mark in batch.marks.items():
-                    batch.tables.dedupe[event_id] = mark
-                    marked = True
-            if marked:
-                await self.ports.flush_producer()
-            for partition, batch in batches.items():
-                for key, value in batch.daily.items():
-                    batch.tables.daily_cost[key] = value
-                self._flush(partition, batch.state, batch.tables, closed)
+            try:
+                joined = await self._batch(groups, jobs)
+            except BaseException:
+                for cache in self._caches.values():  # records it changed in memory were not written
+                    cache.clear()
+                raise
         owed = {id(job.event) for job in jobs}
         for ev in events:
             if id(ev) not in owed:
@@ -248,6 +216,52 @@ class StageCore:
         for job in joined:  # their outcome is durable now: sent, and joined into written state
             await self.ports.ack(job.event)
         self._submit(jobs)
+
+    async def _batch(self, groups: dict[int, list[Any]], jobs: list[Job]) -> list[Job]:
+        """One batch under the lock: read, join, close, send, then write the state."""
+        now_ms = self.ports.clock_ms()
+        pending: list[Awaitable[Any]] = []
+        batches: dict[int, _Batch] = {}
+        closed = Closed()
+        for partition, evs in groups.items():
+            tables = self.ports.tables_for(partition, evs[-1])
+            batch = batches[partition] = _Batch(state=self._state(partition, tables), tables=tables)
+            for ev in evs:
+                try:
+                    await self._read(ev, batch, now_ms=now_ms, jobs=jobs, pending=pending)
+                except ProtocolError as exc:
+                    pending.append(await self.ports.dead_letter(
+                        Origin.of(ev.message), stage="restaurant", reason=exc.reason, error=exc))
+                    metrics.input_outcome(ev.message.topic, "dead_lettered")
+                except Exception as exc:  # a record's failure is that record's dead letter
+                    log_event("record_failed", level=40, stage="restaurant", error=repr(exc))
+                    pending.append(await self.ports.dead_letter(
+                        Origin.of(ev.message), stage="restaurant", reason="processing_error", error=exc))
+                    metrics.input_outcome(ev.message.topic, "dead_lettered")
+        joined = self._join_ready(batches, now_ms=now_ms, closed=closed)
+        for partition, batch in batches.items():
+            if partition not in self.outbox.recovered:
+                await self.outbox.recover(partition, batch.tables.closures.get(checkpoint_key(partition)))
+            self._close_due(partition, batch, now_ms=now_ms, closed=closed)
+        sent = await self._send_final(closed.aggregates, closed.alerts)
+        await asyncio.gather(*pending, *(future for _, _, future in sent))
+        self._acknowledged(sent)
+        # Outputs are acknowledged: now the state may say "applied". Dedupe marks are made
+        # durable before the panes: a pane that survived a crash without its events' marks
+        # would count a copy decode re-forwards (at a new offset) a second time.
+        marked = False
+        for batch in batches.values():
+            for event_id, mark in batch.marks.items():
+                batch.tables.dedupe[event_id] = mark
+                marked = True
+        if marked:
+            await self.ports.flush_producer()
+        for partition, batch in batches.items():
+            for key, value in batch.daily.items():
+                batch.tables.daily_cost[key] = value
+            self._flush(partition, batch.state, batch.tables, closed)
+            self._caches[partition].trim()
+        return joined
 
     async def _read(self, ev: Any, batch: _Batch, *, now_ms: int, jobs: list[Job],
                     pending: list[Awaitable[Any]]) -> None:
@@ -491,8 +505,11 @@ class StageCore:
                 day_of_ms=now_ms, emitted_at_ms=now_ms)))
 
     def _state(self, partition: int, tables: PartitionTables) -> PartitionState:
+        cache = self._caches.get(partition)
+        if cache is None:
+            cache = self._caches[partition] = PartitionCache()
         return PartitionState(panes=tables.panes, closures=tables.closures, spec=self.spec,
-                              partition=partition, retention_ms=self.retention_ms)
+                              partition=partition, retention_ms=self.retention_ms, cache=cache)
 
     # --- sending -----------------------------------------------------------------------------
     async def _send_enriched(self, job: Job, outcome: EnrichOutcome, *, now_ms: int) -> list[Awaitable[Any]]:

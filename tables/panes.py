@@ -39,6 +39,32 @@ class Closed:
     latest: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # by partition
 
 
+@dataclass
+class PartitionCache:
+    """A partition's pane, closure and index records as its last batch left them.
+
+    The restaurant stage is the only writer of these tables, so what a batch wrote is what
+    the next one would read: keeping the decoded records saves a RocksDB read and a JSON
+    decode per record and batch (an answered review's join touches the pane its first
+    sight wrote a batch before). Cleared when that may stop being true (a rebalance, a
+    failed batch) or when it holds more than ``max_records``.
+    """
+
+    panes: dict[tuple[str, int], PaneAggregate] = field(default_factory=dict)
+    closures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    buckets: dict[int, dict[str, int]] = field(default_factory=dict)
+    max_records: int = 20_000
+
+    def clear(self) -> None:
+        self.panes.clear()
+        self.closures.clear()
+        self.buckets.clear()
+
+    def trim(self) -> None:
+        if len(self.panes) + len(self.closures) > self.max_records:
+            self.clear()
+
+
 class PartitionState:
     """The pane and closure records one batch touches in one partition: read once, written once.
 
@@ -54,19 +80,21 @@ class PartitionState:
     """
 
     def __init__(self, *, panes: MutableMapping[str, Any], closures: MutableMapping[str, Any],
-                 spec: WindowSpec, partition: int, retention_ms: int = 8 * 86_400_000) -> None:
+                 spec: WindowSpec, partition: int, retention_ms: int = 8 * 86_400_000,
+                 cache: PartitionCache | None = None) -> None:
         self.panes_table = panes
         self.closures_table = closures
         self.spec = spec
         self.partition = partition
         self.retention_ms = retention_ms
-        self._panes: dict[tuple[str, int], PaneAggregate] = {}
-        self._closures: dict[str, dict[str, Any]] = {}
+        cache = cache if cache is not None else PartitionCache()
+        self._panes = cache.panes
+        self._closures = cache.closures
+        self._buckets = cache.buckets
         self._dirty_panes: set[tuple[str, int]] = set()
         self._deleted_panes: set[tuple[str, int]] = set()
         self._dirty_closures: set[str] = set()
         self._deleted_closures: set[str] = set()
-        self._buckets: dict[int, dict[str, int]] = {}
         self._dirty_buckets: set[int] = set()
 
     # --- reading ---------------------------------------------------------------------------
@@ -269,6 +297,7 @@ class PartitionState:
             panes[pane_key(restaurant_id, start)] = self._panes[(restaurant_id, start)].to_json()
         for restaurant_id, start in self._deleted_panes:
             key = pane_key(restaurant_id, start)
+            self._panes.pop((restaurant_id, start), None)
             if key in panes:
                 del panes[key]
         for restaurant_id in self._dirty_closures:
