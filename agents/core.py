@@ -43,7 +43,7 @@ from typing import Any
 
 from agents.enrich import count_outcome, critical_alert_record, enrich_request, enriched_record
 from agents.enrichment import Enricher
-from agents.llm.heuristic import enrich_heuristic
+from agents.llm.heuristic import provisional_label
 from agents.llm.labels import ReviewInput
 from agents.llm.outcome import EnrichOutcome, EnrichStatus, fallback_outcome
 from agents.outbox import Outbox
@@ -303,9 +303,7 @@ class StageCore:
             return
         provisional = None
         if item.kind == REVIEW and not late:  # computed before any state changes (may raise)
-            entity = item.record["entity"]
-            provisional = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
-                                                       entity.get("language")))
+            provisional = self._provisional(item)
         batch.marks[event_id] = dedupe_mark(offset)
         batch.due.add(restaurant_id)
         pane = state.touch(restaurant_id, pane_start)
@@ -323,14 +321,12 @@ class StageCore:
             metrics.input_outcome(item.origin.topic, "folded")
         else:
             assert provisional is not None
-            entity = item.record["entity"]
-            pane.add_first_sight(event_id=event_id, rating=entity["rating"], label=str(provisional.label),
-                                 score=provisional.score, categories=provisional.categories,
+            label, score, categories = provisional
+            pane.add_first_sight(event_id=event_id, rating=item.record["entity"]["rating"], label=label,
+                                 score=score, categories=categories,
                                  processing_lag_ms=max(0, now_ms - (item.origin.timestamp_ms or occurred_ms)),
                                  event_age_ms=max(0, now_ms - occurred_ms))
-            jobs.append(Job(ev, partition, item, pane_start, False,
-                            provisional=(str(provisional.label), provisional.score,
-                                         tuple(provisional.categories))))
+            jobs.append(Job(ev, partition, item, pane_start, False, provisional=provisional))
         pane.mark_applied(offset)
 
     def _close_due(self, partition: int, batch: _Batch, *, now_ms: int, closed: Closed) -> None:
@@ -472,10 +468,7 @@ class StageCore:
             return  # joined before (a replay, a second retry copy)
         provisional = job.provisional
         if provisional is None and not job.late:  # a replay or a retry copy: the heuristic is deterministic
-            entity = item.record["entity"]
-            guess = enrich_heuristic(ReviewInput(event_id, entity["text"], entity["rating"],
-                                                 entity.get("language")))
-            provisional = (str(guess.label), guess.score, tuple(guess.categories))
+            provisional = self._provisional(item)
         enrichment = outcome.enrichment
         assert enrichment is not None
         state.touch(restaurant_id, job.pane_start_ms).join(
@@ -503,6 +496,14 @@ class StageCore:
             alerts.append((job.partition, budget_exceeded_record(
                 restaurant_id=restaurant_id, spent_micro_usd=entry["spent"], cap_micro_usd=cap,
                 day_of_ms=now_ms, emitted_at_ms=now_ms)))
+
+    @staticmethod
+    def _provisional(item: Item) -> tuple[str, float, tuple[str, ...]]:
+        """What a review is counted with until its enrichment joins: the local heuristic's."""
+        entity = item.record["entity"]
+        label, score, categories = provisional_label(
+            ReviewInput(item.event_id, entity["text"], entity["rating"], entity.get("language")))
+        return str(label), score, categories
 
     def _state(self, partition: int, tables: PartitionTables) -> PartitionState:
         cache = self._caches.get(partition)

@@ -45,6 +45,12 @@ CRITICAL_SCORE = -0.8
 
 _TOKEN_RE = re.compile(r"\w+|[.!?;,]")
 _CLAUSE_BREAKS = frozenset(".!?;,")
+# Word -> the categories it names, in CATEGORY_WORDS order: one lookup per token instead
+# of one per token and category (the scan runs for every review at first sight).
+_CATEGORIES_OF: dict[str, tuple[Category, ...]] = {}
+for _category, _words in CATEGORY_WORDS.items():
+    for _word in _words:
+        _CATEGORIES_OF[_word] = (*_CATEGORIES_OF.get(_word, ()), _category)
 
 
 def normalise_words(text: str) -> list[str]:
@@ -87,8 +93,8 @@ def _scan(tokens: list[str]) -> _Scan:
             i += 2
             continue
         negated = negate_left > 0
-        for category, words in CATEGORY_WORDS.items():
-            if tok in words and not (category is Category.HYGIENE and negated):
+        for category in _CATEGORIES_OF.get(tok, ()):
+            if not (category is Category.HYGIENE and negated):
                 positions.setdefault(category, i)
         if tok in HYGIENE_CRITICAL and not negated:
             critical = True
@@ -190,6 +196,15 @@ def reply_draft(*, language: str, label: Sentiment, main_category: Category) -> 
 
 def enrich_heuristic(review: ReviewInput) -> Enrichment:
     """Enrich one review without the network; same input, same output, always."""
+    label, score, categories = provisional_label(review)
+    language = detect_language(review.text, review.language)
+    draft = reply_draft(language=language, label=label, main_category=Category(categories[0]))
+    return Enrichment(label=label, score=score, categories=categories, reply_draft=draft)
+
+
+def provisional_label(review: ReviewInput) -> tuple[Sentiment, float, tuple[str, ...]]:
+    """The label, score and categories :func:`enrich_heuristic` gives, without the reply:
+    what a review is counted with at first sight, before its enrichment joins."""
     rating = min(max(int(review.rating), 1), 5)
     prior = (rating - 3) / 2
     scan = _scan(normalise_words(review.text))
@@ -206,6 +221,4 @@ def enrich_heuristic(review: ReviewInput) -> Enrichment:
         ordered.insert(0, Category.HYGIENE)
     categories = tuple(c.value for c in ordered) or (Category.OTHER.value,)
     label = _label(score, rating=rating, critical=scan.critical, words_negative=total < 0)
-    language = detect_language(review.text, review.language)
-    draft = reply_draft(language=language, label=label, main_category=Category(categories[0]))
-    return Enrichment(label=label, score=score, categories=categories, reply_draft=draft)
+    return label, score, categories
