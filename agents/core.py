@@ -267,6 +267,7 @@ class StageCore:
             metrics.input_outcome(item.origin.topic, "retry_returned")
             if self._joined(batch, event_id):
                 metrics.DUPLICATES.inc()  # its enrichment joined already (a second retry copy)
+                metrics.input_outcome(item.origin.topic, "duplicate")
                 return
             jobs.append(Job(ev, partition, item, item.pane_start_ms, item.late, item.attempt))
             return
@@ -383,8 +384,14 @@ class StageCore:
         pending: list[Awaitable[Any]] = []
         final: list[tuple[Job, EnrichOutcome]] = []
         finals: set[str] = set()
+        retried: set[str] = set()
         for job, outcome in zip(jobs, outcomes, strict=True):
             record = job.item.record
+            if job.item.kind == RETRY:  # each copy counted retry_returned: all but one are duplicates
+                if job.item.event_id in retried:
+                    metrics.DUPLICATES.inc()
+                    metrics.input_outcome(job.item.origin.topic, "duplicate")
+                retried.add(job.item.event_id)
             if job.item.event_id in finals:
                 continue  # a second job of the same review (replayed original + retry copy)
             if outcome.status is EnrichStatus.TRANSIENT_FAILURE:
