@@ -119,6 +119,7 @@ class Job:
     attempt: int = 1
     provisional: tuple[str, float, tuple[str, ...]] | None = None  # what the fold counted, if known
     generation: int = 0  # StageCore.generation when submitted; an older one was abandoned
+    owed: bool = False  # counted in StageCore._owed: its enrichment is queued, in flight or unjoined
 
 
 @dataclass
@@ -154,6 +155,9 @@ class StageCore:
         self._ready: list[tuple[list[Job], list[tuple[Job, EnrichOutcome]]]] = []
         self._ready_event = asyncio.Event()
         self.generation = 0
+        # event id -> jobs of it submitted and not yet joined (or handed on as a retry record):
+        # a retry copy arriving meanwhile is a duplicate, not a second enrichment.
+        self._owed: dict[str, int] = {}
         self._joiner_task: asyncio.Task[None] | None = None
         # Today's spend per restaurant as this process reserved it: estimates of the calls
         # in flight included, so concurrent calls never spend the same headroom twice.
@@ -276,9 +280,12 @@ class StageCore:
             if item.pane_start_ms is None:
                 raise ProtocolError("retry record without its pane")
             metrics.input_outcome(item.origin.topic, "retry_returned")
-            if (state.has_pane(restaurant_id, item.pane_start_ms)
+            if self._owed.get(event_id) or (
+                    state.has_pane(restaurant_id, item.pane_start_ms)
                     and not state.pane(restaurant_id, item.pane_start_ms).owes(event_id)):
-                metrics.DUPLICATES.inc()  # its enrichment joined already (a second retry copy)
+                # Another copy is being enriched, or its enrichment joined already.
+                metrics.DUPLICATES.inc()
+                metrics.input_outcome(item.origin.topic, "duplicate")
                 return
             jobs.append(Job(ev, partition, item, item.pane_start_ms, item.late, item.attempt))
             return
@@ -353,6 +360,8 @@ class StageCore:
             return
         for job in jobs:
             job.generation = self.generation
+            job.owed = True
+            self._owed[job.item.event_id] = self._owed.get(job.item.event_id, 0) + 1
         refused = self.enricher.submit(jobs)
         if refused:  # a full backlog: the heuristic now, the flow goes on
             metrics.ENRICH_SHED.inc(len(refused))
@@ -392,14 +401,21 @@ class StageCore:
         pending: list[Awaitable[Any]] = []
         final: list[tuple[Job, EnrichOutcome]] = []
         finals: set[str] = set()
+        retried: set[str] = set()
         for job, outcome in zip(jobs, outcomes, strict=True):
             record = job.item.record
+            if job.item.kind == RETRY:  # each copy counted retry_returned: all but one are duplicates
+                if job.item.event_id in retried:
+                    metrics.DUPLICATES.inc()
+                    metrics.input_outcome(job.item.origin.topic, "duplicate")
+                retried.add(job.item.event_id)
             if job.item.event_id in finals:
                 continue  # a second job of the same review (replayed original + retry copy)
             if outcome.status is EnrichStatus.TRANSIENT_FAILURE:
                 if (self.settings.llm_failure_policy is FailurePolicy.RETRY_THEN_FALLBACK
                         and job.attempt < self.settings.llm_max_attempts):
                     pending.append(await self._send_retry(job, now_ms=now_ms))
+                    self._release(job)  # the retry record carries it on: its copy is not a duplicate
                     continue
                 pending.append(await self._dead_letter_exhausted(job, outcome, now_ms=now_ms))
                 outcome = fallback_outcome(enrich_request(record), reason=outcome.error, text=outcome.text)
@@ -421,6 +437,8 @@ class StageCore:
         jobs: list[Job] = []
         for answered, final in self._ready:
             jobs += [job for job in answered if job.generation == self.generation]
+            for job in answered:
+                self._release(job)
             for job, outcome in final:
                 if job.generation != self.generation:
                     continue
@@ -496,6 +514,18 @@ class StageCore:
             alerts.append((job.partition, budget_exceeded_record(
                 restaurant_id=restaurant_id, spent_micro_usd=entry["spent"], cap_micro_usd=cap,
                 day_of_ms=now_ms, emitted_at_ms=now_ms)))
+
+    def _release(self, job: Job) -> None:
+        """The job's enrichment no longer stands in for its review (joined, or retried)."""
+        if not job.owed or job.generation != self.generation:
+            return
+        job.owed = False
+        event_id = job.item.event_id
+        left = self._owed.get(event_id, 0) - 1
+        if left > 0:
+            self._owed[event_id] = left
+        else:
+            self._owed.pop(event_id, None)
 
     @staticmethod
     def _provisional(item: Item) -> tuple[str, float, tuple[str, ...]]:
@@ -616,6 +646,7 @@ class StageCore:
         owed += [job for answered, _ in self._ready for job in answered]
         self._ready.clear()
         self.generation += 1
+        self._owed.clear()
         return [job.event.message for job in owed]
 
 

@@ -375,6 +375,26 @@ async def test_two_copies_of_a_retry_record_in_one_batch_join_once(world, feed, 
     assert len(world.enriched("e1")) == 1
 
 
+async def test_a_retry_copy_arriving_while_the_first_is_being_enriched_is_a_duplicate(
+        world, feed, llm, make_stage, t):
+    core = make_stage()
+    _, sent = await fail_once(world, feed, llm, core, t)
+
+    retry = feed.event(sent.value)
+    await core.process([retry])
+    await world.until(lambda: llm.was_asked("e1", 2), what="the retry's LLM call")
+    copy = feed.copy(retry)  # a later batch, while that call is in flight
+    await core.process([copy])
+    assert world.is_acked(copy)
+    llm.respond("e1", attempt=2, label="NEGATIVE")
+    await world.until_acked(retry)
+
+    assert llm.asked == [("e1", 1), ("e1", 2)]
+    assert len(world.enriched("e1")) == 1
+    pane = world.pane(t.w0)
+    assert (pane.reviews, pane.negative, pane.provisional_labels) == (1, 1, 0)
+
+
 async def test_original_replayed_with_its_retry_copy_after_a_crash_folds_and_joins_once(
         world, feed, llm, make_stage, t):
     crashed = make_stage()
