@@ -31,6 +31,7 @@ from faust.types import TP
 
 from streams import metrics
 from streams.app import app
+from streams.faust_internals import committed_offset
 from streams.logs import event as log_event
 from streams.protocol import Tick, write_tick
 from streams.topics import ORDERS_DELIVERED, REVIEWS_CREATED
@@ -54,13 +55,34 @@ def record_event_time(tp: TP, occurred_ms: int) -> None:
 
 
 def lag_of(tp: TP) -> int | None:
+    """Records of ``tp`` not yet handled by its stage; None while unknown.
+
+    Before the stage handled a record of a partition since its assignment, the committed
+    offset says where it stands: a restarted worker whose inputs are quiet (everything
+    committed) is caught up, so its windows close on the wall clock instead of waiting
+    for the next input record.
+    """
     try:
         highwater = app.consumer.highwater(tp)
     except Exception:  # not assigned any more, or no fetch yet
         return None
     if highwater is None:
         return None
-    return max(0, highwater - progress.get(tp, -1) - 1)
+    done = progress.get(tp)
+    if done is not None:
+        return max(0, highwater - done - 1)
+    if not highwater:
+        return 0  # an empty partition
+    committed = committed_offset(app, tp)
+    return None if committed is None else max(0, highwater - committed)
+
+
+@app.on_partitions_revoked.connect
+async def _forget_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+    """What this worker knew of a partition it loses is stale if it ever gets it back."""
+    for tp in revoked:
+        progress.pop(tp, None)
+        input_event_ms.pop(tp, None)
 
 
 def input_marks(assigned: set[TP], *, now_ms: int) -> dict[str, int]:

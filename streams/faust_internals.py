@@ -173,6 +173,13 @@ class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
 
 
+def committed_offset(app: Any, tp: TP) -> int | None:
+    """The committed offset (next to read) the consumer knows for ``tp``: the one it sought
+    to at assignment or its last commit; None when the partition has none."""
+    offset: int | None = app.consumer._committed_offset.get(tp)
+    return offset
+
+
 # --- the app ------------------------------------------------------------------------------
 # Faust's changelog buffer (table writes go through ``send_soon``) holds 100 records
 # before its conductor stops delivering messages until it drained back to 100. The
