@@ -109,6 +109,13 @@ class Producer:
         self.registry.close()
 
 
+def producer_for(stack: Stack) -> Iterator[Producer]:
+    """A fixture body for a module's own stack: ``yield from producer_for(stack)``."""
+    producer = Producer(stack)
+    yield producer
+    producer.close()
+
+
 @pytest.fixture(scope="session")
 def producer(stack: Stack) -> Iterator[Producer]:
     producer = Producer(stack)

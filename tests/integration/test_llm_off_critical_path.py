@@ -28,7 +28,7 @@ import pytest
 
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack
-from tests.integration.conftest import Producer
+from tests.integration.conftest import Producer, producer_for
 from tests.until import until
 
 pytestmark = [pytest.mark.integration]
@@ -65,9 +65,7 @@ def slow_worker(slow_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def service(slow_stack: Stack) -> Iterator[Producer]:
-    producer = Producer(slow_stack)
-    yield producer
-    producer.close()
+    yield from producer_for(slow_stack)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from test_pipeline_support import DLQ, ENRICHED, RETRY, Outputs, simulator_confi
 import avro_schemas
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack, start_registry
-from tests.integration.conftest import Producer
+from tests.integration.conftest import Producer, producer_for
 from tests.until import until
 
 pytestmark = pytest.mark.integration
@@ -277,9 +277,7 @@ def contract_worker(contract_stack: Stack, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def service(contract_stack: Stack) -> Iterator[Producer]:
-    producer = Producer(contract_stack)
-    yield producer
-    producer.close()
+    yield from producer_for(contract_stack)
 
 
 @pytest.fixture
