@@ -307,7 +307,7 @@ def test_repeated_kill_9_with_llm_faults_keeps_every_window_exact_and_every_revi
 @pytest.mark.xfail(strict=False, reason=(
     "issue 12, open: the reviews the survivor lost (188 of 4,499 once) were Faust committing "
     "past reviews still in enrichment (fixed in streams/faust_internals.py, point 4); since then "
-    "6 of 8 runs were exact; in the others the survivor never handled the first records of a "
+    "8 of 11 runs were exact; in the others the survivor never handled the first records of a "
     "taken-over partition (fetched, not delivered to the stream: Faust's generation-id skip, "
     "faust-streaming #221/#223, with no seek back). A failure prints where they are."))
 def test_two_workers_one_killed_under_load_keeps_every_window_exact(pair_stack, tmp_path):
