@@ -256,14 +256,14 @@ class PaneAggregate:
         if label_field is None:
             raise ValueError(f"unknown sentiment label {label!r}")
         score_milli = score_to_milli(score)
-        counted = self.pending.pop(event_id, None)
+        counted = self.pending.get(event_id)
         if counted is None:
             return False
+        if counted and provisional is None:
+            raise ValueError(f"review {event_id!r} was counted with a provisional label: pass it")
+        del self.pending[event_id]
         if not counted:
             return True
-        if provisional is None:
-            self.pending[event_id] = counted
-            raise ValueError(f"review {event_id!r} was counted with a provisional label: pass it")
         old_label, old_score, old_cats = provisional
         old_field = _LABEL_FIELD[old_label]
         old_score = score_to_milli(old_score)

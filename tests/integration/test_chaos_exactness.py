@@ -239,20 +239,21 @@ class Run:
         return wrong
 
 
-@pytest.fixture(scope="module")
-def kills_stack(log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(log_dir=log_dir / "chaos-repeated-kills", partitions=4).start(
-        llm_args=["--latency-ms", "5"])
+def own_stack(log_dir: Path, name: str) -> Iterator[Stack]:
+    """A module's own stack (its tests kill workers): ``yield from own_stack(log_dir, name)``."""
+    stack = Stack(log_dir=log_dir / name, partitions=4).start(llm_args=["--latency-ms", "5"])
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="module")
+def kills_stack(log_dir: Path) -> Iterator[Stack]:
+    yield from own_stack(log_dir, "chaos-repeated-kills")
 
 
 @pytest.fixture(scope="module")
 def pair_stack(log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(log_dir=log_dir / "chaos-two-workers", partitions=4).start(
-        llm_args=["--latency-ms", "5"])
-    yield stack
-    stack.stop()
+    yield from own_stack(log_dir, "chaos-two-workers")
 
 
 def test_repeated_kill_9_with_llm_faults_keeps_every_window_exact_and_every_review_enriched(
