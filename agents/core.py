@@ -299,7 +299,9 @@ class StageCore:
         for start, was_late in ((own, False), (pane_start, late)):
             pane = state.pane(restaurant_id, start)
             if pane.seen(offset):
-                if item.kind == REVIEW and pane.owes(event_id):
+                # Its enrichment is owed: resumed here, unless this worker has it under way
+                # already (the record was fetched again, streams.faust_internals point 5).
+                if item.kind == REVIEW and pane.owes(event_id) and not self._owed.get(event_id):
                     jobs.append(Job(ev, partition, item, start, was_late))
                 return
         mark = self._mark(batch, event_id)

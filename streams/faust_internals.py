@@ -23,7 +23,9 @@ and the consumer's set of unacked messages. The transport has three changes:
    without a committed offset is rewound to its beginning instead, as
    ``auto_offset_reset="earliest"`` promises; what it replays is deduplicated downstream.
 
-The consumer has one change (point 4). Faust commits a partition up to the first gap in
+The consumer has two changes (points 4 and 5).
+
+4. Faust commits a partition up to the first gap in
 its acked offsets, but it can commit past an offset that was never acked, at the head:
 
 - its head check compares the lowest acked offset with the committed offset as if the
@@ -33,20 +35,34 @@ its acked offsets, but it can commit past an offset that was never acked, at the
 - with no committed offset known the check is skipped: on a partition never committed,
   and while a rebalance revokes partitions (Faust forgets their offsets first, then waits
   for the in-flight events, whose acks it commits);
-- a gap of never-delivered offsets is recorded including the delivered offset after it.
+- a gap of never-delivered offsets is recorded including the delivered offset after it,
+  and after a seek one short (point 5).
 
 The restaurant stage leaves a review's offset unacked until its enrichment is durable, so
 with a slow LLM the head of a partition is often owed: a kill after such a commit lost the
 review, and in a two-worker group every takeover could (the survivor's revoke committed
-past the reviews it abandoned). :class:`Consumer` commits from the first offset delivered
-since assignment, never past an unacked one (:func:`commit_position`), and commits nothing
-for a partition being revoked.
+past the reviews it abandoned). :class:`Consumer` commits from the committed offset at
+assignment, never past an unacked one (:func:`commit_position`), and commits nothing for a
+partition being revoked.
+
+5. Around a rebalance, records reach Faust's fetch loop but never its streams: a stream
+   skips a message fetched in the previous generation, and the fetch loop drops a record
+   below the partition's read offset, which a batch fetched before the seek to the
+   committed offset has already moved past. In a two-worker takeover the survivor never
+   handled 7 reviews in a row (by-restaurant 241-248, 1 run in 3) and Faust's gap
+   bookkeeping then committed past them. :class:`Deliveries` follows the offsets each
+   stream gets; when a stream misses some, the partition is sought back to the first one
+   missed (and the fetch loop told not to drop it, :class:`_ReadOffsets`). What is fetched
+   twice is deduplicated downstream. Offsets that hold no record (compaction, transaction
+   markers) are found by the same fetch: it starts past them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -58,6 +74,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 FETCH_HIGHWATER_TIMEOUT_S = 10.0
+logger = logging.getLogger(__name__)
 
 
 async def fetched_highwaters(consumer: AIOKafkaConsumer, listed: Mapping[TP, int]) -> dict[TP, int]:
@@ -119,53 +136,136 @@ def commit_position(acked: list[int], head: int) -> tuple[int, int]:
 
 
 class _Delivered(faust.Sensor):
-    """Notes the first offset of each partition delivered to a stream since its assignment.
+    """Tells the consumer of every offset delivered to a stream (point 5).
 
     Streams inline Faust's message tracking and call only the sensors, so a sensor is how
-    the consumer learns where a partition's owed offsets begin.
+    the consumer learns which offsets a stream actually got.
     """
 
-    def __init__(self, heads: dict[TP, int], **kwargs: Any) -> None:
+    def __init__(self, consumer: Consumer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.heads = heads
+        self.consumer = consumer
 
     def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
-        if tp not in self.heads:
-            self.heads[tp] = offset
+        self.consumer.on_delivered(tp, offset)
+
+
+class Deliveries:
+    """What each partition's stream got since its assignment, and what it must fetch again.
+
+    Pure bookkeeping (point 5), so it is unit-tested without a broker. ``heads`` holds the
+    lowest offset possibly owed, ``refetch`` the offset a partition was sought back to until
+    the records fetched from there arrive.
+    """
+
+    def __init__(self) -> None:
+        self.heads: dict[TP, int] = {}
+        self.refetch: dict[TP, int] = {}
+        self._next: dict[TP, int] = {}  # the offset the stream should get next
+        self._last: dict[TP, int] = {}  # the offset delivered last
+
+    def forget(self, tp: TP) -> None:
+        for known in (self.heads, self.refetch, self._next, self._last):
+            known.pop(tp, None)
+
+    def delivered(self, tp: TP, offset: int, *, committed: int | None) -> tuple[int | None, range]:
+        """Note ``offset`` delivered; returns (where to seek back to or None, offsets found done).
+
+        ``committed`` is the partition's committed offset, the first to expect after assignment.
+        Records fetched before a seek keep arriving, in ascending order; the first one not above
+        the one before it starts the fetch from the target. If that starts above the target, the
+        offsets between hold no records (compaction, transaction markers). A missed record is
+        found when a later one of its partition reaches the stream (on by-restaurant, a tick
+        does within a tick interval); until then its offset holds the commit.
+        """
+        expected = self._next.get(tp)
+        if expected is None:
+            expected = offset if committed is None else min(committed, offset)
+            self.heads[tp] = expected
+        last = self._last.get(tp, offset)
+        self._last[tp] = offset
+        target = self.refetch.get(tp)
+        if target is not None:
+            if offset > last:  # still the records fetched before the seek
+                return None, range(0)
+            del self.refetch[tp]  # the records fetched from the target have begun
+            self._next[tp] = offset + 1
+            return None, range(target, offset)
+        if offset > expected:  # the stream never got [expected, offset)
+            self.refetch[tp] = expected
+            return expected, range(0)
+        self._next[tp] = max(expected, offset + 1)
+        return None, range(0)
+
+
+class _ReadOffsets(defaultdict):  # type: ignore[type-arg]
+    """Faust's read offsets: its fetch loop drops a record below its partition's entry.
+
+    A partition being fetched again (point 5) reads as the offset it was sought back to
+    while the records fetched before the seek go by, so the records asked for are not
+    dropped as already read.
+    """
+
+    def __init__(self, refetch: Mapping[TP, int]) -> None:
+        super().__init__(lambda: None)
+        self.refetch = refetch
+
+    def __getitem__(self, tp: TP) -> int | None:
+        value: int | None = super().__getitem__(tp)
+        target = self.refetch.get(tp)
+        if target is not None and (value is None or value > target):
+            return target
+        return value
 
 
 class Consumer(faust_aiokafka.Consumer):
-    """Commits never pass an unacked offset (point 4 above)."""
+    """Commits never pass an offset a stream did not ack, and offsets a stream never got are
+    fetched again (points 4 and 5 above)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._heads: dict[TP, int] = {}  # partition -> lowest offset possibly owed
-        self.app.sensors.add(_Delivered(self._heads))
+        self.deliveries = Deliveries()
+        self._read_offset = _ReadOffsets(self.deliveries.refetch)
+        self.refetches = 0
+        self.app.sensors.add(_Delivered(self))
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:  # unknown head: nothing is committed for them until reassigned
-            self._heads.pop(tp, None)
+            self.deliveries.forget(tp)
         await super().on_partitions_revoked(revoked)
 
+    def on_delivered(self, tp: TP, offset: int) -> None:
+        seek_to, done = self.deliveries.delivered(tp, offset, committed=self._committed_offset.get(tp))
+        if done:
+            self._acked[tp].extend(done)
+        if seek_to is None:
+            return
+        self.refetches += 1
+        logger.warning("The stream of %s:%d missed offsets %d-%d: fetching them again",
+                       tp.topic, tp.partition, seek_to, offset - 1)
+        try:
+            self._thread.seek(tp, seek_to)
+        except Exception as exc:  # revoked meanwhile: the next owner reads from the commit
+            self.deliveries.refetch.pop(tp, None)
+            logger.warning("Could not seek %s:%d back to %d: %r", tp.topic, tp.partition, seek_to, exc)
+
     def _new_offset(self, tp: TP) -> int | None:
-        head, acked = self._heads.get(tp), self._acked[tp]
+        head, acked = self.deliveries.heads.get(tp), self._acked[tp]
+        gaps = self._gap.get(tp)
+        if gaps:  # Faust's gaps are not trusted (off by one after a seek); point 5 finds real ones
+            gaps.clear()
         if head is None or not acked:
             return None
-        gaps = self._gap[tp]
-        if gaps:  # never-delivered offsets are done; Faust's interval ends at a delivered one
-            for interval in gaps:
-                acked.extend(range(interval.begin, interval.end - 1))
-            gaps.clear()
         acked.sort()
         position, used = commit_position(acked, head)  # also drops acks below the head (stale)
         self._acked_index[tp].difference_update(acked[:used])
         del acked[:used]
         if position == head:
             return None
-        self._heads[tp] = position
+        self.deliveries.heads[tp] = position
         return position
 
 

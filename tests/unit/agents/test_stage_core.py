@@ -91,6 +91,26 @@ async def test_review_replayed_before_its_answer_is_enriched_again_but_folded_on
     assert len(world.enriched("e1")) == 1
 
 
+async def test_review_fetched_again_while_its_enrichment_is_under_way_is_not_enriched_twice(
+        world, feed, llm, make_stage, t):
+    # The consumer seeks back over offsets a stream missed (streams.faust_internals, point 5):
+    # the same record can come again to the same worker while its LLM call is in flight.
+    core = make_stage()
+    review = feed.review("e1")
+    await core.process([review])
+    await world.until(lambda: llm.was_asked("e1"), what="the first LLM call")
+    again = feed.again(review)
+    await core.process([again])
+    assert world.is_acked(again)
+    llm.respond("e1", label="NEGATIVE")
+    await world.until_acked(review)
+
+    assert llm.asked == [("e1", 1)]
+    assert len(world.enriched("e1")) == 1
+    pane = world.pane(t.w0)
+    assert (pane.reviews, pane.negative, pane.provisional_labels) == (1, 1, 0)
+
+
 # --- folding at first sight -----------------------------------------------------------------
 async def test_review_count_rating_and_lag_are_in_the_pane_before_the_llm_answers(
         world, feed, llm, make_stage, t):

@@ -1,4 +1,5 @@
-"""The consumer never commits past an unacked offset (streams/faust_internals.py, point 4).
+"""The consumer never commits past an unacked offset, and fetches again what a stream missed
+(streams/faust_internals.py, points 4 and 5).
 
 A review's offset stays unacked until its enrichment is durable; a commit past it loses the
 review at the next crash or takeover. These drive our Consumer's commit bookkeeping the way
@@ -13,7 +14,7 @@ from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.faust_internals import ReviewPulseApp, commit_position
+from streams.faust_internals import Deliveries, ReviewPulseApp, commit_position
 
 TP0 = TP("reviewpulse-by-restaurant", 0)
 
@@ -70,16 +71,87 @@ async def test_acks_during_a_revocation_commit_nothing_for_the_revoked_partition
     assert consumer._new_offset(TP0) == 103
 
 
-async def test_a_gap_of_undelivered_offsets_counts_as_done_but_not_the_offset_after_it(consumer) -> None:
+@pytest.fixture
+def seeks(consumer, monkeypatch) -> list[tuple[TP, int]]:
+    """The seeks the consumer asks of its (never started) consumer thread."""
+    asked: list[tuple[TP, int]] = []
+    monkeypatch.setattr(consumer._thread, "seek", lambda tp, offset: asked.append((tp, offset)))
+    return asked
+
+
+async def test_offsets_a_stream_missed_are_fetched_again_and_hold_the_commit(consumer, seeks) -> None:
+    consumer._committed_offset[TP0] = 240
+    deliver(consumer, 240)
+    ack(consumer, 240)
+    deliver(consumer, 249, 250)  # 241-248 reached the fetch loop, never the stream
+    assert seeks == [(TP0, 241)]
+    assert consumer._read_offset[TP0] == 241  # the fetch loop will not drop them as read
+    ack(consumer, 249, 250)
+    assert consumer._new_offset(TP0) == 241  # never past 241
+    deliver(consumer, *range(241, 252))  # fetched again from 241: 249-250 a second time
+    assert seeks == [(TP0, 241)]
+    ack(consumer, *range(241, 252))
+    assert consumer._new_offset(TP0) == 252
+
+
+async def test_a_first_delivery_past_the_committed_offset_seeks_back_to_it(consumer, seeks) -> None:
+    consumer._committed_offset[TP0] = 157
+    deliver(consumer, 158, 159)
+    ack(consumer, 158, 159)
+    assert seeks == [(TP0, 157)]
+    assert consumer._new_offset(TP0) is None  # 157 was never handled
+    deliver(consumer, 157, 158)
+    ack(consumer, 157, 158)
+    assert consumer._new_offset(TP0) == 160
+
+
+async def test_offsets_without_records_are_done_once_the_fetch_again_starts_past_them(
+        consumer, seeks) -> None:
     deliver(consumer, 10)
     ack(consumer, 10)
     assert consumer._new_offset(TP0) == 11
-    deliver(consumer, 15)  # 11-14 never delivered (compacted, transaction markers)
-    await consumer._add_gap(TP0, 11, 15)  # what Faust's fetcher records
+    deliver(consumer, 15)  # 11-14: compacted away, or transaction markers
+    await consumer._add_gap(TP0, 11, 15)  # what Faust's fetch loop records, not trusted
+    assert seeks == [(TP0, 11)]
+    assert consumer._new_offset(TP0) is None
+    deliver(consumer, 15)  # the fetch from 11 starts at 15: nothing below it exists
     ack(consumer, 9)  # a stale ack below the head is dropped, never a reason to commit
     assert consumer._new_offset(TP0) == 15  # 15 is owed
     ack(consumer, 15)
     assert consumer._new_offset(TP0) == 16
+
+
+@given(records=st.lists(st.booleans(), min_size=1, max_size=80),
+       drops=st.lists(st.booleans(), max_size=120), batch=st.integers(1, 8))
+def test_every_record_reaches_the_stream_whatever_it_misses(
+        records: list[bool], drops: list[bool], batch: int) -> None:
+    """A log (False: an offset without a record), a stream that misses a record the first time
+    it is fetched where ``drops`` says (the misses we know of happen around a rebalance) and a
+    fetch loop that hands over batches: with what the bookkeeping asks for, every record is
+    delivered, and only offsets without a record are ever reported done."""
+    deliveries, tp = Deliveries(), TP0
+    delivered: set[int] = set()
+    done: set[int] = set()
+    records.append(True)  # a later record (on by-restaurant, a tick) shows any miss before it
+    position, misses, last, fetched_before = 0, iter(drops), len(records) - 1, set()
+    for _ in range(10_000):
+        fetched = [o for o in range(position, len(records)) if records[o]][:batch]
+        if not fetched:
+            break
+        position, seek = fetched[-1] + 1, None
+        for offset in fetched:  # the whole batch goes by, even after a seek is asked for
+            first_time = offset not in fetched_before
+            fetched_before.add(offset)
+            if next(misses, False) and first_time and offset != last:
+                continue
+            delivered.add(offset)
+            seek_to, found = deliveries.delivered(tp, offset, committed=0)
+            done.update(found)
+            seek = seek_to if seek_to is not None else seek
+        if seek is not None:
+            position = seek
+    assert delivered == {o for o, present in enumerate(records) if present}
+    assert all(not records[o] for o in done)
 
 
 @given(head=st.integers(0, 50), acked=st.lists(st.integers(0, 120), max_size=60))
