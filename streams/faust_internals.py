@@ -65,7 +65,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -147,7 +147,16 @@ class _Delivered(faust.Sensor):
         self.consumer = consumer
 
     def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
-        self.consumer.on_delivered(tp, offset)
+        self.consumer.on_delivered(tp, offset, message)
+
+
+class Delivery(NamedTuple):
+    """What one delivery tells: where to seek back to, offsets found to hold no record, and
+    whether this record will be delivered again (in order, by the fetch from the seek)."""
+
+    seek_to: int | None = None
+    done: range = range(0)
+    again: bool = False
 
 
 class Deliveries:
@@ -168,8 +177,8 @@ class Deliveries:
         for known in (self.heads, self.refetch, self._next, self._last):
             known.pop(tp, None)
 
-    def delivered(self, tp: TP, offset: int, *, committed: int | None) -> tuple[int | None, range]:
-        """Note ``offset`` delivered; returns (where to seek back to or None, offsets found done).
+    def delivered(self, tp: TP, offset: int, *, committed: int | None) -> Delivery:
+        """Note ``offset`` delivered to its stream, and say what follows from it.
 
         ``committed`` is the partition's committed offset, the first to expect after assignment.
         Records fetched before a seek keep arriving, in ascending order; the first one not above
@@ -187,15 +196,15 @@ class Deliveries:
         target = self.refetch.get(tp)
         if target is not None:
             if offset > last:  # still the records fetched before the seek
-                return None, range(0)
+                return Delivery(again=True)
             del self.refetch[tp]  # the records fetched from the target have begun
             self._next[tp] = offset + 1
-            return None, range(target, offset)
+            return Delivery(done=range(target, offset))
         if offset > expected:  # the stream never got [expected, offset)
             self.refetch[tp] = expected
-            return expected, range(0)
+            return Delivery(seek_to=expected, again=True)
         self._next[tp] = max(expected, offset + 1)
-        return None, range(0)
+        return Delivery()
 
 
 class _ReadOffsets(defaultdict):  # type: ignore[type-arg]
@@ -227,6 +236,8 @@ class Consumer(faust_aiokafka.Consumer):
         self.deliveries = Deliveries()
         self._read_offset = _ReadOffsets(self.deliveries.refetch)
         self.refetches = 0
+        # Records delivered while their partition is fetched again: they come again, in order.
+        self.superseded: weakref.WeakSet[Any] = weakref.WeakSet()
         self.app.sensors.add(_Delivered(self))
 
     def _new_consumer_thread(self) -> ConsumerThread:
@@ -237,20 +248,23 @@ class Consumer(faust_aiokafka.Consumer):
             self.deliveries.forget(tp)
         await super().on_partitions_revoked(revoked)
 
-    def on_delivered(self, tp: TP, offset: int) -> None:
-        seek_to, done = self.deliveries.delivered(tp, offset, committed=self._committed_offset.get(tp))
-        if done:
-            self._acked[tp].extend(done)
-        if seek_to is None:
+    def on_delivered(self, tp: TP, offset: int, message: Any) -> None:
+        delivery = self.deliveries.delivered(tp, offset, committed=self._committed_offset.get(tp))
+        if delivery.done:
+            self._acked[tp].extend(delivery.done)
+        if delivery.again:
+            self.superseded.add(message)
+        if delivery.seek_to is None:
             return
         self.refetches += 1
         logger.warning("The stream of %s:%d missed offsets %d-%d: fetching them again",
-                       tp.topic, tp.partition, seek_to, offset - 1)
+                       tp.topic, tp.partition, delivery.seek_to, offset - 1)
         try:
-            self._thread.seek(tp, seek_to)
+            self._thread.seek(tp, delivery.seek_to)
         except Exception as exc:  # revoked meanwhile: the next owner reads from the commit
             self.deliveries.refetch.pop(tp, None)
-            logger.warning("Could not seek %s:%d back to %d: %r", tp.topic, tp.partition, seek_to, exc)
+            logger.warning("Could not seek %s:%d back to %d: %r", tp.topic, tp.partition,
+                           delivery.seek_to, exc)
 
     def _new_offset(self, tp: TP) -> int | None:
         head, acked = self.deliveries.heads.get(tp), self._acked[tp]
@@ -267,6 +281,22 @@ class Consumer(faust_aiokafka.Consumer):
             return None
         self.deliveries.heads[tp] = position
         return position
+
+
+async def without_superseded(stream: Any, events: list[Any]) -> list[Any]:
+    """``events`` less those delivered while their partition is fetched again (point 5),
+    which are acked here: the fetch delivers them again, in order, after the records the
+    stream missed. Handled now, they would move the input watermark past those records."""
+    superseded = stream.app.consumer.superseded
+    if not superseded:
+        return events
+    kept = []
+    for event in events:
+        if event.message in superseded:
+            await stream.ack(event)
+        else:
+            kept.append(event)
+    return kept
 
 
 class Transport(faust_aiokafka.Transport):

@@ -14,7 +14,7 @@ from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.faust_internals import Deliveries, ReviewPulseApp, commit_position
+from streams.faust_internals import Deliveries, ReviewPulseApp, commit_position, without_superseded
 
 TP0 = TP("reviewpulse-by-restaurant", 0)
 
@@ -26,9 +26,15 @@ async def consumer():
     app.consumer._thread.thread_loop.close()  # built with the consumer, never started
 
 
-def deliver(consumer, *offsets: int) -> None:
-    for offset in offsets:
-        consumer.app.sensors.on_message_in(TP0, offset, None)
+class Message:
+    """Stands for a Faust message: the consumer keeps superseded ones in a WeakSet."""
+
+
+def deliver(consumer, *offsets: int) -> list[Message]:
+    messages = [Message() for _ in offsets]
+    for offset, message in zip(offsets, messages, strict=True):
+        consumer.app.sensors.on_message_in(TP0, offset, message)
+    return messages
 
 
 def ack(consumer, *offsets: int) -> None:
@@ -83,13 +89,15 @@ async def test_offsets_a_stream_missed_are_fetched_again_and_hold_the_commit(con
     consumer._committed_offset[TP0] = 240
     deliver(consumer, 240)
     ack(consumer, 240)
-    deliver(consumer, 249, 250)  # 241-248 reached the fetch loop, never the stream
+    early = deliver(consumer, 249, 250)  # 241-248 reached the fetch loop, never the stream
     assert seeks == [(TP0, 241)]
     assert consumer._read_offset[TP0] == 241  # the fetch loop will not drop them as read
+    assert all(m in consumer.superseded for m in early)  # handled when they come again
     ack(consumer, 249, 250)
     assert consumer._new_offset(TP0) == 241  # never past 241
-    deliver(consumer, *range(241, 252))  # fetched again from 241: 249-250 a second time
+    again = deliver(consumer, *range(241, 252))  # fetched again from 241: 249-250 a second time
     assert seeks == [(TP0, 241)]
+    assert not any(m in consumer.superseded for m in again)
     ack(consumer, *range(241, 252))
     assert consumer._new_offset(TP0) == 252
 
@@ -128,9 +136,11 @@ def test_every_record_reaches_the_stream_whatever_it_misses(
     """A log (False: an offset without a record), a stream that misses a record the first time
     it is fetched where ``drops`` says (the misses we know of happen around a rebalance) and a
     fetch loop that hands over batches: with what the bookkeeping asks for, every record is
-    delivered, and only offsets without a record are ever reported done."""
+    delivered, the stage handles each once and in order, and only offsets without a record are
+    ever reported done."""
     deliveries, tp = Deliveries(), TP0
     delivered: set[int] = set()
+    handled: list[int] = []  # delivered and not to come again: what the stage works on
     done: set[int] = set()
     records.append(True)  # a later record (on by-restaurant, a tick) shows any miss before it
     position, misses, last, fetched_before = 0, iter(drops), len(records) - 1, set()
@@ -145,12 +155,15 @@ def test_every_record_reaches_the_stream_whatever_it_misses(
             if next(misses, False) and first_time and offset != last:
                 continue
             delivered.add(offset)
-            seek_to, found = deliveries.delivered(tp, offset, committed=0)
-            done.update(found)
-            seek = seek_to if seek_to is not None else seek
+            delivery = deliveries.delivered(tp, offset, committed=0)
+            done.update(delivery.done)
+            if not delivery.again:
+                handled.append(offset)
+            seek = delivery.seek_to if delivery.seek_to is not None else seek
         if seek is not None:
             position = seek
     assert delivered == {o for o, present in enumerate(records) if present}
+    assert handled == [o for o, present in enumerate(records) if present]  # each once, in order
     assert all(not records[o] for o in done)
 
 
@@ -164,3 +177,25 @@ def test_commit_position_is_the_first_unacked_offset_from_the_head(head: int, ac
     assert position not in done
     assert all(offset < position for offset in acked[:used])
     assert all(offset > position for offset in acked[used:])
+
+
+async def test_records_that_come_again_are_acked_and_left_out_of_the_batch(consumer, seeks) -> None:
+    consumer._committed_offset[TP0] = 10
+    handled = deliver(consumer, 10)
+    early = deliver(consumer, 12, 13)  # 11 missed: 12-13 come again after it
+    acked: list[Message] = []
+
+    class Stream:
+        app = consumer.app
+
+        async def ack(self, event: Event) -> None:
+            acked.append(event.message)
+
+    class Event:
+        def __init__(self, message: Message) -> None:
+            self.message = message
+
+    batch = [Event(m) for m in handled + early]
+    kept = await without_superseded(Stream(), batch)
+    assert [e.message for e in kept] == handled
+    assert acked == early
