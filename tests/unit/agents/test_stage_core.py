@@ -96,9 +96,7 @@ async def test_review_fetched_again_while_its_enrichment_is_under_way_is_not_enr
     # The consumer seeks back over offsets a stream missed (streams.faust_internals, point 5):
     # the same record can come again to the same worker while its LLM call is in flight.
     core = make_stage()
-    review = feed.review("e1")
-    await core.process([review])
-    await world.until(lambda: llm.was_asked("e1"), what="the first LLM call")
+    review = await in_llm_call(world, feed, llm, core)
     again = feed.again(review)
     await core.process([again])
     assert world.is_acked(again)
@@ -293,9 +291,7 @@ async def test_llm_answer_before_the_close_gives_the_aggregate_the_llm_label(wor
 async def test_llm_answer_after_the_close_goes_out_enriched_and_never_resends_the_aggregate(
         world, feed, llm, make_stage, t):
     core = make_stage()
-    review = feed.review("e1")
-    await core.process([review])
-    await world.until(lambda: llm.was_asked("e1"), what="the LLM call")
+    review = await in_llm_call(world, feed, llm, core)
     await core.process([feed.tick(t.closing(t.w0))])
     sent = world.aggregate(tumbling_id(t.w0))
     assert (sent["positive"], sent["negative"], sent["provisional_labels"]) == (1, 0, 1)
@@ -319,9 +315,7 @@ async def test_llm_answer_after_the_close_goes_out_enriched_and_never_resends_th
 async def test_llm_that_never_answers_holds_no_window_and_its_review_stays_unacked(
         world, feed, llm, make_stage, t):
     core = make_stage()
-    review = feed.review("e1")
-    await core.process([review])
-    await world.until(lambda: llm.was_asked("e1"), what="the LLM call")
+    review = await in_llm_call(world, feed, llm, core)
 
     await core.process([feed.tick(t.closing(t.w0))])
 
@@ -332,6 +326,14 @@ async def test_llm_that_never_answers_holds_no_window_and_its_review_stays_unack
 
 
 # --- transient failures, retries, the DLQ ----------------------------------------------------
+async def in_llm_call(world, feed, llm, core, event_id: str = "e1"):
+    """A review folded at first sight whose LLM call is in flight (the fake LLM holds it)."""
+    review = feed.review(event_id)
+    await core.process([review])
+    await world.until(lambda: llm.was_asked(event_id), what="the LLM call")
+    return review
+
+
 async def fail_once(world, feed, llm, core, t):
     """A review folded at w0 whose first LLM call failed transiently; returns (event, retry sent)."""
     world.clock.now_ms = t.w0 + 1_500
