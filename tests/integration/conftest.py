@@ -126,6 +126,20 @@ def producer(stack: Stack) -> Iterator[Producer]:
 _counter = itertools.count()
 
 
+def ms(value: Any) -> int:
+    """Epoch milliseconds of a timestamp the topic reader decoded (an int or a datetime)."""
+    return value if isinstance(value, int) else int(value.timestamp() * 1000)
+
+
+def tumbling_finals(aggregates: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The tumbling-window aggregates read, by (restaurant, window start): one list per window."""
+    out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for a in aggregates:
+        if a["window_kind"] == "TUMBLING":
+            out.setdefault((a["restaurant_id"], ms(a["window_start"])), []).append(a)
+    return out
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}-{next(_counter)}"
 

@@ -30,7 +30,7 @@ import pytest
 
 from streams.dev.reader import TopicReader
 from streams.dev.stack import EMBEDDED_SESSION_TIMEOUT_S, Process, Stack
-from tests.integration.conftest import Producer
+from tests.integration.conftest import Producer, ms, tumbling_finals
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -56,10 +56,6 @@ ENV = {
 # The issue's measured faults: enough 500s, 429s and malformed answers that some reviews
 # exhaust the in-call retries and travel through reviews.retry. Seeded: a run repeats.
 LLM_FAULTS = {"error_500_rate": 0.1, "rate_429_rate": 0.05, "malformed_rate": 0.1, "seed": 12}
-
-
-def ms(value: Any) -> int:
-    return value if isinstance(value, int) else int(value.timestamp() * 1000)
 
 
 def configure_llm(stack: Stack, **changes: Any) -> None:
@@ -153,11 +149,7 @@ class Run:
         return self
 
     def tumbling(self) -> dict[tuple[str, int], list[dict[str, Any]]]:
-        out: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        for a in self.aggregates:
-            if a["window_kind"] == "TUMBLING":
-                out.setdefault((a["restaurant_id"], ms(a["window_start"])), []).append(a)
-        return out
+        return tumbling_finals(self.aggregates)
 
     def outstanding(self) -> tuple[int, int]:
         """(reviews without an enriched record, windows of the truth without their aggregate)."""

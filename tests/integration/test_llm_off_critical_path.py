@@ -28,7 +28,7 @@ import pytest
 
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack
-from tests.integration.conftest import Producer, producer_for
+from tests.integration.conftest import Producer, ms, producer_for, tumbling_finals
 from tests.until import until
 
 pytestmark = [pytest.mark.integration]
@@ -86,10 +86,6 @@ def configure_llm(stack: Stack, **changes: Any) -> None:
     assert stack.llm is not None
     response = httpx.post(f"{stack.llm.url}/_sim/config", json=changes, timeout=5)
     assert response.status_code == 200, response.text
-
-
-def ms(value: Any) -> int:
-    return value if isinstance(value, int) else int(value.timestamp() * 1000)
 
 
 class Run:
@@ -155,11 +151,7 @@ class Run:
         return self
 
     def tumbling(self) -> dict[tuple[str, int], list[dict[str, Any]]]:
-        out: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        for a in self.aggregates:
-            if a["window_kind"] == "TUMBLING":
-                out.setdefault((a["restaurant_id"], ms(a["window_start"])), []).append(a)
-        return out
+        return tumbling_finals(self.aggregates)
 
     def windows_final(self) -> int:
         """Windows of the truth without their aggregate yet."""
