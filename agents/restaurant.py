@@ -22,7 +22,7 @@ async def restaurant_stage(stream: Any) -> None:
     await runtime.ready()
     core = runtime.core
     core.ports.ack = stream.ack
-    # Where enrichment goes, once per worker (httpx's per-request lines are silenced).
+    # Where enrichment goes, once per worker.
     client = runtime.llm.client
     log_event("llm_client", endpoint=f"{client.base_url}/chat/completions", model=client.model,
               batch_size=settings.llm_batch_size, concurrency=settings.llm_concurrency)

@@ -10,6 +10,7 @@ encodes before the output schemas are registered. Stopping closes every client.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,10 @@ import mode
 from streams import metrics
 from streams.codecs import AvroCodecs
 from streams.dlq import DeadLetters
+
+# httpx (the registry and web-routing clients) logs every request at INFO ("HTTP Request:
+# POST ... 200 OK"): noise in the worker's log. Metrics count what matters.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 if TYPE_CHECKING:
     from agents.core import Job, StageCore

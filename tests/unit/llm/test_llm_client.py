@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from agents.llm.breaker import BreakerState, CircuitBreaker
-from agents.llm.client import LLMClient
+from agents.llm.client import BatchResult, LLMClient
 from agents.llm.errors import (
     CircuitOpenError,
     LLMClientError,
@@ -131,7 +134,7 @@ async def test_connection_refused_is_a_connection_error(make_client) -> None:
     client = make_client(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1)
     with pytest.raises(LLMConnectionError) as info:
         await client.complete_batch(REVIEWS)
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
 
 
 async def test_breaker_opens_against_a_failing_simulator_and_recovers(
@@ -170,32 +173,47 @@ async def test_api_key_never_appears_in_logs_reprs_or_errors(
     simulator.script("500", "500")
     with pytest.raises(LLMServerError) as info:
         await client.complete_batch(REVIEWS)
-    assert caplog.records, "expected DEBUG records from httpx/httpcore and the client"
+    assert caplog.records, "expected the client's records of its retries"
     assert secret not in caplog.text
     assert secret not in repr(client) and secret not in str(vars(client))
     assert secret not in str(info.value) and secret not in repr(info.value)
     assert secret not in str(simulator.requests)
 
 
+@contextlib.asynccontextmanager
+async def serving(handler: Callable[[web.Request], web.Response]) -> AsyncIterator[str]:
+    """An HTTP server on a free port whose every POST ``handler`` answers; yields its base URL."""
+
+    async def route(request: web.Request) -> web.Response:
+        return handler(request)
+
+    app = web.Application()
+    app.router.add_post("/{path:.*}", route)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
 async def test_key_is_sent_as_bearer_and_4xx_is_not_retried(recording_sleep, api_key_value) -> None:
     secret = api_key_value
     seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: web.Request) -> web.Response:
         seen.append(request.headers.get("Authorization", ""))
         body = {"error": {"message": f"bad key {secret}", "type": "invalid_api_key"}}
-        return httpx.Response(401, json=body)
+        return web.json_response(body, status=401)
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http_client:
-        client = LLMClient(
-            base_url="http://llm.invalid/v1",
-            model="m",
-            api_key=SecretStr(secret),
-            http_client=http_client,
-            sleep=recording_sleep,
-        )
-        with pytest.raises(LLMClientError) as info:
-            await client.complete_batch(REVIEWS)
+    async with serving(handler) as base_url:
+        client = LLMClient(base_url=base_url, model="m", api_key=SecretStr(secret), sleep=recording_sleep)
+        async with client:
+            with pytest.raises(LLMClientError) as info:
+                await client.complete_batch(REVIEWS)
     assert seen == [f"Bearer {secret}"]
     assert info.value.status_code == 401 and not info.value.retriable
     assert "invalid_api_key" in str(info.value)
@@ -213,16 +231,12 @@ async def test_concurrent_batches_share_one_client(make_client, simulator) -> No
     assert len(simulator.requests) == 6
 
 
-def mock_client(handler, recording_sleep) -> tuple[httpx.AsyncClient, LLMClient]:
-    http_client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = LLMClient(
-        base_url="http://llm.invalid/v1",
-        model="m",
-        http_client=http_client,
-        sleep=recording_sleep,
-        price_in_usd_per_mtok=1.0,
-    )
-    return http_client, client
+async def complete_against(handler, recording_sleep) -> BatchResult:
+    """``REVIEWS`` enriched by a client whose server answers with ``handler``."""
+    async with serving(handler) as base_url:
+        client = LLMClient(base_url=base_url, model="m", sleep=recording_sleep, price_in_usd_per_mtok=1.0)
+        async with client:
+            return await client.complete_batch(REVIEWS)
 
 
 async def test_missing_usage_falls_back_to_the_chars_per_token_estimate(recording_sleep) -> None:
@@ -235,12 +249,10 @@ async def test_missing_usage_falls_back_to_the_chars_per_token_estimate(recordin
         }
     )
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"choices": [{"message": {"content": content}}]})
+    def handler(request: web.Request) -> web.Response:
+        return web.json_response({"choices": [{"message": {"content": content}}]})
 
-    http_client, client = mock_client(handler, recording_sleep)
-    async with http_client:
-        result = await client.complete_batch(REVIEWS)
+    result = await complete_against(handler, recording_sleep)
     assert not result.usage_reported
     assert result.tokens_in > 100 and result.tokens_out == -(-len(content) // 4)
     assert result.cost_micro_usd == result.tokens_in  # 1 USD per 1M tokens = 1 micro-USD each
@@ -248,11 +260,9 @@ async def test_missing_usage_falls_back_to_the_chars_per_token_estimate(recordin
 
 
 async def test_non_chat_envelope_is_malformed_output(recording_sleep) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="<html>proxy login</html>")
+    def handler(request: web.Request) -> web.Response:
+        return web.Response(text="<html>proxy login</html>", content_type="text/html")
 
-    http_client, client = mock_client(handler, recording_sleep)
-    async with http_client:
-        with pytest.raises(LLMMalformedOutputError, match="envelope") as info:
-            await client.complete_batch(REVIEWS)
+    with pytest.raises(LLMMalformedOutputError, match="envelope") as info:
+        await complete_against(handler, recording_sleep)
     assert info.value.failed_refs == ("r1", "r2")
