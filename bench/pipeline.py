@@ -11,6 +11,7 @@ changed between phases through its ``/_sim/config`` endpoint):
 
 a0   throughput, LLM 0 ms: N reviews pre-produced, then the worker starts and catches up.
 a200 throughput, LLM 200 ms: N reviews produced as fast as possible while it runs.
+a8s  the same with the LLM at 8 s (issue 10's slow LLM); only with ``--phases ...,a8s``.
 b    latency at a steady 1,000 reviews/s, LLM 50 ms.
 c    tokens per review, from every ``reviews.enriched`` record of a0, a200 and b (and b alone).
 x2   scale-out: a0 and a200 again with ``--scale-workers`` workers (default 2); ratio to 1.
@@ -158,6 +159,8 @@ class Bench:
             self.phase_a0(stack)
             if "a200" in args.phases:
                 self.phase_a200(stack)
+            if "a8s" in args.phases:  # not in the default run: it takes about 90 s
+                self.phase_slow_llm(stack, n=args.events_8s, latency_ms=8_000, phase="a8s")
             if "b" in args.phases:
                 self.phase_b(stack)
             self.phase_c(stack)
@@ -299,9 +302,12 @@ class Bench:
               f"{us_per_event:,.0f} us (target <= {TARGET_US_PER_EVENT} us)")
 
     def phase_a200(self, stack: Stack, *, phase: str = "a200") -> None:
-        n = self.args.events_200ms
+        self.phase_slow_llm(stack, n=self.args.events_200ms, latency_ms=200, phase=phase)
+
+    def phase_slow_llm(self, stack: Stack, *, n: int, latency_ms: int, phase: str) -> None:
+        """Enrichment throughput with the LLM at ``latency_ms``, as a share of its ceiling."""
         assert stack.llm
-        sim_latency(stack.llm, 200)
+        sim_latency(stack.llm, latency_ms)
         base = self.enriched()
         thread = in_thread(self.producer.produce, n)
         meter = self.cpu_meter(stack)
@@ -311,11 +317,12 @@ class Bench:
         self.print_cpu(meter, phase)
         rate = progress.rate_between(0.1, 0.9)
         workers = len(self.workers)
-        ceiling = workers * self.args.llm_concurrency * self.args.llm_batch_size / 0.2
+        latency_s = latency_ms / 1000
+        ceiling = workers * self.args.llm_concurrency * self.args.llm_batch_size / latency_s
         self.results[phase] = {"events": n, "workers": workers, "steady_ev_s": rate,
                                "ceiling_ev_s": ceiling, "share": rate / ceiling}
         print(f"{phase}: {rate:,.0f} ev/s steady; ceiling workers x concurrency x batch / latency = "
-              f"{workers} x {self.args.llm_concurrency} x {self.args.llm_batch_size} / 0.2 s = "
+              f"{workers} x {self.args.llm_concurrency} x {self.args.llm_batch_size} / {latency_s:g} s = "
               f"{ceiling:,.0f} ev/s -> {rate / ceiling:.0%}")
 
     # --- b: latency --------------------------------------------------------------------------
@@ -527,6 +534,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events-0ms", type=int, default=40_000, help="reviews in phase a0")
     parser.add_argument("--events-200ms", type=int, default=6_000, help="reviews in phase a200")
+    parser.add_argument("--events-8s", type=int, default=800,
+                        help="reviews in phase a8s (LLM at 8 s, issue 10; only when asked for)")
     parser.add_argument("--steady-rate", type=float, default=1_000.0, help="reviews/s in phase b")
     parser.add_argument("--steady-s", type=float, default=30.0, help="duration of phase b")
     parser.add_argument("--events-batch1", type=int, default=1_000,
