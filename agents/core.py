@@ -300,7 +300,7 @@ class StageCore:
             pane = state.pane(restaurant_id, start)
             if pane.seen(offset):
                 # Its enrichment is owed: resumed here, unless this worker has it under way
-                # already (the record was fetched again, streams.faust_internals point 5).
+                # already (a seek back over offsets it handled brings the record again).
                 if item.kind == REVIEW and pane.owes(event_id) and not self._owed.get(event_id):
                     jobs.append(Job(ev, partition, item, start, was_late))
                 return

@@ -18,7 +18,7 @@ from schema_registry.errors import RegistryHTTPError, SerdeError
 from streams import metrics
 from streams.app import app, runtime
 from streams.codecs import plain_record, to_ms
-from streams.faust_internals import without_superseded
+from streams.faust_internals import handled_batches
 from streams.logs import event as log_event
 from streams.protocol import H_TRACE, ORDER, REVIEW, Item, Origin, write_item
 from streams.validation import Bounds, Invalid, validate_order, validate_review
@@ -115,9 +115,7 @@ async def _decode_stage(stream: Any, *, kind: str) -> None:
     is retried whole, never acked and never turned into dead letters (decode is idempotent:
     a second copy on the by-restaurant topic is a counted duplicate there)."""
     await runtime.ready()
-    async for taken in stream.noack_take(settings.take_max_events, within=settings.take_within_s):
-        if not (events := await without_superseded(stream, taken)):
-            continue
+    async for events in handled_batches(stream, settings.take_max_events, within_s=settings.take_within_s):
         while True:
             try:
                 dead = await forward(events, kind=kind)

@@ -11,7 +11,7 @@ from typing import Any
 
 from agents.ticks import record_progress
 from streams.app import app, runtime
-from streams.faust_internals import without_superseded
+from streams.faust_internals import handled_batches
 from streams.logs import event as log_event
 
 settings = app.settings
@@ -26,7 +26,6 @@ async def restaurant_stage(stream: Any) -> None:
     client = runtime.llm.client
     log_event("llm_client", endpoint=f"{client.base_url}/chat/completions", model=client.model,
               batch_size=settings.llm_batch_size, concurrency=settings.llm_concurrency)
-    async for taken in stream.noack_take(settings.take_max_events, within=settings.take_within_s):
-        if events := await without_superseded(stream, taken):
-            await core.process(events)
-            record_progress(events)
+    async for events in handled_batches(stream, settings.take_max_events, within_s=settings.take_within_s):
+        await core.process(events)
+        record_progress(events)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
+import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +22,7 @@ import httpx
 
 from agents.llm.client import LLMClient
 from agents.llm.labels import ReviewInput
+from bench.measure import cpu_seconds
 from streams.dev.stack import start_llm_sim
 
 IN_FLIGHT = 8
@@ -29,18 +30,13 @@ REVIEWS = [ReviewInput(f"r{i}", f"Pedido {i}: a comida chegou fria e atrasada, e
                        1 + i % 5) for i in range(10)]
 
 
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def cpu_per_call_us(call: Callable[[], Awaitable[object]], n: int) -> float:
     for _ in range(20):  # connections open, code paths warm
         await call()
-    started = cpu_s()
+    started = cpu_seconds(os.getpid())
     for _ in range(n // IN_FLIGHT):
         await asyncio.gather(*(call() for _ in range(IN_FLIGHT)))
-    return (cpu_s() - started) / (n // IN_FLIGHT * IN_FLIGHT) * 1e6
+    return (cpu_seconds(os.getpid()) - started) / (n // IN_FLIGHT * IN_FLIGHT) * 1e6
 
 
 async def measure(base_url: str, n: int) -> dict[str, float]:

@@ -6,9 +6,9 @@ limited in concurrency. HTTP errors and statuses are translated here, once, into
 ``agents.llm.errors`` tree.
 
 The transport is aiohttp (Faust's own HTTP library), not httpx: measured against the
-simulator, one 10-review request costs 370 µs of CPU with aiohttp and 1,440-1,540 µs with
-httpx (anyio cancel scopes, sniffio, per-request extra-info lookups). At batch 10 that is
-about 110 µs per review of the worker's a0 budget (issue 13).
+simulator (``python -m bench.http_client``), one 10-review request costs 328 µs of CPU with
+aiohttp and 1,732 µs with httpx (anyio cancel scopes, sniffio, per-request extra-info
+lookups). At batch 10 that is about 140 µs per review of the worker's a0 budget (issue 13).
 
 The API key is a ``SecretStr``; its value is read only where the Authorization header is
 built and appears in no log, repr or error.
@@ -190,9 +190,8 @@ class LLMClient:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = aiohttp.ClientSession(
+            self._http = aiohttp.ClientSession(  # _post's asyncio.timeout bounds each request
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             )
         return self._http
 
