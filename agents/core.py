@@ -24,9 +24,10 @@ pane that later hopping windows use, but never changes an aggregate already sent
 Replays after a crash: a pane records the highest input offset folded into it and which
 of its reviews still owe their enrichment (``PaneAggregate.pending``). A replayed event
 already folded is not folded again; a review whose enrichment has not joined is enriched
-again. A copy of an ``event_id`` at another offset is a duplicate (the dedupe table, one
-write per event). A review coming back from ``reviews.retry`` is never folded: it only
-joins the pane it was folded into, and only if that pane still owes it.
+again. A copy of an ``event_id`` at another offset is a duplicate (the dedupe table: one
+mark per event, a batch's marks written together). A review coming back from
+``reviews.retry`` is never folded: it only joins the pane it was folded into, and only if
+that pane still owes it.
 
 Both paths change state under one lock: a batch and a join never interleave their
 read-modify-write of a pane, and a join never writes a batch's state before the batch's
@@ -255,8 +256,8 @@ class StageCore:
         # would count a copy decode re-forwards (at a new offset) a second time.
         marked = False
         for batch in batches.values():
-            for event_id, mark in batch.marks.items():
-                batch.tables.dedupe[event_id] = mark
+            if batch.marks:  # in the worker, one changelog record (streams.faust_internals point 6)
+                batch.tables.dedupe.update(batch.marks)
                 marked = True
         if marked:
             await self.ports.flush_producer()

@@ -55,12 +55,20 @@ partition being revoked.
    missed (and the fetch loop told not to drop it, :class:`_ReadOffsets`). What is fetched
    twice is deduplicated downstream. Offsets that hold no record (compaction, transaction
    markers) are found by the same fetch: it starts past them.
+
+6. A Faust table sends one changelog record per key written. The dedupe table gets a key
+   per event, so its changelog alone was one record per input record (in a0's profile, 5.6%
+   of the worker's CPU went to writing marks). :class:`BoundMarks` writes a batch's marks
+   to the local store one by one and to the changelog as *one* record;
+   :class:`MarksTable` expands that record again wherever a changelog is applied
+   (recovery, standby replicas).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -72,6 +80,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust import streams as faust_streams
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+from streams.protocol import is_marks_key, marks_key
 
 FETCH_HIGHWATER_TIMEOUT_S = 10.0
 logger = logging.getLogger(__name__)
@@ -323,9 +333,10 @@ def committed_offset(app: Any, tp: TP) -> int | None:
 # --- the app ------------------------------------------------------------------------------
 # Faust's changelog buffer (table writes go through ``send_soon``) holds 100 records
 # before its conductor stops delivering messages until it drained back to 100. The
-# restaurant stage writes a batch's tables at once: >= 1 dedupe record per event, so
-# 1,000+ records per 1,000-event batch, and the stop hit every batch ("producer buffer
-# full" warnings, bench/README.md). Two full batches of writes fit under this bound.
+# restaurant stage writes a batch's tables at once: before point 6, >= 1 dedupe record per
+# event, so 1,000+ records per 1,000-event batch, and the stop hit every batch ("producer
+# buffer full" warnings, bench/README.md); a pane record per pane touched still can be
+# one per event. Two full batches of writes fit under this bound.
 PRODUCER_BUFFER_MAX_MESSAGES = 5_000
 
 
@@ -443,3 +454,73 @@ class BoundTable(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._table)
+
+
+# --- the dedupe table: one changelog record per batch of marks (point 6) -------------------
+class _Message(NamedTuple):
+    """The fields of a changelog message that Faust's stores read when they apply it."""
+
+    tp: TP
+    offset: int
+    partition: int
+    key: bytes
+    value: bytes
+
+
+class _Change(NamedTuple):
+    """One key of an expanded marks record, shaped like the changelog event a store applies
+    (the RocksDB store reads ``message``'s raw bytes, the memory store ``key`` and ``value``)."""
+
+    key: str
+    value: Any
+    message: _Message
+
+
+def expand_marks(events: Iterable[Any], *, encode_key: Callable[[Any], bytes],
+                 encode_value: Callable[[Any], bytes]) -> Iterator[Any]:
+    """Changelog events with every marks record replaced by one change per mark it holds.
+
+    Each change keeps the record's partition and offset, so the store's persisted offset
+    moves as it would have. Other records (and per-key marks written before point 6) pass.
+    """
+    for event in events:
+        value = event.value
+        if not (is_marks_key(event.key) and isinstance(value, dict)):
+            yield event
+            continue
+        message = event.message
+        for event_id, mark in value.items():
+            yield _Change(event_id, mark, _Message(message.tp, message.offset, message.partition,
+                                                   encode_key(event_id), encode_value(mark)))
+
+
+class MarksTable(faust.Table):
+    """The dedupe table: applies marks records (:class:`BoundMarks`) key by key."""
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        store = self.data
+        super().apply_changelog_batch(expand_marks(
+            batch, encode_key=store._encode_key, encode_value=store._encode_value))
+
+
+class BoundMarks(BoundTable):
+    """The dedupe table seen from one partition, written a batch at a time (point 6).
+
+    ``update`` puts every mark in the local store, without a changelog record each, and
+    sends them all in one changelog record; reads are those of any bound table.
+    """
+
+    def update(self, marks: Any = (), /, **more: Any) -> None:
+        marks = dict(marks, **more)
+        if not marks:
+            return
+        table, message = self._table, self._event.message
+        token = _CURRENT_EVENT.set(self._ref)
+        try:
+            store = table.data
+            for event_id, mark in marks.items():
+                store[event_id] = mark
+            key = marks_key(message.partition, min(marks.values()), uuid.uuid4().hex[:12])
+            table.send_changelog(message.partition, key, marks)
+        finally:
+            _CURRENT_EVENT.reset(token)

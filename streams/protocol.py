@@ -276,6 +276,22 @@ def dedupe_mark(offset: int) -> int:
     return offset
 
 
+# A batch's dedupe marks travel in one changelog record under a key of their own
+# (streams.faust_internals.MarksTable); the key never reaches the table, so it cannot
+# shadow an event id (event ids are printable, but nothing forbids one to start with "~").
+MARKS_PREFIX = "~marks:"
+
+
+def marks_key(partition: int, first_offset: int, nonce: str) -> str:
+    """dedupe changelog: the record holding one batch's marks. Unique (``nonce``), so
+    compaction never folds two batches' marks into one; retention expires it."""
+    return f"{MARKS_PREFIX}{partition}:{first_offset}:{nonce}"
+
+
+def is_marks_key(key: Any) -> bool:
+    return isinstance(key, str) and key.startswith(MARKS_PREFIX)
+
+
 def read_dedupe_mark(value: Any) -> int | None:
     """The first offset, or None for no mark. ``[offset, joined]`` is the older form of a
     review's mark (whether its enrichment joined now lives in its pane)."""

@@ -51,7 +51,7 @@ class Runtime:
         from agents.core import OutputTopics, Ports, StageCore
         from agents.enrich import LLMServices
         from agents.outbox import Outbox, kafka_scanner
-        from streams.faust_internals import BoundTable
+        from streams.faust_internals import BoundMarks, BoundTable
         from tables.state import PartitionTables
         from tables.webdata import recent
 
@@ -76,8 +76,9 @@ class Runtime:
                                              headers=headers, force=True)
 
         def tables_for(partition: int, event: Any) -> PartitionTables:
-            return PartitionTables(**{name: BoundTable(getattr(tables, name), event)
-                                      for name in ("dedupe", "panes", "closures", "daily_cost", "latest")})
+            return PartitionTables(dedupe=BoundMarks(tables.dedupe, event),
+                                   **{name: BoundTable(getattr(tables, name), event)
+                                      for name in ("panes", "closures", "daily_cost", "latest")})
 
         async def not_attached(event: Any) -> None:
             raise RuntimeError("the restaurant agent has not attached its stream's ack yet")

@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from streams.faust_internals import MarksTable
 from streams.settings import Settings
 
 # Table names are data: renaming one drops its state (a new changelog topic).
@@ -25,7 +26,7 @@ LATEST = "latest-aggregates"
 
 @dataclass(frozen=True)
 class Tables:
-    dedupe: faust.Table  # event_id -> by-restaurant offset where it was first seen
+    dedupe: faust.Table  # event_id -> by-restaurant offset where it was first seen (MarksTable)
     panes: faust.Table  # "restaurant|pane_start_ms" -> PaneAggregate.to_json()
     closures: faust.Table  # "r:<restaurant>" -> {"t": end, "h": end, "panes": [...]}; "~p<n>" index
     daily_cost: faust.Table  # "restaurant|day_start_ms" -> {"spent": micro_usd, "alerted": bool}
@@ -39,11 +40,17 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
             name, default=None, key_type=str, partitions=settings.topic_partitions, **extra,
         )
 
+    def marks_table(name: str, **extra: Any) -> faust.Table:  # what app.Table does, our class
+        return app.tables.add(MarksTable(
+            app, name=name, default=None, key_type=str, partitions=settings.topic_partitions,
+            beacon=app.tables.beacon, **extra))
+
     ttl_ms = settings.dedupe_ttl_s * 1000
     return Tables(
         # RocksDB's TTL expires local entries; compact+delete with retention bounds the
         # changelog, so a week of event ids never grows without limit.
-        dedupe=table(DEDUPE, options={"ttl": settings.dedupe_ttl_s},
+        # One changelog record per batch of marks (streams.faust_internals point 6).
+        dedupe=marks_table(DEDUPE, options={"ttl": settings.dedupe_ttl_s},
                      extra_topic_configs={"cleanup.policy": "compact,delete",
                                           "retention.ms": str(ttl_ms)}),
         panes=table(PANES),

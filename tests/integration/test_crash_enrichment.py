@@ -27,6 +27,7 @@ from test_pipeline_support import DLQ, ENRICHED, Outputs
 from streams.dev.reader import TopicReader
 from streams.dev.sample import SampleStats, produce_sample
 from streams.dev.stack import Stack
+from tests.integration.conftest import Producer
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -105,3 +106,33 @@ def test_kill_9_mid_stream_loses_no_review(data: str, crash_stack: Stack, tmp_pa
     # Repeats can only come from the batch in flight at the kill (see the module docstring):
     # its outputs were acknowledged, its dedupe marks and panes not yet written.
     assert sum(extra.values()) <= BATCH, extra
+
+
+def test_copies_after_a_restart_from_the_changelogs_alone_are_duplicates(
+        crash_stack: Stack, tmp_path: Path, review_factory) -> None:
+    """A batch's dedupe marks are one changelog record (streams/faust_internals.py, point 6):
+    a worker that rebuilt its tables from the changelogs alone still knows every event id
+    it folded, so a copy at a new offset is a duplicate, not a second review."""
+    worker = crash_stack.add_worker(data_dir=tmp_path / "first", extra_env=WORKER_ENV, name="marks-worker")
+    producer = Producer(crash_stack)
+    outputs = Outputs(crash_stack, topics=(ENRICHED,))
+    try:
+        originals = [review_factory() for _ in range(40)]
+        for review in originals:
+            producer.send_review(review)
+        outputs.wait_enriched([r["event_id"] for r in originals])  # folded and marked before that
+        worker.stop(kill=True)  # nothing committed since: decode forwards them all again too
+
+        crash_stack.add_worker(data_dir=tmp_path / "fresh", extra_env=WORKER_ENV, name="marks-worker-fresh")
+        later = []
+        for review in originals:
+            producer.send_review(review)  # the same key: the same input partition, a new offset
+            later.append(review_factory(restaurant_id=review["entity"]["restaurant_id"]))
+            producer.send_review(later[-1], key=review["event_id"].encode())  # read after the copy
+        outputs.wait_enriched([r["event_id"] for r in later], timeout_s=60)
+        copies = Counter(r.value["event_id"] for r in outputs.enriched([r["event_id"] for r in originals]))
+    finally:
+        outputs.close()
+        producer.close()
+
+    assert copies == Counter({r["event_id"]: 1 for r in originals})
