@@ -24,6 +24,7 @@ from streams.protocol import H_TRACE, ORDER, REVIEW, Item, Origin, write_item
 from streams.validation import Bounds, Invalid, validate_order, validate_review
 
 settings = app.settings
+BY_RESTAURANT = app.topics_.by_restaurant.get_topic_name()
 
 # Prometheus ``.labels()`` costs microseconds per call (a lock and a dict lookup of a
 # tuple); per event that adds up, so each topic's child counter is looked up once.
@@ -102,8 +103,8 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
             count_outcome(message.topic, "dead_lettered")
             dead += 1
             continue
-        pending.append(await app.topics_.by_restaurant.send(
-            key=restaurant_id.encode(), value=value, headers=[(H_TRACE, trace_id.encode())], force=True))
+        pending.append(await runtime.send(BY_RESTAURANT, key=restaurant_id.encode(), value=value,
+                                          headers=[(H_TRACE, trace_id.encode())]))
         log_event("decoded", level=10, kind=kind, restaurant=restaurant_id, trace_id=trace_id)
     await asyncio.gather(*pending)
     record_progress(events)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -42,6 +42,7 @@ class Runtime:
     llm: LLMServices
     core: StageCore
     http: httpx.AsyncClient
+    send: Callable[..., Awaitable[Any]]  # (topic, *, key, value, partition=None, headers=None)
 
     def __init__(self, app: ReviewPulseApp) -> None:
         self.app = app
@@ -67,13 +68,16 @@ class Runtime:
         self.dead_letters = DeadLetters(topic=topics.dlq, codecs=self.codecs)
         self.llm = LLMServices.from_settings(settings)
         self.http = httpx.AsyncClient(timeout=ROUTING_TIMEOUT_S)
-        by_name = {t.get_topic_name(): t for t in (topics.enriched, topics.critical_alert,
-                                                  topics.aggregates, topics.restaurant_alerts, topics.retry)}
+        producer = app.producer
 
         async def send(topic: str, *, key: bytes, value: bytes, partition: int | None = None,
                        headers: list[tuple[str, bytes]] | None = None) -> Any:
-            return await by_name[topic].send(key=key, value=value, partition=partition,
-                                             headers=headers, force=True)
+            # Our records are bytes already: straight to Faust's producer (the same aiokafka
+            # producer, partitioner and flush), without Topic.send's FutureMessage, channel
+            # and callbacks per record. Resolves to the record's metadata once acknowledged.
+            return await producer.send(topic, key, value, partition, None, headers)
+
+        self.send = send
 
         def tables_for(partition: int, event: Any) -> PartitionTables:
             return PartitionTables(dedupe=BoundMarks(tables.dedupe, event),
