@@ -18,6 +18,8 @@ from agents.ticks import record_progress
 from streams.app import app, runtime
 from streams.protocol import Origin, ProtocolError, read_item
 
+BY_RESTAURANT = app.topics_.by_restaurant.get_topic_name()
+
 
 def longest_delay_s() -> float:
     settings = app.settings
@@ -39,7 +41,6 @@ async def retry_stage(stream: Any) -> None:
         wait_s = min(item.not_before_ms / 1000 - time.time(), longest_delay_s())
         if wait_s > 0:
             await asyncio.sleep(wait_s)
-        sent = await app.topics_.by_restaurant.send(
-            key=message.key, value=message.value, headers=list(message.headers or ()), force=True)
-        await sent
+        await (await runtime.send(BY_RESTAURANT, key=message.key, value=message.value,
+                                  headers=list(message.headers or ())))
         record_progress([event])

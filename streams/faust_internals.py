@@ -510,8 +510,7 @@ class BoundMarks(BoundTable):
     sends them all in one changelog record; reads are those of any bound table.
     """
 
-    def update(self, marks: Any = (), /, **more: Any) -> None:
-        marks = dict(marks, **more)
+    def update(self, marks: Mapping[str, int], /) -> None:  # type: ignore[override]
         if not marks:
             return
         table, message = self._table, self._event.message
