@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from streams.errors import ReviewPulseError
 
@@ -132,13 +133,13 @@ def write_item(item: Item) -> bytes:
     if item.kind == RETRY:
         payload.update(a=item.attempt, nb=item.not_before_ms, p=item.pane_start_ms, late=item.late,
                        ff=item.first_failure_ms)
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return orjson.dumps(payload)
 
 
 def read_item(data: bytes | None) -> Item:
     """The item a by-restaurant or retry record carries; ProtocolError when it is not one."""
     try:
-        payload = json.loads(data) if data else None
+        payload = orjson.loads(data) if data else None
         kind = payload["k"]
         record = payload["r"]
         topic, partition, offset, *stamp = payload["o"]
@@ -210,8 +211,8 @@ class Tick:
 
 
 def write_tick(tick: Tick) -> bytes:
-    return json.dumps({"k": TICK, "s": tick.sender, "at": tick.sent_at_ms, "p": tick.marks,
-                       "n": tick.partitions}, separators=(",", ":")).encode()
+    return orjson.dumps({"k": TICK, "s": tick.sender, "at": tick.sent_at_ms, "p": tick.marks,
+                         "n": tick.partitions})
 
 
 def kind_of(data: bytes | None) -> str | None:
@@ -225,7 +226,7 @@ def kind_of(data: bytes | None) -> str | None:
 
 def read_tick(data: bytes | None) -> Tick:
     try:
-        payload = json.loads(data) if data else None
+        payload = orjson.loads(data) if data else None
         if payload["k"] != TICK:
             raise ProtocolError("not a tick")
         marks = payload["p"]

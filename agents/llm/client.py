@@ -22,7 +22,6 @@ An observer that raises is logged and ignored: metrics never fail an enrichment.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 from pydantic import SecretStr
 
 from agents.llm.breaker import CircuitBreaker
@@ -111,7 +111,7 @@ class Answer:
 
     def json(self) -> Any:
         """The body as JSON; raises ValueError when it is not (bad UTF-8 included)."""
-        return json.loads(self.content)
+        return orjson.loads(self.content)
 
 
 def _error_code(response: Answer) -> str:
@@ -297,7 +297,8 @@ class LLMClient:
         url = f"{self.base_url}/chat/completions"
         try:
             async with asyncio.timeout(self.timeout_s):
-                async with self._session().post(url, json=body, headers=self._headers()) as response:
+                data = orjson.dumps(body)  # compact UTF-8: smaller and ~10x cheaper than json.dumps
+                async with self._session().post(url, data=data, headers=self._headers()) as response:
                     return Answer(response.status, response.headers, await response.read())
         except TimeoutError as exc:  # aiohttp's own timeouts are TimeoutErrors too
             raise LLMTimeoutError(f"LLM request exceeded {self.timeout_s:g} s") from exc
