@@ -388,7 +388,9 @@ class Bench:
             reader.close()
         statuses = Counter(r.value["status"] for r in records)
         event_ids = {r.value["event_id"] for r in records}
-        produced = self.created()
+        # What this bench produced, not a count of reviews.created: a first read of a large
+        # topic stops at the first empty 20 ms poll (seen: 4,238 of 46,000 records).
+        produced = self.producer.next_id
         tokens = token_stats(records)
         self.results["c"] = {"records": len(records), "distinct": len(event_ids), "produced": produced,
                              "statuses": dict(statuses), **tokens}
