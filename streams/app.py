@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> ReviewPulseApp:
         producer_linger=settings.producer_linger_ms / 1000.0,
         consumer_auto_offset_reset="earliest",
         stream_publish_on_commit=False,
-        table_standby_replicas=1,
+        table_standby_replicas=settings.table_standby_replicas,
         web_enabled=True,
         web_tables_enabled=False,  # Faust's /table/... would serve raw state without our auth
         web_bind=settings.web_host,

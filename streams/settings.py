@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     dedupe_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication.")
     take_max_events: int = Field(1_000, ge=1, description="Most events one agent batch holds (stream.take).")
     take_within_s: float = Field(0.05, gt=0, description="Longest an agent waits to fill a batch.")
+    table_standby_replicas: int = Field(1, ge=0, le=8, description="Standby copies of each table partition kept warm on other workers (faster failover); each one costs its worker the CPU of applying every changelog record of the partition.")
 
     # --- Windows -----------------------------------------------------------------------------
     window_size_s: int = Field(60, ge=1, description="Tumbling window size.")

@@ -106,3 +106,14 @@ def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(Exception, match="frozen"):
         settings.web_port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("replicas", ["0", "2"])
+def test_table_standby_replicas_reach_faust(monkeypatch: pytest.MonkeyPatch, replicas: str) -> None:
+    """Standbys cost a worker every changelog record of the partitions it backs up and buy a
+    faster failover: the operator's choice, not a constant of the code."""
+    from streams.app import create_app
+
+    assert load_settings().table_standby_replicas == 1  # Faust's default: a warm copy for failover
+    monkeypatch.setenv("REVIEWPULSE_TABLE_STANDBY_REPLICAS", replicas)
+    assert create_app(load_settings()).conf.table_standby_replicas == int(replicas)
