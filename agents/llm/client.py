@@ -242,11 +242,12 @@ class LLMClient:
         if not reviews:
             return BatchResult({}, 0, 0, 0, 0.0, self.model, self.prompt_version, attempts=0)
         body = self.request_body(reviews)
+        data = orjson.dumps(body)  # once per call, not per attempt; several times cheaper than json.dumps
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(body, refs=refs, attempt=attempt)
+                return await self._attempt(body, data, refs=refs, attempt=attempt)
             except LLMError as exc:
                 retry_after_s = exc.retry_after_s if isinstance(exc, LLMRateLimitedError) else None
                 give_up = (
@@ -267,12 +268,13 @@ class LLMClient:
                 )
                 await self._sleep(delay_s)
 
-    async def _attempt(self, body: dict[str, Any], *, refs: list[str], attempt: int) -> BatchResult:
+    async def _attempt(self, body: dict[str, Any], data: bytes, *, refs: list[str],
+                       attempt: int) -> BatchResult:
         async with self._semaphore:
             started = time.perf_counter()
             try:
                 with self.breaker.guard():
-                    response = await self._post(body)
+                    response = await self._post(data)
                     latency_ms = (time.perf_counter() - started) * 1000.0
                     self._raise_for_status(response)
                     result = self._read_answer(
@@ -293,11 +295,10 @@ class LLMClient:
         except Exception:  # an observer is for metrics: it must never fail a call
             log.exception("LLM client observer failed (outcome=%s)", outcome)
 
-    async def _post(self, body: dict[str, Any]) -> Answer:
+    async def _post(self, data: bytes) -> Answer:
         url = f"{self.base_url}/chat/completions"
         try:
             async with asyncio.timeout(self.timeout_s):
-                data = orjson.dumps(body)  # compact UTF-8, several times cheaper than json.dumps
                 async with self._session().post(url, data=data, headers=self._headers()) as response:
                     return Answer(response.status, response.headers, await response.read())
         except TimeoutError as exc:  # aiohttp's own timeouts are TimeoutErrors too
