@@ -83,6 +83,10 @@ JOIN_IDLE_S = 0.2  # longest an answered review waits for its join when no batch
 Send = Callable[..., Awaitable[Awaitable[Any]]]  # (topic, *, key, value, partition, headers)
 
 
+async def _nothing_to_publish(written: Sequence[PartitionTables]) -> None:
+    return None
+
+
 @dataclass
 class Ports:
     """What the core needs from the world; the worker wires Faust, tests wire fakes."""
@@ -93,6 +97,9 @@ class Ports:
     encode: Callable[[str, dict[str, Any]], bytes]
     ack: Callable[[Any], Awaitable[Any]]  # the event's offset may be committed now
     flush_producer: Callable[[], Awaitable[None]]
+    # Sends the changelog records of the tables a batch wrote (the worker's tables hold them
+    # until then: streams.faust_internals point 7); dicts have none.
+    publish_tables: Callable[[Sequence[PartitionTables]], Awaitable[None]] = _nothing_to_publish
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
     # What the web view remembers of recent activity (a critical review, an alert as sent).
     remember_critical: Callable[[dict[str, Any]], None] = lambda record: None
@@ -223,10 +230,21 @@ class StageCore:
         self._submit(jobs)
 
     async def _batch(self, groups: dict[int, list[Any]], jobs: list[Job]) -> list[Job]:
-        """One batch under the lock: read, join, close, send, then write the state."""
+        """One batch under the lock: read, join, close, send, then write the state.
+
+        What it wrote to the tables is published even when it fails half-way, so the
+        changelogs never fall behind the local stores (Faust sent each write as it happened).
+        """
+        batches: dict[int, _Batch] = {}
+        try:
+            return await self._run_batch(groups, jobs, batches)
+        finally:
+            await self.ports.publish_tables([batch.tables for batch in batches.values()])
+
+    async def _run_batch(self, groups: dict[int, list[Any]], jobs: list[Job],
+                         batches: dict[int, _Batch]) -> list[Job]:
         now_ms = self.ports.clock_ms()
         pending: list[Awaitable[Any]] = []
-        batches: dict[int, _Batch] = {}
         closed = Closed()
         for partition, evs in groups.items():
             tables = self.ports.tables_for(partition, evs[-1])

@@ -52,7 +52,7 @@ class Runtime:
         from agents.core import OutputTopics, Ports, StageCore
         from agents.enrich import LLMServices
         from agents.outbox import Outbox, kafka_scanner
-        from streams.faust_internals import BoundMarks, BoundTable
+        from streams.faust_internals import BatchedTable, BoundMarks, BoundTable
         from tables.state import PartitionTables
         from tables.webdata import recent
 
@@ -80,9 +80,18 @@ class Runtime:
         self.send = send
 
         def tables_for(partition: int, event: Any) -> PartitionTables:
+            # The global table of latest aggregates keeps Faust's own write path (a few
+            # writes per closed window); the stage's busy tables send their changelog
+            # records once per batch (streams.faust_internals point 7).
             return PartitionTables(dedupe=BoundMarks(tables.dedupe, event),
-                                   **{name: BoundTable(getattr(tables, name), event)
-                                      for name in ("panes", "closures", "daily_cost", "latest")})
+                                   latest=BoundTable(tables.latest, event),
+                                   **{name: BatchedTable(getattr(tables, name), event)
+                                      for name in ("panes", "closures", "daily_cost")})
+
+        async def publish_tables(written: Sequence[PartitionTables]) -> None:
+            for partition_tables in written:
+                for table in (partition_tables.panes, partition_tables.closures, partition_tables.daily_cost):
+                    await table.publish(send)
 
         async def not_attached(event: Any) -> None:
             raise RuntimeError("the restaurant agent has not attached its stream's ack yet")
@@ -92,6 +101,7 @@ class Runtime:
         self.core = StageCore(
             ports=Ports(tables_for=tables_for, send=send, dead_letter=self.dead_letters.send,
                         encode=self.codecs.encode, ack=not_attached, flush_producer=app.producer.flush,
+                        publish_tables=publish_tables,
                         remember_critical=recent.remember_critical, remember_alert=recent.remember_alert),
             topics=OutputTopics(enriched=topics.enriched.get_topic_name(),
                                 critical_alert=topics.critical_alert.get_topic_name(),

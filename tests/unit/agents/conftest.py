@@ -202,6 +202,8 @@ class World:
         self.dead_letters: list[tuple[Origin, dict[str, Any]]] = []
         self.acked: list[FakeEvent] = []
         self.flushes = 0
+        self.flush_error: Exception | None = None  # set to make the next flushes fail
+        self.published: list[list[PartitionTables]] = []  # the tables of each batch, as published
         self._offsets: dict[tuple[str, int], int] = defaultdict(int)
         self._changed = asyncio.Event()
 
@@ -259,6 +261,11 @@ class World:
 
     async def flush_producer(self) -> None:
         self.flushes += 1
+        if self.flush_error is not None:
+            raise self.flush_error
+
+    async def publish_tables(self, written: list[PartitionTables]) -> None:
+        self.published.append(list(written))
 
     def tables_for(self, partition: int, event: Any) -> PartitionTables:
         if partition not in self.tables:
@@ -268,7 +275,7 @@ class World:
     def ports(self) -> Ports:
         return Ports(tables_for=self.tables_for, send=self.send, dead_letter=self.dead_letter,
                      encode=self.encode, ack=self.ack, flush_producer=self.flush_producer,
-                     clock_ms=self.clock)
+                     publish_tables=self.publish_tables, clock_ms=self.clock)
 
     # --- reading what happened ----------------------------------------------------------------
     def is_acked(self, event: FakeEvent) -> bool:

@@ -30,6 +30,24 @@ def hopping_id(start_ms: int, restaurant: str = "rest-1") -> str:
     return f"{restaurant}:HOPPING:{start_ms}"
 
 
+# --- the changelogs ----------------------------------------------------------------------------
+async def test_a_batch_publishes_the_tables_it_wrote_also_when_it_fails_half_way(
+        world, feed, make_stage) -> None:
+    """The worker's tables send their changelog records when the batch publishes them
+    (streams.faust_internals point 7): a batch that raised after writing its local stores
+    must still send them, or a recovery elsewhere would miss what this worker reads."""
+    core = make_stage()
+    await core.process([feed.review("e1")])
+    assert [[tables is world.tables[0] for tables in batch] for batch in world.published] == [[True]]
+
+    world.flush_error = ConnectionError("broker gone")  # the marks' flush, after the reads
+    with pytest.raises(ConnectionError):
+        await core.process([feed.review("e2")])
+
+    assert len(world.published) == 2
+    assert [tables is world.tables[0] for tables in world.published[1]] == [True]
+
+
 # --- dedupe -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("same_batch", [False, True], ids=["next_batch", "same_batch"])
 async def test_same_event_id_at_a_second_offset_is_counted_duplicate_acked_and_not_folded(
