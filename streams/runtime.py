@@ -10,6 +10,7 @@ encodes before the output schemas are registered. Stopping closes every client.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,13 @@ if TYPE_CHECKING:
     from agents.enrich import LLMServices
     from agents.llm.outcome import EnrichOutcome
     from streams.faust_internals import ReviewPulseApp
+
+# The garbage collector, tuned for a long-running worker (what Instagram did for its web
+# servers): what exists once the worker is built (modules, Faust's services, the schemas)
+# is frozen out of every collection, and the youngest generation is collected every 20,000
+# net allocations instead of 700. With the defaults a0 ran ~1,700 collections a minute and
+# the oldest generation's took up to 85 ms each, in the stage's path; see README, Benchmarks.
+GC_THRESHOLDS = (20_000, 20, 20)
 
 ROUTING_TIMEOUT_S = 3.0  # a per-restaurant read is a few table gets: 3 s means the owner is stuck
 
@@ -112,6 +120,9 @@ class Runtime:
         app.before_wait_empty = self.core.abandon
         app.on_partitions_assigned.connect(self._on_assigned)
         self.core.start()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         self._ready.set()
 
     async def stop(self) -> None:
