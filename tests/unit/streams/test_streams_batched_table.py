@@ -125,7 +125,11 @@ async def test_the_persisted_offset_moves_once_every_record_of_the_batch_is_ackn
 
 
 keys = st.sampled_from([f"r{i}|{pane}" for i in range(4) for pane in (0, 60_000)])
-operations = st.lists(st.tuples(keys, st.one_of(st.none(), st.integers(0, 99))), max_size=25)
+# Values as the stage writes them: non-empty objects. (Faust's memory store drops a key that
+# one changelog batch deletes and then sets to a falsy value such as 0: its test for "set
+# again" is the value's truth. Not a case of ours; RocksDB applies records in order.)
+values = st.integers(0, 99).map(lambda n: {"reviews": n})
+operations = st.lists(st.tuples(keys, st.one_of(st.none(), values)), max_size=25)
 
 
 @settings(max_examples=60, deadline=None)
