@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 # the oldest generation's took up to 85 ms each, in the stage's path; see README, Benchmarks.
 GC_THRESHOLDS = (20_000, 20, 20)
 
+# The stage's busy tables send their changelog records once per batch (streams.faust_internals
+# point 7); the global table of latest aggregates keeps Faust's own write path (a few writes
+# per closed window) and the dedupe table its one marks record per batch (point 6).
+BATCHED_TABLES = ("panes", "closures", "daily_cost")
+
 ROUTING_TIMEOUT_S = 3.0  # a per-restaurant read is a few table gets: 3 s means the owner is stuck
 
 
@@ -88,18 +93,15 @@ class Runtime:
         self.send = send
 
         def tables_for(partition: int, event: Any) -> PartitionTables:
-            # The global table of latest aggregates keeps Faust's own write path (a few
-            # writes per closed window); the stage's busy tables send their changelog
-            # records once per batch (streams.faust_internals point 7).
             return PartitionTables(dedupe=BoundMarks(tables.dedupe, event),
                                    latest=BoundTable(tables.latest, event),
                                    **{name: BatchedTable(getattr(tables, name), event)
-                                      for name in ("panes", "closures", "daily_cost")})
+                                      for name in BATCHED_TABLES})
 
         async def publish_tables(written: Sequence[PartitionTables]) -> None:
             for partition_tables in written:
-                for table in (partition_tables.panes, partition_tables.closures, partition_tables.daily_cost):
-                    await table.publish(send)
+                for name in BATCHED_TABLES:
+                    await getattr(partition_tables, name).publish(send)
 
         async def not_attached(event: Any) -> None:
             raise RuntimeError("the restaurant agent has not attached its stream's ack yet")
