@@ -165,7 +165,8 @@ class Latencies:
     earlier_write: int = 0  # the first write at or after occurred_at did not hold it yet
 
 
-def _ms(value: object) -> int:
+def epoch_ms(value: object) -> int:
+    """An Avro timestamp-millis as decoded (a datetime, or an int already) in epoch ms."""
     return value if isinstance(value, int) else int(value.timestamp() * 1000)  # type: ignore[attr-defined]
 
 
@@ -205,7 +206,7 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
     counts: dict[tuple[bytes, int], int] = {}
     by_pane: dict[bytes, list[tuple[int, str]]] = {}
     for rec in enriched:
-        occurred_ms = _ms(rec.value["occurred_at"])
+        occurred_ms = epoch_ms(rec.value["occurred_at"])
         pane = occurred_ms - occurred_ms % pane_size_ms
         key = f'"{rec.value["restaurant_id"]}|{pane}"'.encode()
         by_pane.setdefault(key, []).append((occurred_ms, rec.value["event_id"]))
@@ -214,7 +215,7 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
     out = Latencies()
     for rec in enriched:
         value = rec.value
-        occurred_ms, enriched_ms = _ms(value["occurred_at"]), _ms(value["enriched_at"])
+        occurred_ms, enriched_ms = epoch_ms(value["occurred_at"]), epoch_ms(value["enriched_at"])
         out.enriched.append(enriched_ms - occurred_ms)
         pane = occurred_ms - occurred_ms % pane_size_ms
         key = f'"{value["restaurant_id"]}|{pane}"'.encode()

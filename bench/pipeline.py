@@ -40,6 +40,7 @@ import httpx
 from bench.measure import (
     CpuMeter,
     RecordCounter,
+    epoch_ms,
     follow,
     percentile,
     rate_between_timestamps,
@@ -190,7 +191,8 @@ class Bench:
         assert stack.broker and stack.llm and stack.registry
         pids = {worker_name(i): w.proc.pid for i, w in enumerate(self.workers)}
         pids.update({"tansu": stack.broker.proc.pid, "llm-sim": stack.llm.proc.pid,
-                     "registry": stack.registry.proc.pid})
+                     "registry": stack.registry.proc.pid,
+                     "bench": os.getpid()})  # its producer and readers share the cores too
         return CpuMeter(pids)
 
     def print_cpu(self, meter: CpuMeter, phase: str) -> dict[str, float]:
@@ -347,9 +349,11 @@ class Bench:
             thread = in_thread(self.producer.produce_paced, rate_per_s=args.steady_rate,
                                duration_s=args.steady_s)
             base = self.enriched()
+            meter = self.cpu_meter(stack)
             progress = follow(lambda: self.enriched() - base, target=expected, timeout_s=600)
             thread.join()
             missing(progress, "b")
+            self.print_cpu(meter, "b")
             time.sleep(0.5)  # the last batch's table writes follow its acknowledged outputs
             records = reader.read_new(REVIEWS_ENRICHED) + raw.read_new(PANES_CHANGELOG)
         finally:
@@ -361,7 +365,11 @@ class Bench:
         enrich_ms, visible_ms = lat.enriched, lat.visible
         warm = int(len(enriched) * 0.1)  # the first 10% include the latency switch
         self.results["b"] = {
-            "events": len(enriched), "rate_ev_s": progress.rate_between(0.1, 0.9),
+            # Rated by the records' own timestamps, as phase d (a count of a growing topic can
+            # lag what it counts); offered: the reviews' occurred_at, i.e. what the bench produced.
+            "events": len(enriched), "rate_ev_s": rate_between_timestamps([r.timestamp_ms for r in enriched]),
+            "offered_ev_s": rate_between_timestamps([epoch_ms(r.value["occurred_at"]) for r in enriched]),
+            "rate_ev_s_counted": progress.rate_between(0.1, 0.9),
             "enriched_p50_ms": percentile(enrich_ms, 50), "enriched_p99_ms": percentile(enrich_ms, 99),
             "visible_p50_ms": percentile(visible_ms, 50) if visible_ms else None,
             "visible_p99_ms": percentile(visible_ms, 99) if visible_ms else None,
@@ -372,7 +380,8 @@ class Bench:
         }
         b = self.results["b"]
         print(f"b: {len(enriched)} reviews at {args.steady_rate:,.0f}/s for {args.steady_s:.0f} s, "
-              f"LLM 50 ms; sustained {b['rate_ev_s']:,.0f} ev/s (10%->90%)")
+              f"LLM 50 ms; offered {b['offered_ev_s']:,.0f} ev/s, sustained {b['rate_ev_s']:,.0f} ev/s "
+              f"(10%->90% of the records' timestamps; counted while running: {b['rate_ev_s_counted']:,.0f})")
         if visible_ms:
             print(f"   occurred_at -> pane written (first write holding it): p50 {b['visible_p50_ms']:.0f} ms"
                   f"  p99 {b['visible_p99_ms']:.0f} ms  max {b['visible_max_ms']:.0f} ms"
@@ -519,7 +528,8 @@ def summary(results: dict[str, Any], args: argparse.Namespace) -> None:
          f"{a200.get('ceiling_ev_s', nan):,.0f})",
          f">= {TARGET_LLM_SHARE:.0%} of ceiling: "
          f"{_met(a200.get('share', 0) >= TARGET_LLM_SHARE) if a200 else '?'}"),
-        ("b. sustained ev/s (LLM 50 ms)", f"{b.get('rate_ev_s', nan):,.0f} of {args.steady_rate:,.0f}", ""),
+        ("b. sustained ev/s (LLM 50 ms)",
+         f"{b.get('rate_ev_s', nan):,.0f} of {b.get('offered_ev_s', nan):,.0f} offered", ""),
         ("b. p50 / p99 occurred->pane written",
          f"{b.get('visible_p50_ms') or nan:.0f} / {p99 or nan:.0f} ms",
          f"p99 <= {TARGET_P99_MS} ms: {_met(p99 <= TARGET_P99_MS) if p99 is not None else '?'}"),
