@@ -98,6 +98,38 @@ class Enricher:
         self._workers = []
 
     async def _work(self) -> None:
+        """Take a batch, call, hand the outcomes on; the next call starts while they are emitted.
+
+        ``complete`` waits for its outputs' acknowledgements (a produce round trip). Awaited
+        here, it made each worker's cycle the LLM latency plus that round trip: at 50 ms the
+        8 workers enriched ~900 of 1,000 reviews/s in bench phase b and a200 reached 90% of
+        its ceiling. Each worker now keeps at most one completion running beside its next
+        call (completions of one worker stay in order, and the backlog stays bounded).
+        """
+        completing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                chunk = await self._take()
+                self.in_flight += len(chunk)
+                self._in_flight_jobs[id(chunk)] = chunk
+                try:
+                    outcomes = await self._enrich(chunk)
+                except asyncio.CancelledError:
+                    self._done(chunk)
+                    raise
+                except Exception:
+                    await self._retry_later(chunk, "enriching")
+                    continue
+                if completing is not None:
+                    await completing
+                completing = asyncio.create_task(self._finish(chunk, outcomes))
+        finally:
+            if completing is not None and not completing.done():
+                completing.cancel()
+                await asyncio.gather(completing, return_exceptions=True)
+
+    async def _take(self) -> list[Any]:
+        """Up to ``batch_size`` queued jobs, once there are any (lingering for a fuller batch)."""
         while True:
             while not self._queue:
                 self._ready.clear()
@@ -115,21 +147,30 @@ class Enricher:
                         await asyncio.wait_for(self._ready.wait(), left)
                 if not self._queue:  # another worker took them meanwhile
                     continue
-            chunk = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
-            self.in_flight += len(chunk)
-            self._in_flight_jobs[id(chunk)] = chunk
-            try:
-                outcomes = await self._enrich(chunk)
-                await self._complete(chunk, outcomes)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a send failed (broker trouble): the jobs are unacked, try again
-                log.exception("completing %d enrichments failed; retrying in %.0f s", len(chunk),
-                              RETRY_AFTER_FAILURE_S)
-                await asyncio.sleep(RETRY_AFTER_FAILURE_S)
-                self._queue.extendleft(reversed(chunk))
-                self._ready.set()
-            finally:
-                self.in_flight -= len(chunk)
-                self._in_flight_jobs.pop(id(chunk), None)
-                metrics.ENRICH_PENDING.set(self.pending)
+            return [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+
+    async def _finish(self, chunk: list[Any], outcomes: list[EnrichOutcome]) -> None:
+        try:
+            await self._complete(chunk, outcomes)
+        except asyncio.CancelledError:
+            self._done(chunk)
+            raise
+        except Exception:  # a send failed (broker trouble): the jobs are unacked, try again
+            await self._retry_later(chunk, "completing")
+        else:
+            self._done(chunk)
+
+    async def _retry_later(self, chunk: list[Any], what: str) -> None:
+        """The chunk's jobs go back to the head of the queue after a pause (still unacked)."""
+        log.exception("%s %d enrichments failed; retrying in %.0f s", what, len(chunk), RETRY_AFTER_FAILURE_S)
+        try:
+            await asyncio.sleep(RETRY_AFTER_FAILURE_S)
+            self._queue.extendleft(reversed(chunk))
+            self._ready.set()
+        finally:
+            self._done(chunk)
+
+    def _done(self, chunk: list[Any]) -> None:
+        self.in_flight -= len(chunk)
+        self._in_flight_jobs.pop(id(chunk), None)
+        metrics.ENRICH_PENDING.set(self.pending)
