@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from streams.codecs import to_ms
 from streams.dev.reader import Record
 
 
@@ -165,11 +166,6 @@ class Latencies:
     earlier_write: int = 0  # the first write at or after occurred_at did not hold it yet
 
 
-def epoch_ms(value: object) -> int:
-    """An Avro timestamp-millis as decoded (a datetime, or an int already) in epoch ms."""
-    return value if isinstance(value, int) else int(value.timestamp() * 1000)  # type: ignore[attr-defined]
-
-
 def _reviews_in(raw: bytes) -> int:
     """The ``reviews`` count of a pane changelog value (Faust json of PaneAggregate.to_json())."""
     try:
@@ -206,7 +202,7 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
     counts: dict[tuple[bytes, int], int] = {}
     by_pane: dict[bytes, list[tuple[int, str]]] = {}
     for rec in enriched:
-        occurred_ms = epoch_ms(rec.value["occurred_at"])
+        occurred_ms = to_ms(rec.value["occurred_at"])
         pane = occurred_ms - occurred_ms % pane_size_ms
         key = f'"{rec.value["restaurant_id"]}|{pane}"'.encode()
         by_pane.setdefault(key, []).append((occurred_ms, rec.value["event_id"]))
@@ -215,7 +211,7 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
     out = Latencies()
     for rec in enriched:
         value = rec.value
-        occurred_ms, enriched_ms = epoch_ms(value["occurred_at"]), epoch_ms(value["enriched_at"])
+        occurred_ms, enriched_ms = to_ms(value["occurred_at"]), to_ms(value["enriched_at"])
         out.enriched.append(enriched_ms - occurred_ms)
         pane = occurred_ms - occurred_ms % pane_size_ms
         key = f'"{value["restaurant_id"]}|{pane}"'.encode()

@@ -40,13 +40,13 @@ import httpx
 from bench.measure import (
     CpuMeter,
     RecordCounter,
-    epoch_ms,
     follow,
     percentile,
     rate_between_timestamps,
     visible_latencies_ms,
 )
 from bench.traffic import ReviewProducer
+from streams.codecs import to_ms
 from streams.dev.procs import free_port, spawn, stop
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack
@@ -368,7 +368,7 @@ class Bench:
             # Rated by the records' own timestamps, as phase d (a count of a growing topic can
             # lag what it counts); offered: the reviews' occurred_at, i.e. what the bench produced.
             "events": len(enriched), "rate_ev_s": rate_between_timestamps([r.timestamp_ms for r in enriched]),
-            "offered_ev_s": rate_between_timestamps([epoch_ms(r.value["occurred_at"]) for r in enriched]),
+            "offered_ev_s": rate_between_timestamps([to_ms(r.value["occurred_at"]) for r in enriched]),
             "rate_ev_s_counted": progress.rate_between(0.1, 0.9),
             "enriched_p50_ms": percentile(enrich_ms, 50), "enriched_p99_ms": percentile(enrich_ms, 99),
             "visible_p50_ms": percentile(visible_ms, 50) if visible_ms else None,

@@ -32,12 +32,12 @@ def outcome(job: FakeJob) -> EnrichOutcome:
 class Recorder:
     """An LLM that answers at once and a ``complete`` that waits until released."""
 
-    def __init__(self, *, fail_first: bool = False, enrich_fails_first: bool = False) -> None:
+    def __init__(self, *, complete_fails_first: bool = False, enrich_fails_first: bool = False) -> None:
         self.calls: list[list[str]] = []
         self.completed: list[list[str]] = []
         self.release = asyncio.Event()
         self.changed = asyncio.Condition()
-        self.fail_first = fail_first
+        self.complete_fails_first = complete_fails_first
         self.enrich_fails_first = enrich_fails_first
 
     async def enrich(self, jobs: list[FakeJob]) -> list[EnrichOutcome]:
@@ -51,8 +51,8 @@ class Recorder:
 
     async def complete(self, jobs: list[FakeJob], outcomes: list[EnrichOutcome]) -> None:
         await self.release.wait()
-        if self.fail_first:
-            self.fail_first = False
+        if self.complete_fails_first:
+            self.complete_fails_first = False
             raise ConnectionError("broker unreachable")
         async with self.changed:
             self.completed.append([j.name for j in jobs])
@@ -94,7 +94,7 @@ async def test_next_call_starts_while_the_previous_outcomes_are_still_being_emit
 async def test_a_failed_call_or_completion_puts_its_jobs_back_and_they_are_enriched_again(
         monkeypatch, failing: str) -> None:
     monkeypatch.setattr("agents.enrichment.RETRY_AFTER_FAILURE_S", 0.01)
-    recorder = Recorder(fail_first=failing == "complete", enrich_fails_first=failing == "enrich")
+    recorder = Recorder(complete_fails_first=failing == "complete", enrich_fails_first=failing == "enrich")
     workers = enricher(recorder)
     workers.start()
     try:
