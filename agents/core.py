@@ -8,8 +8,9 @@ The LLM is beside the flow, never in front of it (DESIGN §3):
 1. :meth:`StageCore.process` handles one batch of the by-restaurant topic. A new review or
    order is folded into its pane at once, the review with the local heuristic's
    *provisional* label; due windows close and their final aggregates go out; the batch's
-   tables are written once its outputs are acknowledged. Every event is then acked,
-   except the reviews, which go to the :class:`~agents.enrichment.Enricher`.
+   tables are written once its outputs are acknowledged, and made durable behind it (the
+   next batch does not wait; batches publish in order). Every event is acked once that is
+   done, except the reviews, which go to the :class:`~agents.enrichment.Enricher`.
 2. :meth:`StageCore.complete` runs when an enrichment call answers: it sends the review's
    ``reviews.enriched`` (and critical alert), or its retry record, or its dead letter; then
    joins the final label into the review's pane (replacing the provisional one) and books
@@ -79,6 +80,7 @@ from tables.windows import DAY_MS, WindowSpec, utc_day
 BUDGET_CAP_REASON = "restaurant daily cost cap reached"
 BACKLOG_REASON = "enrichment backlog full"
 JOIN_IDLE_S = 0.2  # longest an answered review waits for its join when no batch comes
+STOP_PUBLISH_S = 10.0  # at stop, the longest we wait for the last batches' changelog records
 
 Send = Callable[..., Awaitable[Awaitable[Any]]]  # (topic, *, key, value, partition, headers)
 
@@ -159,6 +161,10 @@ class StageCore:
                                  max_pending=settings.enrich_max_pending,
                                  linger_s=settings.llm_batch_linger_ms / 1000)
         self.lock = asyncio.Lock()
+        # The last batch's publication (marks durable, then its changelog records sent, then
+        # its events acked), each chained after the one before: see _publish.
+        self._publishing: asyncio.Future[None] | None = None
+        self._publish_error: BaseException | None = None
         # Answered enrichments (outputs acknowledged) waiting to join their panes.
         self._ready: list[tuple[list[Job], list[tuple[Job, EnrichOutcome]]]] = []
         self._ready_event = asyncio.Event()
@@ -210,39 +216,85 @@ class StageCore:
 
     # --- 1. a batch of the by-restaurant topic ---------------------------------------------
     async def process(self, events: Sequence[Any]) -> None:
+        if self._publish_error is not None:  # an earlier batch's publication failed: say so, once
+            error, self._publish_error = self._publish_error, None
+            raise error
         groups: dict[int, list[Any]] = {}
         for ev in events:
             groups.setdefault(ev.message.partition, []).append(ev)
         jobs: list[Job] = []
         async with self.lock:
             try:
-                joined = await self._batch(groups, jobs)
+                await self._batch(groups, jobs)
             except BaseException:
                 for cache in self._caches.values():  # records it changed in memory were not written
                     cache.clear()
                 raise
-        owed = {id(job.event) for job in jobs}
-        for ev in events:
-            if id(ev) not in owed:
-                await self.ports.ack(ev)
-        for job in joined:  # their outcome is durable now: sent, and joined into written state
-            await self.ports.ack(job.event)
         self._submit(jobs)
 
-    async def _batch(self, groups: dict[int, list[Any]], jobs: list[Job]) -> list[Job]:
-        """One batch under the lock: read, join, close, send, then write the state.
+    async def _batch(self, groups: dict[int, list[Any]], jobs: list[Job]) -> None:
+        """One batch under the lock: read, join, close, send, then write the local stores.
 
-        What it wrote to the tables is published even when it fails half-way, so the
-        changelogs never fall behind the local stores (Faust sent each write as it happened).
+        Making that state durable is chained behind the batch (:meth:`_publish`), so the next
+        batch starts without waiting for the broker. What it wrote to the tables is published
+        even when it fails half-way, so the changelogs never fall behind the local stores
+        (Faust sent each write as it happened); its events are then not acked.
         """
         batches: dict[int, _Batch] = {}
+        acks: list[Any] = []
         try:
-            return await self._run_batch(groups, jobs, batches)
+            joined = await self._run_batch(groups, jobs, batches)
+            owed = {id(job.event) for job in jobs}
+            acks = [ev for evs in groups.values() for ev in evs if id(ev) not in owed]
+            acks += [job.event for job in joined]  # their outcome was sent, and joined here
         finally:
-            await self.ports.publish_tables([batch.tables for batch in batches.values()])
+            self._publish([batch.tables for batch in batches.values()],
+                          marked=any(batch.marks for batch in batches.values()), acks=acks)
+
+    def _publish(self, written: list[PartitionTables], *, marked: bool, acks: list[Any]) -> None:
+        """Make a batch's state durable after the previous batch's, then ack its events.
+
+        In order: the dedupe marks are made durable before the panes (a pane that survived
+        a crash without its events' marks would count a copy decode re-forwards, at a new
+        offset, a second time); the changelog records follow those of the batch before (the
+        last record of a key is its state on restore); an event is acked only once its
+        batch's records are sent (Faust flushes the producer before it commits). None of it
+        holds the lock or the next batch: the marks' flush is a produce round trip, about
+        half of a batch's time when it was awaited inside it (README, Benchmarks).
+        """
+        if not (written or marked or acks):
+            return
+        previous = self._publishing
+        self._publishing = task = asyncio.ensure_future(
+            self._published(previous, written, marked=marked, acks=acks))
+        task.add_done_callback(self._on_published)
+
+    async def _published(self, previous: asyncio.Future[None] | None, written: list[PartitionTables], *,
+                         marked: bool, acks: list[Any]) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # its outcome is its own: reported by _on_published
+        try:
+            if marked:
+                await self.ports.flush_producer()
+        finally:
+            await self.ports.publish_tables(written)
+        for ev in acks:
+            await self.ports.ack(ev)
+
+    def _on_published(self, task: asyncio.Future[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log_event("publish_failed", level=40, error=repr(task.exception()))
+        self._publish_error = task.exception()
+
+    async def published(self) -> None:
+        """Wait until every batch so far is durable and its events acked (or failed)."""
+        while self._publishing is not None and not self._publishing.done():
+            await asyncio.wait([self._publishing])
 
     async def _run_batch(self, groups: dict[int, list[Any]], jobs: list[Job],
                          batches: dict[int, _Batch]) -> list[Job]:
+        """Returns the answered jobs it joined (to ack once the batch is durable)."""
         now_ms = self.ports.clock_ms()
         pending: list[Awaitable[Any]] = []
         closed = Closed()
@@ -269,16 +321,11 @@ class StageCore:
         sent = await self._send_final(closed.aggregates, closed.alerts)
         await asyncio.gather(*pending, *(future for _, _, future in sent))
         self._acknowledged(sent)
-        # Outputs are acknowledged: now the state may say "applied". Dedupe marks are made
-        # durable before the panes: a pane that survived a crash without its events' marks
-        # would count a copy decode re-forwards (at a new offset) a second time.
-        marked = False
+        # Outputs are acknowledged: now the state may say "applied". The marks are sent first;
+        # _publish makes them durable before the panes' changelog records go out.
         for batch in batches.values():
             if batch.marks:  # in the worker, one changelog record (streams.faust_internals point 6)
                 batch.tables.dedupe.update(batch.marks)
-                marked = True
-        if marked:
-            await self.ports.flush_producer()
         for partition, batch in batches.items():
             for key, value in batch.daily.items():
                 batch.tables.daily_cost[key] = value
@@ -650,6 +697,8 @@ class StageCore:
 
     async def stop(self) -> None:
         await self.enricher.stop()
+        if self._publishing is not None:  # what the last batches wrote, before the producer stops
+            await asyncio.wait([self._publishing], timeout=STOP_PUBLISH_S)
         if self._joiner_task is not None:
             self._joiner_task.cancel()
             await asyncio.gather(self._joiner_task, return_exceptions=True)

@@ -203,7 +203,9 @@ class World:
         self.acked: list[FakeEvent] = []
         self.flushes = 0
         self.flush_error: Exception | None = None  # set to make the next flushes fail
+        self.flush_gate: asyncio.Event | None = None  # set: a flush waits for it (a slow broker)
         self.published: list[list[PartitionTables]] = []  # the tables of each batch, as published
+        self.history: list[str] = []  # "flush", "publish", "ack <offset>", in the order they ran
         self._offsets: dict[tuple[str, int], int] = defaultdict(int)
         self._changed = asyncio.Event()
 
@@ -257,15 +259,21 @@ class World:
 
     async def ack(self, event: FakeEvent) -> None:
         self.acked.append(event)
+        self.history.append(f"ack {event.message.offset}")
         self.changed()
 
     async def flush_producer(self) -> None:
+        if self.flush_gate is not None:
+            await self.flush_gate.wait()
         self.flushes += 1
+        self.history.append("flush")
         if self.flush_error is not None:
             raise self.flush_error
 
     async def publish_tables(self, written: list[PartitionTables]) -> None:
         self.published.append(list(written))
+        self.history.append("publish")
+        self.changed()
 
     def tables_for(self, partition: int, event: Any) -> PartitionTables:
         if partition not in self.tables:

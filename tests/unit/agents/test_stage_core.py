@@ -7,6 +7,8 @@ retries to the DLQ and the outbox, with windows of 5 s (tumbling), 20 s every 5 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agents.llm.heuristic import HEURISTIC_MODEL
@@ -31,21 +33,51 @@ def hopping_id(start_ms: int, restaurant: str = "rest-1") -> str:
 
 
 # --- the changelogs ----------------------------------------------------------------------------
-async def test_a_batch_publishes_the_tables_it_wrote_also_when_it_fails_half_way(
+async def test_a_batch_does_not_wait_for_its_state_to_be_durable_and_batches_publish_in_order(
+        world, feed, make_stage, t) -> None:
+    """The next batch starts while the marks of the one before are still on their way; each
+    batch's marks are durable (the flush) before its changelog records go out, the records
+    of one batch before the next's (the last record of a key is its state on restore), and
+    an event is acked only once its batch's records are sent (Faust commits after a flush)."""
+    core = make_stage()
+    world.flush_gate = asyncio.Event()  # the broker is slow to acknowledge
+    o1, o2 = feed.order("o1"), feed.order("o2")
+
+    await asyncio.wait_for(core.process([o1]), 5)  # neither batch waits for the broker
+    await asyncio.wait_for(core.process([o2]), 5)
+
+    assert world.pane(t.w0).orders_delivered == 2  # the second batch read what the first wrote
+    assert (world.history, world.acked) == ([], [])
+    world.flush_gate.set()
+    await world.until_acked(o1, o2)
+    await core.published()
+    offsets = [f"ack {e.message.offset}" for e in (o1, o2)]
+    assert world.history == ["flush", "publish", offsets[0], "flush", "publish", offsets[1]]
+
+
+async def test_a_failed_publication_still_sends_the_tables_acks_nothing_and_fails_the_next_batch(
         world, feed, make_stage) -> None:
     """The worker's tables send their changelog records when the batch publishes them
-    (streams.faust_internals point 7): a batch that raised after writing its local stores
-    must still send them, or a recovery elsewhere would miss what this worker reads."""
+    (streams.faust_internals point 7): when making the marks durable fails, the records of
+    what the batch wrote to its local stores still go out, or a recovery elsewhere would
+    miss what this worker reads; its events stay unacked, and the next batch raises."""
     core = make_stage()
-    await core.process([feed.review("e1")])
-    assert [[tables is world.tables[0] for tables in batch] for batch in world.published] == [[True]]
+    o1, o2, o3 = feed.order("o1"), feed.order("o2"), feed.order("o3")
+    await core.process([o1])
+    await world.until_acked(o1)
 
-    world.flush_error = ConnectionError("broker gone")  # the marks' flush, after the reads
+    world.flush_error = ConnectionError("broker gone")
+    await core.process([o2])
+    await core.published()
+    assert [[tables is world.tables[0] for tables in batch] for batch in world.published] == [[True], [True]]
+    assert not world.is_acked(o2)
     with pytest.raises(ConnectionError):
-        await core.process([feed.review("e2")])
+        await core.process([o3])
 
-    assert len(world.published) == 2
-    assert [tables is world.tables[0] for tables in world.published[1]] == [True]
+    world.flush_error = None  # the broker is back: the stage goes on
+    await core.process([o3])
+    await world.until_acked(o3)
+    assert not world.is_acked(o2)  # uncommitted: the partition's next owner reads it again
 
 
 # --- dedupe -----------------------------------------------------------------------------------
@@ -117,7 +149,7 @@ async def test_review_fetched_again_while_its_enrichment_is_under_way_is_not_enr
     review = await in_llm_call(world, feed, llm, core)
     again = feed.again(review)
     await core.process([again])
-    assert world.is_acked(again)
+    await world.until_acked(again)
     llm.respond("e1", label="NEGATIVE")
     await world.until_acked(review)
 
@@ -141,6 +173,7 @@ async def test_review_count_rating_and_lag_are_in_the_pane_before_the_llm_answer
     assert (pane.reviews, pane.rating_sum) == (1, 4)
     assert (pane.processing_lag.count, pane.processing_lag.sum_ms) == (1, 1_500)
     assert (pane.positive, pane.provisional_labels) == (1, 1)  # the heuristic's label, for now
+    await core.published()  # every batch so far durable and its events acked
     assert not world.is_acked(review)
 
     llm.respond("e1", label="NEGATIVE")
@@ -158,7 +191,7 @@ async def test_order_is_folded_and_acked_at_once_while_the_review_waits_for_its_
 
     await core.process([review, order])
 
-    assert world.is_acked(order)
+    await world.until_acked(order)
     assert not world.is_acked(review)
     delay = world.pane(t.w0).delivery_delay
     assert world.pane(t.w0).orders_delivered == 1
@@ -339,6 +372,7 @@ async def test_llm_that_never_answers_holds_no_window_and_its_review_stays_unack
 
     aggregate = world.aggregate(tumbling_id(t.w0))
     assert (aggregate["reviews"], aggregate["positive"], aggregate["provisional_labels"]) == (1, 1, 1)
+    await core.published()  # every batch so far durable and its events acked
     assert not world.is_acked(review)
     assert world.enriched() == []
 
@@ -373,7 +407,7 @@ async def test_transient_failure_sends_a_retry_for_the_folded_pane_and_acks_the_
     assert retry.record == read_item(review.message.value).record
     assert retry.not_before_ms == t.w0 + 1_500 + 5_000
     assert sent.key == b"rest-1"
-    assert world.is_acked(review)
+    await world.until_acked(review)
     assert world.enriched() == []
     assert world.pane(t.w0).provisional_labels == 1  # still the heuristic's label in the pane
 
@@ -395,7 +429,7 @@ async def test_retry_record_is_enriched_and_joined_without_folding_again(world, 
     # A second copy of the retry record finds the review joined: acked, not asked again.
     copy = feed.copy(retry)
     await core.process([copy])
-    assert world.is_acked(copy)
+    await world.until_acked(copy)
     assert llm.asked == [("e1", 1), ("e1", 2)]
 
 
@@ -425,7 +459,7 @@ async def test_a_retry_copy_arriving_while_the_first_is_being_enriched_is_a_dupl
     await world.until(lambda: llm.was_asked("e1", 2), what="the retry's LLM call")
     copy = feed.copy(retry)  # a later batch, while that call is in flight
     await core.process([copy])
-    assert world.is_acked(copy)
+    await world.until_acked(copy)
     llm.respond("e1", attempt=2, label="NEGATIVE")
     await world.until_acked(retry)
 
@@ -510,7 +544,7 @@ async def test_malformed_by_restaurant_record_is_dead_lettered_and_the_batch_goe
     [(origin, details)] = world.dead_letters
     assert (details["stage"], details["reason"]) == ("restaurant", "bad_internal_record")
     assert (origin.topic, origin.offset, origin.value) == (bad.message.topic, bad.message.offset, value)
-    assert world.is_acked(bad) and world.is_acked(order)
+    await world.until_acked(bad, order)
     assert world.pane(t.w0).orders_delivered == 1
 
 
@@ -533,5 +567,5 @@ async def test_item_missing_a_field_the_stage_reads_is_dead_lettered_and_the_bat
 
     assert [(d["stage"], d["reason"]) for _, d in world.dead_letters] == [
         ("restaurant", "bad_internal_record")]
-    assert world.is_acked(bad) and world.is_acked(order)
+    await world.until_acked(bad, order)
     assert world.pane(t.w0).orders_delivered == 1
