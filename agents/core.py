@@ -38,6 +38,7 @@ outputs are acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -262,7 +263,7 @@ class StageCore:
         holds the lock or the next batch: the marks' flush is a produce round trip, about
         half of a batch's time when it was awaited inside it (README, Benchmarks).
         """
-        if not (written or marked or acks):
+        if not (written or acks):  # marks are written only by a batch with tables
             return
         previous = self._publishing
         self._publishing = task = asyncio.ensure_future(
@@ -697,12 +698,13 @@ class StageCore:
 
     async def stop(self) -> None:
         await self.enricher.stop()
-        if self._publishing is not None:  # what the last batches wrote, before the producer stops
-            await asyncio.wait([self._publishing], timeout=STOP_PUBLISH_S)
         if self._joiner_task is not None:
             self._joiner_task.cancel()
             await asyncio.gather(self._joiner_task, return_exceptions=True)
             self._joiner_task = None
+        # What the last batches wrote (the joiner's too, now it is stopped), before the producer stops.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.published(), STOP_PUBLISH_S)
 
     def abandon(self) -> list[Any]:
         """Before Faust waits for unacked events (rebalance, stop): give up every owed review.
