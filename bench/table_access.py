@@ -1,0 +1,100 @@
+"""CPU per table access of the restaurant stage: Faust's layers against the direct path.
+
+``python -m bench.table_access`` prints microseconds per read (a key present, a key
+absent), per write and per dedupe mark, on Faust's own RocksDB store in a temporary
+directory, no broker (streams/faust_internals.py, point 8). Figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import timeit
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.types import TP
+from faust.types.tuples import Message
+
+from streams.faust_internals import _CURRENT_EVENT, BatchedTable, BoundMarks, MarksTable, ReviewPulseApp
+
+PARTITION = 1
+# A pane as the stage stores it in phase a0 (counts, sums, a few pending review ids).
+PANE = {"n": 12, "s": {"POSITIVE": 7, "NEGATIVE": 4, "CRITICAL": 1}, "score": 3.25, "cost": 5321,
+        "lag": [120, 340, 95], "cat": {"food": 6, "delivery": 5}, "pending": ["ev-000123", "ev-000124"],
+        "o": 48213}
+
+
+def _event(app: faust.App) -> faust.Event:
+    message = Message("by-restaurant", PARTITION, 0, 0.0, 0, {}, b"k", b"v", None,
+                      tp=TP("by-restaurant", PARTITION))
+    return faust.Event(app, b"k", b"v", {}, message)
+
+
+def _us(fn: Callable[[], Any], number: int) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+
+
+async def run(number: int, marks_per_batch: int) -> None:
+    app = ReviewPulseApp("table-access", broker="kafka://127.0.0.1:1", store="rocksdb://",
+                         datadir=tempfile.mkdtemp(prefix="table-access-"))
+    try:
+        panes = app.Table("panes", default=None, key_type=str, partitions=4)
+        marks = app.tables.add(MarksTable(app, name="dedupe", default=None, key_type=str, partitions=4,
+                                          beacon=app.tables.beacon, options={"ttl": 3600}))
+        marks.send_changelog = lambda *args, **kwargs: None  # no broker: the store only
+        event = _event(app)
+        bound, bound_marks = BatchedTable(panes, event), BoundMarks(marks, event)
+        for i in range(1000):
+            bound[f"r{i}|1796300000000"] = PANE
+
+        def through_faust(fn: Callable[[], Any]) -> Callable[[], Any]:
+            def call() -> Any:  # what BoundTable did before point 8: Faust's table, event current
+                token = _CURRENT_EVENT.set(weakref.ref(event))
+                try:
+                    return fn()
+                finally:
+                    _CURRENT_EVENT.reset(token)
+            return call
+
+        store = panes.data
+        counter = iter(range(10**9))
+
+        def faust_marks() -> None:
+            for _ in range(marks_per_batch):
+                marks.data[f"ev-{next(counter)}"] = 7
+
+        def direct_marks() -> None:
+            bound_marks.update({f"ev-{next(counter)}": 7 for _ in range(marks_per_batch)})
+
+        rows = [
+            ("read, key present", through_faust(lambda: panes.get("r5|1796300000000")),
+             lambda: bound.get("r5|1796300000000"), 1),
+            ("read, key absent", through_faust(lambda: panes.get("r5|0")), lambda: bound.get("r5|0"), 1),
+            ("write (store only)", through_faust(lambda: store._set(store._encode_key("r7|1"),
+                                                                    store._encode_value(PANE))),
+             lambda: bound.__setitem__("r7|1", PANE), 1),
+            (f"dedupe mark, {marks_per_batch} a batch", through_faust(faust_marks), direct_marks,
+             marks_per_batch),
+        ]
+        print(f"{'us per access':<28}{'Faust layers':>14}{'direct':>10}")
+        for name, before, after, per in rows:
+            calls = max(number // per, 5)
+            print(f"{name:<28}{_us(before, calls) / per:>14.2f}{_us(after, calls) / per:>10.2f}")
+    finally:
+        app.consumer._thread.thread_loop.close()  # built with the consumer, never started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--number", type=int, default=20_000, help="accesses per timing")
+    parser.add_argument("--marks-per-batch", type=int, default=2_000)
+    args = parser.parse_args()
+    asyncio.run(run(args.number, args.marks_per_batch))
+
+
+if __name__ == "__main__":
+    main()
