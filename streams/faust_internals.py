@@ -475,8 +475,8 @@ class BoundTable(MutableMapping[str, Any]):
     """A Faust table seen from one partition: every access runs under :func:`partition_of`.
 
     Inlined (one context variable set and reset per access, the event's weak reference made
-    once): the stage touches its tables a few times per event. Reads of a RocksDB table go
-    to the partition's database directly (point 8).
+    once): the stage touches its tables a few times per event. A RocksDB table is read (and,
+    by the subclasses, written) in the partition's database directly (point 8).
     """
 
     def __init__(self, table: Any, event: Any) -> None:
