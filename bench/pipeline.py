@@ -481,7 +481,7 @@ class Bench:
         self.stop_workers(stack)  # give the baseline the whole machine
         # Every review this bench produced (all to reviews.created), not a first count of the
         # topic: that stops at the first empty 20 ms poll, as in phase c, and the rate was then
-        # taken over the naive app's first 565-5,855 of ~47,000 records (245-1,513 ev/s).
+        # taken over the naive app's first 565-5,855 of 63,000 records (245-1,513 ev/s).
         n = self.producer.next_id
         port = free_port()
         env = {"BENCH_NAIVE_BOOTSTRAP": stack.broker.bootstrap,

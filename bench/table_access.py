@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import tempfile
 import timeit
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ import faust
 from faust.types import TP
 from faust.types.tuples import Message
 
-from streams.faust_internals import _CURRENT_EVENT, BatchedTable, BoundMarks, MarksTable, ReviewPulseApp
+from streams.faust_internals import BatchedTable, BoundMarks, MarksTable, ReviewPulseApp, partition_of
 
 PARTITION = 1
 # A pane as the stage stores it in phase a0 (counts, sums, a few pending review ids).
@@ -53,11 +52,8 @@ async def run(number: int, marks_per_batch: int) -> None:
 
         def through_faust(fn: Callable[[], Any]) -> Callable[[], Any]:
             def call() -> Any:  # what BoundTable did before point 8: Faust's table, event current
-                token = _CURRENT_EVENT.set(weakref.ref(event))
-                try:
+                with partition_of(event):
                     return fn()
-                finally:
-                    _CURRENT_EVENT.reset(token)
             return call
 
         store = panes.data

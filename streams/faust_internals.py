@@ -428,25 +428,60 @@ def partition_of(event: Any) -> Iterator[None]:
 
 
 _JSON = get_codec("json")  # what the serializer registry calls for a "json" table
-_MISSING = object()
+_MISSING = object()  # what a store access returns for an absent key (a stored null is a value)
+
+
+class _ThroughFaust:
+    """A table's store through Faust's layers, with an event of the partition current."""
+
+    def __init__(self, table: Any, ref: Any) -> None:
+        self._table = table
+        self._ref = ref
+
+    def get(self, key: str) -> Any:
+        token = _CURRENT_EVENT.set(self._ref)
+        try:
+            return self._table.get(key, _MISSING)
+        finally:
+            _CURRENT_EVENT.reset(token)
+
+    def put(self, key: str, value: Any) -> tuple[bytes, bytes | None]:
+        """Write the local store only (no changelog record); returns the encoded key and value."""
+        store = self._table.data
+        key_bytes, value_bytes = store._encode_key(key), store._encode_value(value)
+        token = _CURRENT_EVENT.set(self._ref)  # the store picks the event's partition
+        try:
+            if isinstance(store, SerializedStore):  # RocksDB: the bytes encoded once
+                store._set(key_bytes, value_bytes)
+            else:
+                store[key] = value
+        finally:
+            _CURRENT_EVENT.reset(token)
+        return key_bytes, value_bytes
+
+    def put_many(self, items: Mapping[str, Any]) -> None:
+        for key, value in items.items():
+            self.put(key, value)
 
 
 class DirectDB(NamedTuple):
-    """A partition's RocksDB database of a table, with the store's index of key partitions."""
+    """A partition's RocksDB database of a table, with the store's index of key partitions:
+    the accesses of :class:`_ThroughFaust` without Faust's layers (point 8)."""
 
     db: Any  # rocksdict.Rdict, raw mode
     key_index: MutableMapping[bytes, int]
     partition: int
 
     def get(self, key: str) -> Any:
-        """The key's value, or ``_MISSING`` (a stored JSON null is a value, as in Faust)."""
         raw = self.db.get(_JSON.dumps(key))
         return _MISSING if raw is None else _JSON.loads(raw)
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: str, value: Any) -> tuple[bytes, bytes]:
         """What Faust's RocksDB store does in ``_set``, given the partition."""
-        self.key_index[key] = self.partition
-        self.db.put(key, value)
+        key_bytes, value_bytes = _JSON.dumps(key), _JSON.dumps(value)
+        self.key_index[key_bytes] = self.partition
+        self.db.put(key_bytes, value_bytes)
+        return key_bytes, value_bytes
 
     def put_many(self, items: Mapping[str, Any]) -> None:
         """Every item in one RocksDB write (a batch's dedupe marks: ~0.7 µs a mark instead of
@@ -475,37 +510,26 @@ class BoundTable(MutableMapping[str, Any]):
     """A Faust table seen from one partition: every access runs under :func:`partition_of`.
 
     Inlined (one context variable set and reset per access, the event's weak reference made
-    once): the stage touches its tables a few times per event. A RocksDB table is read (and,
-    by the subclasses, written) in the partition's database directly (point 8).
+    once): the stage touches its tables a few times per event. Reads (and the subclasses'
+    writes) go to the partition's RocksDB database directly where they can (point 8).
     """
 
     def __init__(self, table: Any, event: Any) -> None:
         self._table = table
         self._event = event
         self._ref = weakref.ref(event)
-        self._direct = direct_db(table, event.message.partition)
+        self._store: _ThroughFaust | DirectDB = (
+            direct_db(table, event.message.partition) or _ThroughFaust(table, self._ref))
 
     def __getitem__(self, key: str) -> Any:
-        if self._direct is not None:
-            value = self._direct.get(key)
-            if value is _MISSING:
-                raise KeyError(key)
-            return value
-        token = _CURRENT_EVENT.set(self._ref)
-        try:
-            return self._table[key]
-        finally:
-            _CURRENT_EVENT.reset(token)
+        value = self._store.get(key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        if self._direct is not None:
-            value = self._direct.get(key)
-            return default if value is _MISSING else value
-        token = _CURRENT_EVENT.set(self._ref)
-        try:
-            return self._table.get(key, default)
-        finally:
-            _CURRENT_EVENT.reset(token)
+        value = self._store.get(key)
+        return default if value is _MISSING else value
 
     def __setitem__(self, key: str, value: Any) -> None:
         token = _CURRENT_EVENT.set(self._ref)
@@ -522,13 +546,7 @@ class BoundTable(MutableMapping[str, Any]):
             _CURRENT_EVENT.reset(token)
 
     def __contains__(self, key: object) -> bool:
-        if self._direct is not None and isinstance(key, str):
-            return self._direct.get(key) is not _MISSING
-        token = _CURRENT_EVENT.set(self._ref)
-        try:
-            return key in self._table
-        finally:
-            _CURRENT_EVENT.reset(token)
+        return self._store.get(key) is not _MISSING  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._table)
@@ -554,21 +572,7 @@ class BatchedTable(BoundTable):
         self._changes: dict[bytes, bytes | None] = {}
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if self._direct is not None:
-            key_bytes, value_bytes = _JSON.dumps(key), _JSON.dumps(value)
-            self._direct.put(key_bytes, value_bytes)
-            self._changes[key_bytes] = value_bytes
-            return
-        store = self._table.data
-        key_bytes, value_bytes = store._encode_key(key), store._encode_value(value)
-        token = _CURRENT_EVENT.set(self._ref)  # the store picks the event's partition
-        try:
-            if isinstance(store, SerializedStore):  # RocksDB: the bytes encoded once
-                store._set(key_bytes, value_bytes)
-            else:
-                store[key] = value
-        finally:
-            _CURRENT_EVENT.reset(token)
+        key_bytes, value_bytes = self._store.put(key, value)
         self._changes[key_bytes] = value_bytes
 
     def __delitem__(self, key: str) -> None:
@@ -663,14 +667,9 @@ class BoundMarks(BoundTable):
         if not marks:
             return
         table, message = self._table, self._event.message
+        self._store.put_many(marks)
         token = _CURRENT_EVENT.set(self._ref)
         try:
-            if self._direct is not None:
-                self._direct.put_many(marks)
-            else:
-                store = table.data
-                for event_id, mark in marks.items():
-                    store[event_id] = mark
             key = marks_key(message.partition, min(marks.values()), uuid.uuid4().hex[:12])
             table.send_changelog(message.partition, key, marks)
         finally:

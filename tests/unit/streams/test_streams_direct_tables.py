@@ -8,7 +8,6 @@ and a stored null stay different. These drive Faust's own RocksDB store without 
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.faust_internals import _CURRENT_EVENT, BatchedTable, BoundMarks, BoundTable, direct_db
+from streams.faust_internals import BatchedTable, BoundMarks, BoundTable, direct_db, partition_of
 from tests.unit.streams.test_streams_batched_table import PARTITION, by_restaurant_event, make_app
 
 pytest.importorskip("rocksdict")
@@ -46,19 +45,13 @@ def table(app: Any) -> Any:
 
 def faust_get(table: Any, event: Any, key: str) -> Any:
     """A read the way Faust does it (the table's mapping, with the event current)."""
-    token = _CURRENT_EVENT.set(weakref.ref(event))
-    try:
+    with partition_of(event):
         return table.get(key, "<missing>")
-    finally:
-        _CURRENT_EVENT.reset(token)
 
 
 def faust_set(table: Any, event: Any, key: str, value: Any) -> None:
-    token = _CURRENT_EVENT.set(weakref.ref(event))
-    try:
+    with partition_of(event):
         table.data[key] = value  # the store, as Faust's table writes it (no changelog here)
-    finally:
-        _CURRENT_EVENT.reset(token)
 
 
 def test_the_direct_path_is_taken_for_rocksdb_json_tables_only(app: Any, table: Any) -> None:
