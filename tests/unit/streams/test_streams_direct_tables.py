@@ -19,8 +19,6 @@ from hypothesis import strategies as st
 from streams.faust_internals import BatchedTable, BoundMarks, BoundTable, direct_db, partition_of
 from tests.unit.streams.test_streams_batched_table import PARTITION, by_restaurant_event, make_app
 
-pytest.importorskip("rocksdict")
-
 keys = st.text(min_size=1, max_size=30)
 # What the stage stores: JSON objects, lists, numbers, text, booleans and null.
 json_values = st.recursive(
