@@ -328,8 +328,7 @@ class StageCore:
             if batch.marks:  # in the worker, one changelog record (streams.faust_internals point 6)
                 batch.tables.dedupe.update(batch.marks)
         for partition, batch in batches.items():
-            for key, value in batch.daily.items():
-                batch.tables.daily_cost[key] = value
+            batch.tables.daily_cost.update(batch.daily)
             self._flush(partition, batch.state, batch.tables, closed)
             self._caches[partition].trim()
         return joined

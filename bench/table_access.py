@@ -1,8 +1,9 @@
 """CPU per table access of the restaurant stage: Faust's layers against the direct path.
 
 ``python -m bench.table_access`` prints microseconds per read (a key present, a key
-absent), per write and per dedupe mark, on Faust's own RocksDB store in a temporary
-directory, no broker (streams/faust_internals.py, point 8). Figures, not assertions.
+absent), per write and per dedupe mark, and per pane write one at a time or a batch's in
+one RocksDB write, on Faust's own RocksDB store in a temporary directory, no broker
+(streams/faust_internals.py, point 8). Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from faust.types.tuples import Message
 from streams.faust_internals import BatchedTable, BoundMarks, MarksTable, ReviewPulseApp, partition_of
 
 PARTITION = 1
+PANES_PER_BATCH = 130  # a0: batches of ~210 events write ~0.64 panes an event (README, session 8)
 # A pane as the stage stores it in phase a0 (counts, sums, a few pending review ids).
 PANE = {"n": 12, "s": {"POSITIVE": 7, "NEGATIVE": 4, "CRITICAL": 1}, "score": 3.25, "cost": 5321,
         "lag": [120, 340, 95], "cat": {"food": 6, "delivery": 5}, "pending": ["ev-000123", "ev-000124"],
@@ -66,6 +68,15 @@ async def run(number: int, marks_per_batch: int) -> None:
         def direct_marks() -> None:
             bound_marks.update({f"ev-{next(counter)}": 7 for _ in range(marks_per_batch)})
 
+        pane_keys = [f"r{i}|1796300000000" for i in range(PANES_PER_BATCH)]
+
+        def panes_one_write_each() -> None:  # the stage's flush before one write per batch
+            for key in pane_keys:
+                bound[key] = PANE
+
+        def panes_one_write() -> None:
+            bound.update(dict.fromkeys(pane_keys, PANE))
+
         rows = [
             ("read, key present", through_faust(lambda: panes.get("r5|1796300000000")),
              lambda: bound.get("r5|1796300000000"), 1),
@@ -77,6 +88,12 @@ async def run(number: int, marks_per_batch: int) -> None:
              marks_per_batch),
         ]
         print(f"{'us per access':<28}{'Faust layers':>14}{'direct':>10}")
+        for name, before, after, per in rows:
+            calls = max(number // per, 5)
+            print(f"{name:<28}{_us(before, calls) / per:>14.2f}{_us(after, calls) / per:>10.2f}")
+        print(f"\n{'us per pane write, direct':<28}{'one each':>14}{'one batch':>10}")
+        rows = [(f"{PANES_PER_BATCH} panes a batch", panes_one_write_each, panes_one_write,
+                 PANES_PER_BATCH)]
         for name, before, after, per in rows:
             calls = max(number // per, 5)
             print(f"{name:<28}{_us(before, calls) / per:>14.2f}{_us(after, calls) / per:>10.2f}")

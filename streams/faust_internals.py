@@ -459,9 +459,8 @@ class _ThroughFaust:
             _CURRENT_EVENT.reset(token)
         return key_bytes, value_bytes
 
-    def put_many(self, items: Mapping[str, Any]) -> None:
-        for key, value in items.items():
-            self.put(key, value)
+    def put_many(self, items: Mapping[str, Any]) -> list[tuple[bytes, bytes | None]]:
+        return [self.put(key, value) for key, value in items.items()]
 
 
 class DirectDB(NamedTuple):
@@ -483,15 +482,18 @@ class DirectDB(NamedTuple):
         self.db.put(key_bytes, value_bytes)
         return key_bytes, value_bytes
 
-    def put_many(self, items: Mapping[str, Any]) -> None:
+    def put_many(self, items: Mapping[str, Any]) -> list[tuple[bytes, bytes | None]]:
         """Every item in one RocksDB write (a batch's dedupe marks: ~0.7 µs a mark instead of
-        ~4.3 µs with one write each, measured with 2,000 marks)."""
+        ~4.3 µs with one write each, measured with 2,000 marks); returns the encoded pairs."""
         batch = WriteBatch(raw_mode=True)
+        encoded: list[tuple[bytes, bytes | None]] = []
         for key, value in items.items():
-            key_bytes = _JSON.dumps(key)
+            key_bytes, value_bytes = _JSON.dumps(key), _JSON.dumps(value)
             self.key_index[key_bytes] = self.partition
-            batch.put(key_bytes, _JSON.dumps(value))
+            batch.put(key_bytes, value_bytes)
+            encoded.append((key_bytes, value_bytes))
         self.db.write(batch)
+        return encoded
 
 
 def direct_db(table: Any, partition: int) -> DirectDB | None:
@@ -574,6 +576,11 @@ class BatchedTable(BoundTable):
     def __setitem__(self, key: str, value: Any) -> None:
         key_bytes, value_bytes = self._store.put(key, value)
         self._changes[key_bytes] = value_bytes
+
+    def update(self, items: Mapping[str, Any], /) -> None:  # type: ignore[override]
+        """Every item in one store write (a batch's panes: one RocksDB write, not one each)."""
+        if items:
+            self._changes.update(self._store.put_many(items))
 
     def __delitem__(self, key: str) -> None:
         store = self._table.data

@@ -293,20 +293,21 @@ class PartitionState:
     def flush(self) -> None:
         """Write each touched record once (every write is a changelog record)."""
         panes, closures = self.panes_table, self.closures_table
-        for restaurant_id, start in self._dirty_panes:
-            panes[pane_key(restaurant_id, start)] = self._panes[(restaurant_id, start)].to_json()
+        # ``update``: a worker's table writes them in one store write (streams.faust_internals).
+        panes.update({pane_key(restaurant_id, start): self._panes[(restaurant_id, start)].to_json()
+                      for restaurant_id, start in self._dirty_panes})
         for restaurant_id, start in self._deleted_panes:
             key = pane_key(restaurant_id, start)
             self._panes.pop((restaurant_id, start), None)
             if key in panes:
                 del panes[key]
-        for restaurant_id in self._dirty_closures:
-            closures[closure_key(restaurant_id)] = self._closures[restaurant_id]
+        closures.update({closure_key(restaurant_id): self._closures[restaurant_id]
+                         for restaurant_id in self._dirty_closures})
         for restaurant_id in self._deleted_closures:
             if closure_key(restaurant_id) in closures:
                 del closures[closure_key(restaurant_id)]
-        for bucket in self._dirty_buckets:
-            closures[index_key(self.partition, bucket)] = self._buckets[bucket]
+        closures.update({index_key(self.partition, bucket): self._buckets[bucket]
+                         for bucket in self._dirty_buckets})
         self._dirty_buckets.clear()
         self._deleted_closures.clear()
         self._dirty_panes.clear()

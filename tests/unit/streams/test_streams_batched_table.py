@@ -90,10 +90,11 @@ async def test_writes_are_read_at_once_and_sent_once_per_batch_last_write_winnin
     bound = BatchedTable(table, by_restaurant_event(app))
 
     bound["r1|0"] = {"reviews": 1}
-    bound["r1|0"] = {"reviews": 2}
+    bound.update({"r1|0": {"reviews": 2}, "r3|0": {"reviews": 3}})  # a batch's panes at once
     bound["r2|0"] = {"reviews": 5}
     del bound["r2|0"]
     assert bound.get("r1|0") == {"reviews": 2} and "r2|0" not in bound
+    assert bound.get("r3|0") == {"reviews": 3}
     assert changelog.records == []  # nothing leaves before the batch publishes
 
     await bound.publish(changelog.send)
@@ -101,6 +102,7 @@ async def test_writes_are_read_at_once_and_sent_once_per_batch_last_write_winnin
 
     topic = table.changelog_topic.get_topic_name()
     assert changelog.records == [(topic, PARTITION, b'"r1|0"', b'{"reviews":2}'),
+                                 (topic, PARTITION, b'"r3|0"', b'{"reviews":3}'),
                                  (topic, PARTITION, b'"r2|0"', None)]
 
 

@@ -126,3 +126,26 @@ def test_marks_written_directly_are_read_by_faust(app: Any) -> None:
     bound.update({"ev-1": 7, "ev-2": 8})
     assert [faust_get(marks, event, k) for k in ("ev-1", "ev-2", "ev-3")] == [7, 8, "<missing>"]
     assert [(partition, value) for partition, _, value in sent] == [(PARTITION, {"ev-1": 7, "ev-2": 8})]
+
+
+@settings(max_examples=100, deadline=None)
+@given(items=st.dictionaries(keys, json_values, max_size=12),
+       then=st.dictionaries(keys, json_values, max_size=6))
+def test_a_batch_of_writes_in_one_store_write_is_the_same_as_one_write_each(
+        table: Any, items: dict[str, Any], then: dict[str, Any]) -> None:
+    """``update`` (a batch's panes, closures and daily costs) stores and queues for the
+    changelog what a write per item would: the same bytes, the last write of a key winning."""
+    event = by_restaurant_event(table.app)
+    batched, one_by_one = BatchedTable(table, event), BatchedTable(table, event)
+    batched.update(items)
+    batched.update(then)
+    expected = {**items, **then}
+    for key, value in expected.items():
+        one_by_one[key] = value
+    store = table.data
+    db = store._db_for_partition(PARTITION)
+    for key, value in expected.items():
+        assert db.get(store._encode_key(key)) == store._encode_value(value)
+        assert faust_get(table, event, key) == value
+        assert store._key_index[store._encode_key(key)] == PARTITION
+    assert batched._changes == one_by_one._changes
