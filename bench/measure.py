@@ -6,7 +6,7 @@ import bisect
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,12 +155,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def p99_by_period(occurred_ms: list[int], latencies: list[float], *, periods: int = 3) -> list[float]:
+    """The p99 of the latencies of each equal stretch of occurred_at time, in order (nan for
+    a stretch without one). A fixed tail gives about equal figures; a p99 that rises from
+    one stretch to the next is a backlog building: the pipeline is not keeping up."""
+    if not occurred_ms:
+        return [float("nan")] * periods
+    start, span = min(occurred_ms), max(occurred_ms) - min(occurred_ms) + 1
+    parts: list[list[float]] = [[] for _ in range(periods)]
+    for at, latency in zip(occurred_ms, latencies, strict=True):
+        parts[(at - start) * periods // span].append(latency)
+    return [percentile(part, 99) if part else float("nan") for part in parts]
+
+
 @dataclass
 class Latencies:
     """Phase b's per-review figures (ms) and how each pane write was matched."""
 
     enriched: list[float] = field(default_factory=list)  # occurred_at -> enriched_at
     visible: list[float] = field(default_factory=list)  # occurred_at -> first pane write holding it
+    visible_occurred_ms: list[int] = field(default_factory=list)  # the occurred_at of each ``visible``
     unmatched: int = 0  # no write of the review's pane key at or after occurred_at
     by_time_only: int = 0  # matched by time: no write at or after occurred_at held its rank
     earlier_write: int = 0  # the first write at or after occurred_at did not hold it yet
@@ -176,7 +190,7 @@ def _reviews_in(raw: bytes) -> int:
 
 
 def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
-                         pane_size_ms: int) -> Latencies:
+                         pane_size_ms: int, earlier: Sequence[Record] = ()) -> Latencies:
     """Per review: enriched_at - occurred_at, and (first pane write holding it) - occurred_at.
 
     The restaurant stage folds a review into its pane at first sight (provisional label)
@@ -190,6 +204,9 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
     ``reviews`` count is at least *r*. Earlier writes at or after ``occurred_at`` that hold
     fewer reviews (a join of an earlier review) are skipped and counted in ``earlier_write``;
     when no write holds enough, the first at or after ``occurred_at`` is taken (``by_time_only``).
+    ``earlier``: the enriched records of reviews produced before these (earlier phases). They
+    are not measured, but a pane that holds some of them counts them, so they rank first:
+    without them a review's rank was too low, and its latency read too low.
     """
     writes: dict[bytes, list[tuple[int, bytes]]] = {}
     for rec in changelog:
@@ -201,7 +218,7 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
         stamps_of[key] = [t for t, _ in entries]
     counts: dict[tuple[bytes, int], int] = {}
     by_pane: dict[bytes, list[tuple[int, str]]] = {}
-    for rec in enriched:
+    for rec in [*earlier, *enriched]:
         occurred_ms = to_ms(rec.value["occurred_at"])
         pane = occurred_ms - occurred_ms % pane_size_ms
         key = f'"{rec.value["restaurant_id"]}|{pane}"'.encode()
@@ -235,4 +252,5 @@ def visible_latencies_ms(enriched: list[Record], changelog: list[Record], *,
         elif hit != first:
             out.earlier_write += 1
         out.visible.append(stamps[hit] - occurred_ms)
+        out.visible_occurred_ms.append(occurred_ms)
     return out
