@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from agents.settle import Outputs, settle_behind
 from agents.ticks import record_event_time, record_progress
 from schema_registry.errors import RegistryHTTPError, SerdeError
 from streams import metrics
@@ -63,16 +64,15 @@ async def _decode(record_name: str, value: bytes) -> dict[str, Any]:
             delay_s = min(delay_s * 2, REGISTRY_RETRY_MAX_S)
 
 
-async def forward(events: Sequence[Any], *, kind: str) -> int:
-    """Decode, validate and forward one batch; returns how many were dead-lettered.
+async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]]:
+    """Decode, validate and send one batch; returns the outputs' delivery futures.
 
     A record's failure is that record's dead letter (with stage, reason and error class);
-    the rest of the batch goes on. Returns once every output is acknowledged.
+    the rest of the batch goes on. Nothing here waits for an acknowledgement.
     """
     record_name = "ReviewCreated" if kind == REVIEW else "OrderDelivered"
-    pending: list[Awaitable[Any]] = []
+    outputs: list[Awaitable[Any]] = []
     bounds = Bounds.from_settings(settings)
-    dead = 0
     for ev in events:
         message = ev.message
         count_consumed(message.topic)
@@ -91,42 +91,48 @@ async def forward(events: Sequence[Any], *, kind: str) -> int:
             record_event_time(message.tp, to_ms(record["occurred_at"]))
             value = write_item(Item(kind=kind, record=record, origin=Origin.of(message)))
         except (SerdeError, Invalid) as exc:
-            pending.append(await runtime.dead_letters.send(
+            outputs.append(await runtime.dead_letters.send(
                 Origin.of(message), stage="decode", reason=exc.reason, error=exc, trace_id=trace_id))
             count_outcome(message.topic, "dead_lettered")
-            dead += 1
             continue
         except Exception as exc:  # a record's failure is that record's dead letter
             log_event("record_failed", level=40, stage="decode", error=repr(exc), trace_id=trace_id)
-            pending.append(await runtime.dead_letters.send(
+            outputs.append(await runtime.dead_letters.send(
                 Origin.of(message), stage="decode", reason="processing_error", error=exc, trace_id=trace_id))
             count_outcome(message.topic, "dead_lettered")
-            dead += 1
             continue
-        pending.append(await runtime.send(BY_RESTAURANT, key=restaurant_id.encode(), value=value,
+        outputs.append(await runtime.send(BY_RESTAURANT, key=restaurant_id.encode(), value=value,
                                           headers=[(H_TRACE, trace_id.encode())]))
         log_event("decoded", level=10, kind=kind, restaurant=restaurant_id, trace_id=trace_id)
-    await asyncio.gather(*pending)
-    record_progress(events)
-    return dead
+    return outputs
 
 
-async def _decode_stage(stream: Any, *, kind: str) -> None:
+async def _settle(stream: Any, events: list[Any], outputs: Outputs, *, kind: str) -> None:
     """Ack a batch only once its outputs are acknowledged; a failed delivery (broker trouble)
     is retried whole, never acked and never turned into dead letters (decode is idempotent:
     a second copy on the by-restaurant topic is a counted duplicate there)."""
+    while True:
+        try:
+            if outputs is None:
+                outputs = await send_batch(events, kind=kind)
+            await asyncio.gather(*outputs)
+            break
+        except Exception as exc:
+            log_event("delivery_failed", level=40, stage="decode", events=len(events), error=repr(exc))
+            outputs = None
+            await asyncio.sleep(DELIVERY_RETRY_S)
+    record_progress(events)
+    for event in events:
+        await stream.ack(event)
+    log_event("decode_batch", level=10, kind=kind, events=len(events))
+
+
+async def _decode_stage(stream: Any, *, kind: str) -> None:
     await runtime.ready()
-    async for events in handled_batches(stream, settings.take_max_events, within_s=settings.take_within_s):
-        while True:
-            try:
-                dead = await forward(events, kind=kind)
-                break
-            except Exception as exc:
-                log_event("delivery_failed", level=40, stage="decode", events=len(events), error=repr(exc))
-                await asyncio.sleep(DELIVERY_RETRY_S)
-        for event in events:
-            await stream.ack(event)
-        log_event("decode_batch", level=10, kind=kind, events=len(events), dead_lettered=dead)
+    await settle_behind(
+        handled_batches(stream, settings.take_max_events, within_s=settings.take_within_s),
+        send=lambda events: send_batch(events, kind=kind),
+        settle=lambda events, outputs: _settle(stream, events, outputs, kind=kind))
 
 
 @app.agent(app.topics_.reviews_created, name="decode-reviews")
