@@ -82,6 +82,8 @@ partition being revoked.
    ones Faust writes and reads (tests/unit/streams/test_streams_direct_tables.py). Our
    values are plain JSON, never Faust models, so nothing is lost by not reconstructing
    them; Faust's table sensors (keys retrieved and updated) no longer count these calls.
+   A batch's marks (:class:`BoundMarks`) and its panes, closures and daily costs
+   (:meth:`BatchedTable.update`) go in one RocksDB write per table, not one write each.
 """
 
 from __future__ import annotations
