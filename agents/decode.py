@@ -130,7 +130,7 @@ async def _settle(stream: Any, events: list[Any], outputs: Outputs, *, kind: str
 async def _decode_stage(stream: Any, *, kind: str) -> None:
     await runtime.ready()
     await settle_behind(
-        handled_batches(stream, settings.take_max_events, within_s=settings.take_within_s),
+        handled_batches(stream, settings.take_max_events, within_s=settings.take_within_s), stage="decode",
         send=lambda events: send_batch(events, kind=kind),
         settle=lambda events, outputs: _settle(stream, events, outputs, kind=kind))
 

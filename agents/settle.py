@@ -15,7 +15,7 @@ from streams.logs import event as log_event
 Outputs = list[Awaitable[Any]] | None  # a batch's delivery futures; None: its send failed
 
 
-async def settle_behind(batches: AsyncIterator[list[Any]], *,
+async def settle_behind(batches: AsyncIterator[list[Any]], *, stage: str,
                         send: Callable[[list[Any]], Awaitable[list[Awaitable[Any]]]],
                         settle: Callable[[list[Any], Outputs], Awaitable[None]]) -> None:
     """Send each batch, and settle it (outputs acknowledged, events acked) behind the next.
@@ -32,7 +32,7 @@ async def settle_behind(batches: AsyncIterator[list[Any]], *,
         try:
             outputs = await send(events)
         except Exception as exc:  # e.g. the producer refused the records: settle sends again
-            log_event("delivery_failed", level=40, stage="decode", events=len(events), error=repr(exc))
+            log_event("delivery_failed", level=40, stage=stage, events=len(events), error=repr(exc))
             outputs = None
         if behind is not None:
             await behind

@@ -39,6 +39,17 @@ def _us(fn: Callable[[], Any], number: int) -> float:
     return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
 
 
+Row = tuple[str, Callable[[], Any], Callable[[], Any], int]  # name, before, after, accesses a call
+
+
+def _print_table(header: tuple[str, str, str], rows: list[Row], number: int) -> None:
+    """One line per row: µs per access of ``before`` and ``after`` (each call does ``per``)."""
+    print(f"{header[0]:<28}{header[1]:>14}{header[2]:>10}")
+    for name, before, after, per in rows:
+        calls = max(number // per, 5)
+        print(f"{name:<28}{_us(before, calls) / per:>14.2f}{_us(after, calls) / per:>10.2f}")
+
+
 async def run(number: int, marks_per_batch: int) -> None:
     app = ReviewPulseApp("table-access", broker="kafka://127.0.0.1:1", store="rocksdb://",
                          datadir=tempfile.mkdtemp(prefix="table-access-"))
@@ -87,16 +98,11 @@ async def run(number: int, marks_per_batch: int) -> None:
             (f"dedupe mark, {marks_per_batch} a batch", through_faust(faust_marks), direct_marks,
              marks_per_batch),
         ]
-        print(f"{'us per access':<28}{'Faust layers':>14}{'direct':>10}")
-        for name, before, after, per in rows:
-            calls = max(number // per, 5)
-            print(f"{name:<28}{_us(before, calls) / per:>14.2f}{_us(after, calls) / per:>10.2f}")
-        print(f"\n{'us per pane write, direct':<28}{'one each':>14}{'one batch':>10}")
-        rows = [(f"{PANES_PER_BATCH} panes a batch", panes_one_write_each, panes_one_write,
-                 PANES_PER_BATCH)]
-        for name, before, after, per in rows:
-            calls = max(number // per, 5)
-            print(f"{name:<28}{_us(before, calls) / per:>14.2f}{_us(after, calls) / per:>10.2f}")
+        _print_table(("us per access", "Faust layers", "direct"), rows, number)
+        print()
+        _print_table(("us per pane write, direct", "one each", "one batch"),
+                     [(f"{PANES_PER_BATCH} panes a batch", panes_one_write_each, panes_one_write,
+                       PANES_PER_BATCH)], number)
     finally:
         app.consumer._thread.thread_loop.close()  # built with the consumer, never started
 

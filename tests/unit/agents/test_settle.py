@@ -46,7 +46,8 @@ class Loop:
         self.settled.append((events, outputs is None))
 
     def run(self) -> asyncio.Task[None]:
-        return asyncio.ensure_future(settle_behind(self.batches(), send=self.send, settle=self.settle))
+        return asyncio.ensure_future(settle_behind(self.batches(), stage="test", send=self.send,
+                                                  settle=self.settle))
 
 
 async def settle_down() -> None:
