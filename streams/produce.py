@@ -67,13 +67,13 @@ async def send_records(kafka: Any, records: Iterable[Record], *,
                 partition = placed[topic, key] = partition_of(topic, key)
         builder = open_batches.get((topic, partition))
         if builder is not None and builder.append(key=key, value=value, timestamp=None,
-                                                  headers=headers or ()) is None:
+                                                  headers=headers or []) is None:
             await send(topic, partition, builder)  # full: sent, and another opened
             builder = None
         if builder is None:
             builder = open_batches[topic, partition] = kafka.create_batch()
             # A batch's first record always fits, whatever its size.
-            builder.append(key=key, value=value, timestamp=None, headers=headers or ())
+            builder.append(key=key, value=value, timestamp=None, headers=headers or [])
     for (topic, partition), builder in open_batches.items():
         await send(topic, partition, builder)
     return sent

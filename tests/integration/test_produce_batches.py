@@ -38,11 +38,14 @@ def read_all(bootstrap: str, topic: str) -> Iterator[Any]:
 
 
 def records_for(topic: str, *, seed: int) -> list[Record]:
-    """Keys that spread over every partition, values from a few bytes to over a 16 KB batch."""
+    """Keys that spread over every partition, values from a few bytes to over a 16 KB batch,
+    with a header or none."""
     rng = random.Random(seed)
     keys = [f"restaurant-{rng.randrange(40)}".encode() for _ in range(600)]
     sizes = [rng.choice((8, 300, 2_000, 20_000)) for _ in keys]
-    return [Record(topic, key, f"{i}:".encode() + b"x" * size, [("rp-trace", f"t{i}".encode())])
+    # Outputs carry a trace header; changelog records carry none.
+    return [Record(topic, key, f"{i}:".encode() + b"x" * size,
+                   [("rp-trace", f"t{i}".encode())] if i % 3 else None)
             for i, (key, size) in enumerate(zip(keys, sizes, strict=True))]
 
 
@@ -69,17 +72,17 @@ async def test_batched_records_land_where_one_by_one_sends_put_them_in_order_at_
         await producer.stop()
         app.consumer._thread.thread_loop.close()  # built with the consumer, never started
 
-    def layout(topic: str) -> dict[int, list[tuple[bytes, bytes, int]]]:
-        by_partition: dict[int, list[tuple[bytes, bytes, int]]] = defaultdict(list)
-        for message in read_all(bootstrap, topic):
-            by_partition[message.partition()].append((message.key(), message.value(), message.offset()))
+    def layout(topic: str) -> dict[int, list[tuple[bytes, bytes, Any, int]]]:
+        by_partition: dict[int, list[tuple[bytes, bytes, Any, int]]] = defaultdict(list)
+        for m in read_all(bootstrap, topic):
+            by_partition[m.partition()].append((m.key(), m.value(), m.headers(), m.offset()))
         return by_partition
 
     got, reference = layout(batched), layout(one_by_one)
     assert sum(map(len, got.values())) == len(records)  # none lost, none twice
     assert len(got) == PARTITIONS  # the keys spread, so the grouping is exercised
     for partition, messages in reference.items():  # same partition per key, same order within it
-        assert [(k, v) for k, v, _ in got[partition]] == [(k, v) for k, v, _ in messages]
+        assert [m[:3] for m in got[partition]] == [m[:3] for m in messages]
     # Values over 16 KB fill aiokafka's batches: several batches per partition, each
     # delivery naming the offsets of its records, which follow one another.
     assert len(sent) > PARTITIONS
@@ -87,7 +90,7 @@ async def test_batched_records_land_where_one_by_one_sends_put_them_in_order_at_
         start = 0
         for batch in (b for b in sent if b.partition == partition):
             base = batch.delivery.result().offset
-            offsets = [offset for _, _, offset in messages[start:start + batch.count]]
+            offsets = [m[3] for m in messages[start:start + batch.count]]
             assert offsets == list(range(base, base + batch.count))
             start += batch.count
         assert start == len(messages)
