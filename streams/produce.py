@@ -74,8 +74,10 @@ async def send_records(kafka: Any, records: Iterable[Record], *,
             builder = open_batches[topic, partition] = kafka.create_batch()
             # A batch's first record always fits, whatever its size.
             builder.append(key=key, value=value, timestamp=None, headers=headers or [])
-    for (topic, partition), builder in open_batches.items():
-        await send(topic, partition, builder)
+    # aiokafka queues a batch only once the one waiting for its partition has drained into a
+    # produce request (one request in flight per broker): the partitions' waits overlap.
+    await asyncio.gather(*(send(topic, partition, builder)
+                           for (topic, partition), builder in open_batches.items()))
     return sent
 
 
