@@ -21,7 +21,6 @@ from streams.app import app, runtime
 from streams.codecs import plain_record, to_ms
 from streams.faust_internals import handled_batches
 from streams.logs import event as log_event
-from streams.produce import Record
 from streams.protocol import H_TRACE, ORDER, REVIEW, Item, Origin, write_item
 from streams.validation import Bounds, Invalid, validate_order, validate_review
 
@@ -73,7 +72,6 @@ async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]
     """
     record_name = "ReviewCreated" if kind == REVIEW else "OrderDelivered"
     outputs: list[Awaitable[Any]] = []
-    forwarded: list[Record] = []  # sent together: one aiokafka batch per partition
     bounds = Bounds.from_settings(settings)
     for ev in events:
         message = ev.message
@@ -103,10 +101,9 @@ async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]
                 Origin.of(message), stage="decode", reason="processing_error", error=exc, trace_id=trace_id))
             count_outcome(message.topic, "dead_lettered")
             continue
-        forwarded.append(Record(BY_RESTAURANT, restaurant_id.encode(), value, [(H_TRACE, trace_id.encode())]))
+        outputs.append(await runtime.send(BY_RESTAURANT, key=restaurant_id.encode(), value=value,
+                                          headers=[(H_TRACE, trace_id.encode())]))
         log_event("decoded", level=10, kind=kind, restaurant=restaurant_id, trace_id=trace_id)
-    if forwarded:
-        outputs.append(await runtime.send_many(forwarded))
     return outputs
 
 

@@ -3,9 +3,15 @@
 Sending records one by one (Faust's ``Producer.send``) costs Faust's sensors, a future, a
 partitioner call and the accumulator's bookkeeping per record: 14.6-16.1 µs of CPU each
 here, against 3.8-4.1 µs when a chunk's records are appended to one ``BatchBuilder`` per
-partition and sent with ``send_batch`` (``python -m bench.produce``). The outputs that are
-one record per input event (decode's by-restaurant records, the stage's ``reviews.enriched``)
-and the stage's changelog records go this way.
+partition and sent with ``send_batch`` (``python -m bench.produce``).
+
+The price is a wait: aiokafka queues a batch for a partition only once the batch already
+waiting there has drained into a produce request (one request in flight per broker),
+where a record sent alone joins that waiting batch. So only sends whose acknowledgement
+nobody is waiting on to see state go this way: the stage's changelog records (published
+behind the batch) and its ``reviews.enriched`` records (the join follows them). Decode's
+by-restaurant records stay one by one: with them batched, phase b's p99 occurred -> pane
+written rose from 472 / 536 / 473 / 402 to 580 / 535 / 514 / 437 ms (README, Benchmarks).
 
 A keyed record goes to the partition Faust's producer would pick for its key
 (``Producer.key_partition``: the app's partitioner, murmur2 by default), so partitioning
