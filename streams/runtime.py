@@ -57,8 +57,6 @@ class Runtime:
     core: StageCore
     http: httpx.AsyncClient
     send: Callable[..., Awaitable[Any]]  # (topic, *, key, value, partition=None, headers=None)
-    send_records: Callable[[Sequence[Record]], Awaitable[list[Sent]]]  # one aiokafka batch per partition
-    send_many: Callable[[Sequence[Record]], Awaitable[Awaitable[Any]]]  # the same, one acknowledgement
 
     def __init__(self, app: ReviewPulseApp) -> None:
         self.app = app
@@ -99,13 +97,12 @@ class Runtime:
             return producer.key_partition(topic, key).partition
 
         async def send_records(records: Sequence[Record]) -> list[Sent]:
-            # A batch's records in one aiokafka batch per partition (streams.produce).
+            # The changelog and reviews.enriched records of a batch or an LLM call, in one
+            # aiokafka batch per partition (streams.produce says why only those).
             return await produce.send_records(kafka_producer(producer), records, partition_of=partition_of)
 
         async def send_many(records: Sequence[Record]) -> Awaitable[Any]:
             return produce.delivered(await send_records(records))
-
-        self.send_records, self.send_many = send_records, send_many
 
         def tables_for(partition: int, event: Any) -> PartitionTables:
             return PartitionTables(dedupe=BoundMarks(tables.dedupe, event),
