@@ -52,7 +52,6 @@ from agents.llm.outcome import EnrichOutcome, EnrichStatus, fallback_outcome
 from agents.outbox import Outbox
 from streams import metrics
 from streams.logs import event as log_event
-from streams.produce import Record
 from streams.protocol import (
     H_ID,
     H_TRACE,
@@ -85,7 +84,6 @@ JOIN_IDLE_S = 0.2  # longest an answered review waits for its join when no batch
 STOP_PUBLISH_S = 10.0  # at stop, the longest we wait for the last batches' changelog records
 
 Send = Callable[..., Awaitable[Awaitable[Any]]]  # (topic, *, key, value, partition, headers)
-SendMany = Callable[[Sequence[Record]], Awaitable[Awaitable[Any]]]  # records -> one acknowledgement
 
 
 async def _nothing_to_publish(written: Sequence[PartitionTables]) -> None:
@@ -105,9 +103,6 @@ class Ports:
     # Sends the changelog records of the tables a batch wrote (the worker's tables hold them
     # until then: streams.faust_internals point 7); dicts have none.
     publish_tables: Callable[[Sequence[PartitionTables]], Awaitable[None]] = _nothing_to_publish
-    # Several records, one acknowledgement: the worker sends them as one aiokafka batch per
-    # partition (streams.produce); None sends them one by one through ``send``.
-    send_many: SendMany | None = None
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
     # What the web view remembers of recent activity (a critical review, an alert as sent).
     remember_critical: Callable[[dict[str, Any]], None] = lambda record: None
@@ -472,7 +467,6 @@ class StageCore:
             jobs, outcomes = [j for j, _ in current], [o for _, o in current]
         now_ms = self.ports.clock_ms()
         pending: list[Awaitable[Any]] = []
-        outputs: list[Record] = []  # reviews.enriched and critical alerts, sent together
         final: list[tuple[Job, EnrichOutcome]] = []
         finals: set[str] = set()
         retried: set[str] = set()
@@ -496,9 +490,7 @@ class StageCore:
             final.append((job, outcome))
             finals.add(job.item.event_id)
             metrics.input_outcome(job.item.origin.topic, "enriched")
-            outputs += self._enriched_records(job, outcome, now_ms=now_ms)
-        if outputs:
-            pending.append(await self._send_many(outputs))
+            pending += await self._send_enriched(job, outcome, now_ms=now_ms)
         await asyncio.gather(*pending)
         self._ready.append((list(jobs), final))
         self._ready_event.set()
@@ -619,13 +611,7 @@ class StageCore:
                               partition=partition, retention_ms=self.retention_ms, cache=cache)
 
     # --- sending -----------------------------------------------------------------------------
-    async def _send_many(self, records: Sequence[Record]) -> Awaitable[Any]:
-        if self.ports.send_many is not None:
-            return await self.ports.send_many(records)
-        return asyncio.gather(*[await self.ports.send(r.topic, key=r.key, value=r.value, headers=r.headers)
-                                for r in records])
-
-    def _enriched_records(self, job: Job, outcome: EnrichOutcome, *, now_ms: int) -> list[Record]:
+    async def _send_enriched(self, job: Job, outcome: EnrichOutcome, *, now_ms: int) -> list[Awaitable[Any]]:
         count_outcome(outcome)
         record = enriched_record(job.item.record, outcome, attempts=job.attempt, enriched_at_ms=now_ms,
                                  received_ms=job.item.origin.timestamp_ms)
@@ -633,14 +619,16 @@ class StageCore:
         metrics.EVENT_AGE.observe(record["event_age_ms"] / 1000)
         key = job.item.restaurant_id.encode()
         headers = [(H_TRACE, record["trace_id"].encode())]
-        records = [Record(self.topics.enriched, key, self.ports.encode("ReviewEnriched", record), headers)]
+        futures = [await self.ports.send(self.topics.enriched, key=key, headers=headers,
+                                         value=self.ports.encode("ReviewEnriched", record))]
         if record["sentiment"] == "CRITICAL":
             metrics.CRITICAL_ALERTS.inc()
             log_event("critical_review", restaurant=job.item.restaurant_id, trace_id=record["trace_id"])
             self.ports.remember_critical(record)
-            records.append(Record(self.topics.critical_alert, key,
-                                  self.ports.encode("CriticalAlert", critical_alert_record(record)), headers))
-        return records
+            futures.append(await self.ports.send(
+                self.topics.critical_alert, key=key, headers=headers,
+                value=self.ports.encode("CriticalAlert", critical_alert_record(record))))
+        return futures
 
     async def _send_retry(self, job: Job, *, now_ms: int) -> Awaitable[Any]:
         delay_ms = int(self.settings.llm_retry_delay_s * 1000 * 2 ** (job.attempt - 1))

@@ -68,10 +68,9 @@ partition being revoked.
    RocksDB, all per record. The stage writes a pane and a day's cost entry per restaurant
    per batch (1.1 records per event in a0, 2 in phase b), and that path was ~16% of a0's
    profile. :class:`BatchedTable` writes the local store at once and sends the batch's
-   changelog records straight to the producer (:meth:`BatchedTable.publish`), as one
-   aiokafka batch per partition (point 9); as each produce batch is acknowledged its last
-   offset is persisted, as Faust does per record: the same records, keys and partitions,
-   so recovery and standbys read them as before.
+   changelog records straight to the producer (:meth:`BatchedTable.publish`), each record's
+   offset persisted once it is acknowledged, as Faust does: the same records, keys and
+   partitions, so recovery and standbys read them as before.
 
 8. A table read through Faust's layers costs 12 µs for a typical pane on RocksDB (the
    table's mapping, the store, the serializer registry, and a walk of every decoded value
@@ -85,10 +84,6 @@ partition being revoked.
    them; Faust's table sensors (keys retrieved and updated) no longer count these calls.
    A batch's marks (:class:`BoundMarks`) and its panes, closures and daily costs
    (:meth:`BatchedTable.update`) go in one RocksDB write per table, not one write each.
-
-9. Faust's ``Producer.send`` hands aiokafka one record at a time. :func:`kafka_producer`
-   gives :mod:`streams.produce` the aiokafka producer underneath, to send a batch's records
-   as one ``BatchBuilder`` per partition (``send_batch``, aiokafka's public API).
 """
 
 from __future__ import annotations
@@ -98,7 +93,7 @@ import logging
 import uuid
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, NamedTuple
@@ -113,7 +108,6 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from rocksdict import WriteBatch
 
-from streams.produce import Record, Sent
 from streams.protocol import is_marks_key, marks_key
 
 FETCH_HIGHWATER_TIMEOUT_S = 10.0
@@ -416,11 +410,6 @@ class ReviewPulseApp(faust.App):
         await super()._consumer_wait_empty(consumer, logger)
 
 
-def kafka_producer(producer: Any) -> Any:
-    """The aiokafka producer under Faust's ``producer`` (point 9), started with it."""
-    return producer._ensure_producer()
-
-
 # --- the current event decides a table write's partition ----------------------------------
 _CURRENT_EVENT = faust_streams._current_event
 @contextmanager
@@ -571,7 +560,7 @@ class BoundTable(MutableMapping[str, Any]):
 
 
 # --- table writes: the store at once, the changelog once per batch (point 7) ----------------
-SendRecords = Callable[[list[Record]], Awaitable[list[Sent]]]  # streams.runtime.Runtime.send_records
+Send = Callable[..., Any]  # streams.runtime.Runtime.send: (topic, *, key, value, partition) -> delivery
 
 
 class BatchedTable(BoundTable):
@@ -604,30 +593,29 @@ class BatchedTable(BoundTable):
             _CURRENT_EVENT.reset(token)
         self._changes[store._encode_key(key)] = None
 
-    async def publish(self, send_records: SendRecords) -> None:
-        """Send the changelog records written since the last call; as each batch of them is
-        acknowledged, the store remembers its last offset (recovery reads the changelog from there)."""
+    async def publish(self, send: Send) -> None:
+        """Send the changelog records written since the last call; once all are acknowledged,
+        the store remembers the last offset (recovery reads the changelog from there)."""
         if not self._changes:
             return
         changes, self._changes = self._changes, {}
         topic = self._table.changelog_topic.get_topic_name()
         partition = self._event.message.partition
-        tp = TP(topic, partition)
-        for sent in await send_records([Record(topic, key, value, None, partition)
-                                        for key, value in changes.items()]):
-            sent.delivery.add_done_callback(partial(self._persisted, tp, sent.count))
+        persisted = partial(self._persisted, TP(topic, partition))
+        for key, value in changes.items():
+            (await send(topic, key=key, value=value, partition=partition)).add_done_callback(persisted)
 
-    def _persisted(self, tp: TP, count: int, delivery: asyncio.Future[Any]) -> None:
-        """Per produce batch, as Faust does per record: a table's records can span several
-        batches, and a persisted offset held back until the last one is acknowledged made a
-        kill -9 replay more of the changelog over newer local state (190-260 reviews enriched
-        twice in test_crash_enrichment's kept case instead of ~70)."""
+    def _persisted(self, tp: TP, delivery: asyncio.Future[Any]) -> None:
+        """Per record, as Faust does: a batch's records span several produce requests, and a
+        persisted offset held back until the last one is acknowledged made a kill -9 replay
+        more of the changelog over newer local state (190-260 reviews enriched twice in
+        test_crash_enrichment's kept case instead of ~70)."""
         if delivery.cancelled():
             return
         if (exc := delivery.exception()) is not None:  # as Faust's own callback: logged, not raised
-            logger.error("Changelog records of %s not acknowledged: %r", tp, exc)
+            logger.error("Changelog record of %s not acknowledged: %r", tp, exc)
             return
-        self._table.data.set_persisted_offset(tp, delivery.result().offset + count - 1)
+        self._table.data.set_persisted_offset(tp, delivery.result().offset)
 
 
 # --- the dedupe table: one changelog record per batch of marks (point 6) -------------------

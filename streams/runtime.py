@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import mode
 
-from streams import metrics, produce
+from streams import metrics
 from streams.codecs import AvroCodecs
 from streams.dlq import DeadLetters
-from streams.produce import Record, Sent
 
 # httpx (the registry and web-routing clients) logs every request at INFO ("HTTP Request:
 # POST ... 200 OK"): noise in the worker's log. Metrics count what matters.
@@ -66,7 +65,7 @@ class Runtime:
         from agents.core import OutputTopics, Ports, StageCore
         from agents.enrich import LLMServices
         from agents.outbox import Outbox, kafka_scanner
-        from streams.faust_internals import BatchedTable, BoundMarks, BoundTable, kafka_producer
+        from streams.faust_internals import BatchedTable, BoundMarks, BoundTable
         from tables.state import PartitionTables
         from tables.webdata import recent
 
@@ -93,17 +92,6 @@ class Runtime:
 
         self.send = send
 
-        def partition_of(topic: str, key: bytes | None) -> int:
-            return producer.key_partition(topic, key).partition
-
-        async def send_records(records: Sequence[Record]) -> list[Sent]:
-            # The changelog and reviews.enriched records of a batch or an LLM call, in one
-            # aiokafka batch per partition (streams.produce says why only those).
-            return await produce.send_records(kafka_producer(producer), records, partition_of=partition_of)
-
-        async def send_many(records: Sequence[Record]) -> Awaitable[Any]:
-            return produce.delivered(await send_records(records))
-
         def tables_for(partition: int, event: Any) -> PartitionTables:
             return PartitionTables(dedupe=BoundMarks(tables.dedupe, event),
                                    latest=BoundTable(tables.latest, event),
@@ -113,7 +101,7 @@ class Runtime:
         async def publish_tables(written: Sequence[PartitionTables]) -> None:
             for partition_tables in written:
                 for name in BATCHED_TABLES:
-                    await getattr(partition_tables, name).publish(send_records)
+                    await getattr(partition_tables, name).publish(send)
 
         async def not_attached(event: Any) -> None:
             raise RuntimeError("the restaurant agent has not attached its stream's ack yet")
@@ -121,9 +109,9 @@ class Runtime:
         outbox = Outbox([topics.aggregates.get_topic_name(), topics.restaurant_alerts.get_topic_name()],
                         scan=kafka_scanner(self._consumer_config()))
         self.core = StageCore(
-            ports=Ports(tables_for=tables_for, send=send, send_many=send_many,
-                        dead_letter=self.dead_letters.send, encode=self.codecs.encode, ack=not_attached,
-                        flush_producer=app.producer.flush, publish_tables=publish_tables,
+            ports=Ports(tables_for=tables_for, send=send, dead_letter=self.dead_letters.send,
+                        encode=self.codecs.encode, ack=not_attached, flush_producer=app.producer.flush,
+                        publish_tables=publish_tables,
                         remember_critical=recent.remember_critical, remember_alert=recent.remember_alert),
             topics=OutputTopics(enriched=topics.enriched.get_topic_name(),
                                 critical_alert=topics.critical_alert.get_topic_name(),

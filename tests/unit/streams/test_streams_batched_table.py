@@ -22,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.faust_internals import BatchedTable, ReviewPulseApp
-from streams.produce import Record, Sent
 
 PARTITION = 2
 
@@ -35,31 +34,23 @@ class Meta:
 
 
 class Changelog:
-    """A stand-in for ``Runtime.send_records``: records what was sent, in produce batches of
-    at most ``BATCH`` records (as aiokafka's fill up), and acknowledges them on demand."""
-
-    BATCH = 2
+    """A stand-in for ``Runtime.send``: records what was sent and acknowledges on demand."""
 
     def __init__(self) -> None:
-        self.records: list[tuple[str, int | None, bytes | None, bytes | None]] = []
-        self.deliveries: list[tuple[asyncio.Future[Meta], int]] = []  # (delivery, records in it)
+        self.records: list[tuple[str, int, bytes, bytes | None]] = []
+        self.deliveries: list[asyncio.Future[Meta]] = []
 
-    async def send(self, records: list[Record]) -> list[Sent]:
-        sent = []
-        for start in range(0, len(records), self.BATCH):
-            chunk = records[start:start + self.BATCH]
-            self.records += [(r.topic, r.partition, r.key, r.value) for r in chunk]
-            delivery: asyncio.Future[Meta] = asyncio.get_running_loop().create_future()
-            self.deliveries.append((delivery, len(chunk)))
-            sent.append(Sent(chunk[0].topic, chunk[0].partition or 0, len(chunk), delivery))
-        return sent
+    async def send(self, topic: str, *, key: bytes, value: bytes | None,
+                   partition: int) -> asyncio.Future[Meta]:
+        self.records.append((topic, partition, key, value))
+        delivery: asyncio.Future[Meta] = asyncio.get_running_loop().create_future()
+        self.deliveries.append(delivery)
+        return delivery
 
     def acknowledge(self) -> None:
-        offset = 100  # a batch's base offset: the records sent before it
-        for delivery, count in self.deliveries:
+        for offset, delivery in enumerate(self.deliveries, start=100):  # the n-th record sent
             if not delivery.done():
                 delivery.set_result(Meta(offset))
-            offset += count
 
 
 def make_app(store: str, datadir: Path) -> ReviewPulseApp:
@@ -115,24 +106,24 @@ async def test_writes_are_read_at_once_and_sent_once_per_batch_last_write_winnin
                                  (topic, PARTITION, b'"r2|0"', None)]
 
 
-async def test_the_persisted_offset_follows_each_acknowledged_batch_to_its_last_record(app) -> None:
+async def test_the_persisted_offset_follows_each_acknowledged_record(app) -> None:
     if app.conf.store.scheme != "rocksdb":
         pytest.skip("only RocksDB persists an offset")
     table = app.Table("panes", default=None, key_type=str, partitions=4)
     changelog = Changelog()
     bound = BatchedTable(table, by_restaurant_event(app))
-    bound["a"], bound["b"], bound["c"] = 1, 2, 3  # two produce batches: a, b (100-101) and c (102)
+    bound["a"], bound["b"] = 1, 2
     await bound.publish(changelog.send)
     tp = TP(table.changelog_topic.get_topic_name(), PARTITION)
 
     await asyncio.sleep(0)
     assert table.data.persisted_offset(tp) is None  # not acknowledged yet: recovery reads it all
-    changelog.deliveries[0][0].set_result(Meta(100))
+    changelog.deliveries[0].set_result(Meta(100))
     await asyncio.sleep(0)
-    assert table.data.persisted_offset(tp) == 101  # a kill now replays only what follows it
+    assert table.data.persisted_offset(tp) == 100  # a kill now replays only what follows it
     changelog.acknowledge()
     await asyncio.sleep(0)
-    assert table.data.persisted_offset(tp) == 102
+    assert table.data.persisted_offset(tp) == 101
 
 
 keys = st.sampled_from([f"r{i}|{pane}" for i in range(4) for pane in (0, 60_000)])
