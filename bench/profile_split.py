@@ -22,7 +22,7 @@ COMPONENTS = [  # first match, leaf first
     ("metrics (prometheus-client)", r"prometheus_client/"),
     ("logging", r"/logging/|streams/logs\.py"),
     ("Avro encode/decode", r"fastavro|schema_registry/serde|schema_registry/codec|streams/codecs"),
-    ("producer (aiokafka send path)", r"aiokafka/producer|streams/produce\.py|aiokafka/record"),
+    ("producer (aiokafka send path)", r"aiokafka/producer|aiokafka/record"),
     ("consume path (aiokafka fetch, Faust consumer, stream, conductor)",
      r"aiokafka/consumer|faust/streams\.py|faust/transport/conductor|faust/transport/consumer|"
      r"faust/channels|faust/transport/drivers/aiokafka|faust/events|handled_batches|without_superseded"),
