@@ -101,7 +101,8 @@ class Ports:
     ack: Callable[[Any], Awaitable[Any]]  # the event's offset may be committed now
     flush_producer: Callable[[], Awaitable[None]]
     # Sends the changelog records of the tables a batch wrote (the worker's tables hold them
-    # until then: streams.faust_internals point 7); dicts have none.
+    # until then: streams.faust_internals point 7) and returns once they are acknowledged;
+    # dicts have none.
     publish_tables: Callable[[Sequence[PartitionTables]], Awaitable[None]] = _nothing_to_publish
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
     # What the web view remembers of recent activity (a critical review, an alert as sent).
@@ -174,6 +175,10 @@ class StageCore:
         # a retry copy arriving meanwhile is a duplicate, not a second enrichment.
         self._owed: dict[str, int] = {}
         self._joiner_task: asyncio.Task[None] | None = None
+        # Reviews whose outputs are sent (or being sent) and whose join is not yet durable:
+        # what a kill -9 enriches again. Completions wait while it is at the limit.
+        self.unjoined = 0
+        self._room = asyncio.Event()
         # Today's spend per restaurant as this process reserved it: estimates of the calls
         # in flight included, so concurrent calls never spend the same headroom twice.
         self._ledger: dict[str, int] = {}
@@ -243,16 +248,23 @@ class StageCore:
         """
         batches: dict[int, _Batch] = {}
         acks: list[Any] = []
+        joined: list[Job] = []
         try:
-            joined = await self._run_batch(groups, jobs, batches)
+            await self._run_batch(groups, jobs, batches, joined)
             owed = {id(job.event) for job in jobs}
             acks = [ev for evs in groups.values() for ev in evs if id(ev) not in owed]
             acks += [job.event for job in joined]  # their outcome was sent, and joined here
         finally:
+            # Joined jobs share the generation _join_ready kept them for.
+            generation = joined[0].generation if joined else self.generation
+            if joined and not acks:  # the batch failed: they stay unacked, and a replay owes them
+                self._joined_durably(generation, len(joined))
             self._publish([batch.tables for batch in batches.values()],
-                          marked=any(batch.marks for batch in batches.values()), acks=acks)
+                          marked=any(batch.marks for batch in batches.values()), acks=acks,
+                          joined=(generation, len(joined) if acks else 0))
 
-    def _publish(self, written: list[PartitionTables], *, marked: bool, acks: list[Any]) -> None:
+    def _publish(self, written: list[PartitionTables], *, marked: bool, acks: list[Any],
+                 joined: tuple[int, int] = (0, 0)) -> None:
         """Make a batch's state durable after the previous batch's, then ack its events.
 
         In order: the dedupe marks are made durable before the panes (a pane that survived
@@ -262,25 +274,50 @@ class StageCore:
         batch's records are sent (Faust flushes the producer before it commits). None of it
         holds the lock or the next batch: the marks' flush is a produce round trip, about
         half of a batch's time when it was awaited inside it (README, Benchmarks).
+
+        ``joined`` is (generation, count) of the answered reviews this batch joined: once its
+        records are acknowledged, their joins are durable and they leave :attr:`unjoined`.
         """
         if not (written or acks):  # marks are written only by a batch with tables
             return
         previous = self._publishing
         self._publishing = task = asyncio.ensure_future(
-            self._published(previous, written, marked=marked, acks=acks))
+            self._published(previous, written, marked=marked, acks=acks, joined=joined))
         task.add_done_callback(self._on_published)
 
     async def _published(self, previous: asyncio.Future[None] | None, written: list[PartitionTables], *,
-                         marked: bool, acks: list[Any]) -> None:
+                         marked: bool, acks: list[Any], joined: tuple[int, int] = (0, 0)) -> None:
         if previous is not None:
             await asyncio.wait([previous])  # its outcome is its own: reported by _on_published
         try:
-            if marked:
-                await self.ports.flush_producer()
+            try:
+                if marked:
+                    await self.ports.flush_producer()
+            finally:
+                await self.ports.publish_tables(written)  # returns once the broker has them
+            for ev in acks:
+                await self.ports.ack(ev)
         finally:
-            await self.ports.publish_tables(written)
-        for ev in acks:
-            await self.ports.ack(ev)
+            self._joined_durably(*joined)
+
+    async def _room_for(self, n: int) -> None:
+        """Wait until ``n`` more answered reviews fit under ``enrich_max_unjoined``.
+
+        Each answer sent and not yet durably joined is a review a kill -9 enriches twice
+        (its offset replays, its pane still owes it). Joins become durable at batch pace,
+        so without this bound a burst of fast answers (a backlog after a restart, an LLM
+        at 5 ms) left hundreds in that state: 0-260 repeats in test_crash_enrichment.
+        """
+        limit = self.settings.enrich_max_unjoined
+        while self.unjoined and self.unjoined + n > limit:
+            self._room.clear()
+            await self._room.wait()
+
+    def _joined_durably(self, generation: int, n: int) -> None:
+        if n and generation == self.generation:  # abandon() has reset an older generation's count
+            self.unjoined -= n
+            metrics.ENRICH_UNJOINED.set(self.unjoined)
+            self._room.set()
 
     def _on_published(self, task: asyncio.Future[None]) -> None:
         if task.cancelled() or task.exception() is None:
@@ -294,8 +331,8 @@ class StageCore:
             await asyncio.wait([self._publishing])
 
     async def _run_batch(self, groups: dict[int, list[Any]], jobs: list[Job],
-                         batches: dict[int, _Batch]) -> list[Job]:
-        """Returns the answered jobs it joined (to ack once the batch is durable)."""
+                         batches: dict[int, _Batch], joined: list[Job]) -> None:
+        """Fills ``joined`` with the answered jobs it joined (to ack once the batch is durable)."""
         now_ms = self.ports.clock_ms()
         pending: list[Awaitable[Any]] = []
         closed = Closed()
@@ -314,7 +351,7 @@ class StageCore:
                     pending.append(await self.ports.dead_letter(
                         Origin.of(ev.message), stage="restaurant", reason="processing_error", error=exc))
                     metrics.input_outcome(ev.message.topic, "dead_lettered")
-        joined = self._join_ready(batches, now_ms=now_ms, closed=closed)
+        joined += self._join_ready(batches, now_ms=now_ms, closed=closed)
         for partition, batch in batches.items():
             if partition not in self.outbox.recovered:
                 await self.outbox.recover(partition, batch.tables.closures.get(checkpoint_key(partition)))
@@ -331,7 +368,6 @@ class StageCore:
             batch.tables.daily_cost.update(batch.daily)
             self._flush(partition, batch.state, batch.tables, closed)
             self._caches[partition].trim()
-        return joined
 
     async def _read(self, ev: Any, batch: _Batch, *, now_ms: int, jobs: list[Job],
                     pending: list[Awaitable[Any]]) -> None:
@@ -462,9 +498,23 @@ class StageCore:
     # --- 2. an enrichment answered -------------------------------------------------------------
     async def complete(self, jobs: Sequence[Job], outcomes: Sequence[EnrichOutcome]) -> None:
         """Emit each job's outcome, join it into its pane, then ack the job's event."""
+        await self._room_for(len(jobs))
         current = [(j, o) for j, o in zip(jobs, outcomes, strict=True) if j.generation == self.generation]
         if len(current) != len(jobs):  # abandoned meanwhile: the partition's next owner replays them
             jobs, outcomes = [j for j, _ in current], [o for _, o in current]
+        if not jobs:
+            return
+        generation = self.generation
+        self.unjoined += len(jobs)  # from here until their joins are durable (_published)
+        metrics.ENRICH_UNJOINED.set(self.unjoined)
+        try:
+            await self._emit(jobs, outcomes)
+        except BaseException:  # nothing joins: the enricher queues them again
+            self._joined_durably(generation, len(jobs))
+            raise
+
+    async def _emit(self, jobs: Sequence[Job], outcomes: Sequence[EnrichOutcome]) -> None:
+        """Send each job's outcome and, once acknowledged, queue it for the next batch's join."""
         now_ms = self.ports.clock_ms()
         pending: list[Awaitable[Any]] = []
         final: list[tuple[Job, EnrichOutcome]] = []
@@ -718,6 +768,9 @@ class StageCore:
         self._ready.clear()
         self.generation += 1
         self._owed.clear()
+        self.unjoined = 0
+        metrics.ENRICH_UNJOINED.set(0)
+        self._room.set()
         return [job.event.message for job in owed]
 
 

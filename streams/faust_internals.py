@@ -593,17 +593,21 @@ class BatchedTable(BoundTable):
             _CURRENT_EVENT.reset(token)
         self._changes[store._encode_key(key)] = None
 
-    async def publish(self, send: Send) -> None:
-        """Send the changelog records written since the last call; once all are acknowledged,
-        the store remembers the last offset (recovery reads the changelog from there)."""
+    async def publish(self, send: Send) -> list[asyncio.Future[Any]]:
+        """Send the changelog records written since the last call and return their deliveries;
+        as each is acknowledged, the store remembers its offset (recovery reads from there)."""
         if not self._changes:
-            return
+            return []
         changes, self._changes = self._changes, {}
         topic = self._table.changelog_topic.get_topic_name()
         partition = self._event.message.partition
         persisted = partial(self._persisted, TP(topic, partition))
+        deliveries = []
         for key, value in changes.items():
-            (await send(topic, key=key, value=value, partition=partition)).add_done_callback(persisted)
+            delivery = await send(topic, key=key, value=value, partition=partition)
+            delivery.add_done_callback(persisted)
+            deliveries.append(delivery)
+        return deliveries
 
     def _persisted(self, tp: TP, delivery: asyncio.Future[Any]) -> None:
         """Per record, as Faust does: a batch's records span several produce requests, and a

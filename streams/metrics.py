@@ -108,6 +108,11 @@ ENRICH_PENDING = Gauge(
     "reviewpulse_enrichment_pending", "Reviews folded at first sight whose final enrichment is "
     "queued or in flight (their input offsets are not committed yet).", registry=REGISTRY,
 )
+ENRICH_UNJOINED = Gauge(
+    "reviewpulse_enrichment_unjoined", "Reviews whose enrichment was sent but has not yet joined "
+    "its pane durably: after a crash these are enriched again (bounded by "
+    "REVIEWPULSE_ENRICH_MAX_UNJOINED).", registry=REGISTRY,
+)
 ENRICH_SHED = Counter(
     "reviewpulse_enrichment_shed", "Reviews enriched by the heuristic at once because the "
     "enrichment backlog was full (REVIEWPULSE_ENRICH_MAX_PENDING).", registry=REGISTRY,

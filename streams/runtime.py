@@ -99,9 +99,12 @@ class Runtime:
                                       for name in BATCHED_TABLES})
 
         async def publish_tables(written: Sequence[PartitionTables]) -> None:
+            """Send the batch's changelog records; returns once the broker acknowledged them."""
+            deliveries = []
             for partition_tables in written:
                 for name in BATCHED_TABLES:
-                    await getattr(partition_tables, name).publish(send)
+                    deliveries += await getattr(partition_tables, name).publish(send)
+            await asyncio.gather(*deliveries)
 
         async def not_attached(event: Any) -> None:
             raise RuntimeError("the restaurant agent has not attached its stream's ack yet")

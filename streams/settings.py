@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     token_budget_per_minute: int = Field(500_000, ge=0, description="Global LLM tokens per minute per worker; over it reviews are BUDGET_SKIPPED.")
     restaurant_daily_cost_cap_usd: float = Field(1.0, ge=0, description="LLM spend cap per restaurant per UTC day; over it BUDGET_SKIPPED + one budget_exceeded alert.")
     enrich_max_pending: int = Field(20_000, ge=1, description="Reviews queued or in flight for enrichment per worker (their offsets stay uncommitted); beyond it new reviews get the heuristic at once (FALLBACK, counted in reviewpulse_enrichment_shed).")
+    enrich_max_unjoined: int = Field(500, ge=1, description="Reviews per worker whose enrichment was sent but has not yet joined its pane durably; past it the LLM workers wait before sending more. After a kill -9 these are the reviews that can be enriched twice, so this bounds the repeats on reviews.enriched.")
     cache_size: int = Field(20_000, ge=0, description="Entries in the enrichment result cache (0 disables it).")
 
     # --- Pipeline ----------------------------------------------------------------------------

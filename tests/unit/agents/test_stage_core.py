@@ -80,6 +80,40 @@ async def test_a_failed_publication_still_sends_the_tables_acks_nothing_and_fail
     assert not world.is_acked(o2)  # uncommitted: the partition's next owner reads it again
 
 
+@pytest.mark.parametrize("limit", [2, 100])
+async def test_answers_wait_while_enrich_max_unjoined_of_them_are_not_durably_joined(
+        limit, world, feed, llm, make_stage) -> None:
+    """A review whose answer went out but whose join is not durable is enriched again after a
+    kill -9; REVIEWPULSE_ENRICH_MAX_UNJOINED bounds how many there are. With a limit of 2 and
+    a slow broker, the third answer goes out only after the first two joins are acked; with
+    100, all four go out before any ack (the limit is what held them)."""
+    core = make_stage(enrich_max_unjoined=limit, llm_batch_size=1, llm_batch_linger_ms=0)
+    send = world.send
+
+    async def logged_send(topic, **record):
+        if topic == world.topics.enriched:
+            world.history.append("enriched")
+        return await send(topic, **record)
+
+    world.send = logged_send
+    core.ports.send = logged_send
+    world.flush_gate = asyncio.Event()  # the broker is slow: no batch becomes durable yet
+    llm.always()
+    reviews = [feed.review(f"e{i}") for i in range(4)]
+    await core.process(reviews)
+
+    await world.until(lambda: len(world.enriched()) >= min(limit, 4), what="the answers the limit lets out")
+    assert core.unjoined == min(limit, 4)
+    world.flush_gate.set()
+    await world.until_acked(*reviews)
+    await core.published()
+
+    third = [i for i, step in enumerate(world.history) if step == "enriched"][2]
+    first_ack = next(i for i, step in enumerate(world.history) if step.startswith("ack"))
+    assert (third > first_ack) == (limit == 2), world.history
+    assert len(world.enriched()) == 4 and core.unjoined == 0
+
+
 # --- dedupe -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("same_batch", [False, True], ids=["next_batch", "same_batch"])
 async def test_same_event_id_at_a_second_offset_is_counted_duplicate_acked_and_not_folded(
