@@ -286,7 +286,7 @@ class Bench:
         # From the first enriched review: the steady part, not start-up.
         follow(lambda: self.enriched() - base, target=1, timeout_s=120)
         meter = self.cpu_meter(stack)
-        if self.args.profile and workers == 1:  # distorts the figures; not a measurement run
+        if self.args.profile and self.args.profile_phase == phase and workers == 1:  # distorts the figures
             profiler = py_spy(procs[0].proc.pid, out=self.log_dir / f"{phase}.pyspy.txt",
                               duration_s=self.args.profile)
             if profiler is not None:
@@ -351,8 +351,16 @@ class Bench:
                                duration_s=args.steady_s)
             base = self.enriched()
             meter = self.cpu_meter(stack)
+            profiler = None
+            if args.profile and args.profile_phase == "b":  # distorts the figures: not a measurement run
+                profiler = py_spy(self.workers[0].proc.pid, out=self.log_dir / "b.pyspy.txt",
+                                  duration_s=args.profile)
+                if profiler is not None:
+                    self.helpers.append(profiler)
             progress = follow(lambda: self.enriched() - base, target=expected, timeout_s=600)
             thread.join()
+            if profiler is not None:
+                profiler.wait()
             missing(progress, "b")
             self.print_cpu(meter, "b")
             time.sleep(0.5)  # the last batch's table writes follow its acknowledged outputs
@@ -581,7 +589,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--phases", default="a0,a200,b,c,x2,t1,d",
                         help="comma separated; a0 and c always run (a0 starts the worker)")
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
-                        help="py-spy record the worker for this long in phase a0 (raw, in the log dir)")
+                        help="py-spy record the worker for this long (raw, in the log dir)")
+    parser.add_argument("--profile-phase", choices=("a0", "b"), default="a0",
+                        help="the phase --profile records: a0 (a backlog) or b (steady 1,000 ev/s)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     return parser.parse_args(argv)
 
