@@ -402,8 +402,12 @@ class StageCore:
             pane = state.pane(restaurant_id, start)
             if pane.seen(offset):
                 # Its enrichment is owed: resumed here, unless this worker has it under way
-                # already (a seek back over offsets it handled brings the record again).
-                if item.kind == REVIEW and pane.owes(event_id) and not self._owed.get(event_id):
+                # already (a seek back over offsets it handled brings the record again), or
+                # this is a copy at another offset, skipped as a duplicate when first read (a
+                # pane's offset says "this offset and every one before": the original and its
+                # copy replayed in one batch were enriched twice, seen in test_crash_enrichment).
+                if (item.kind == REVIEW and pane.owes(event_id) and not self._owed.get(event_id)
+                        and self._mark(batch, event_id) in (None, offset)):
                     jobs.append(Job(ev, partition, item, start, was_late))
                 return
         mark = self._mark(batch, event_id)

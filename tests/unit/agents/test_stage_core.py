@@ -175,6 +175,27 @@ async def test_review_replayed_before_its_answer_is_enriched_again_but_folded_on
     assert len(world.enriched("e1")) == 1
 
 
+async def test_review_and_its_copy_replayed_after_a_restart_are_enriched_once(world, feed, llm, make_stage):
+    """The copy was a duplicate when first read; replayed beside its original (both below the
+    pane's offset), it is still one, not a second job: with one review per LLM call, both
+    were enriched and sent."""
+    review = feed.review("e1")
+    copy = feed.copy(review)
+    later = feed.review("e2")  # the same pane: its offset now covers the copy's too
+    crashed = make_stage(llm_batch_size=1)
+    await crashed.process([review, copy, later])
+    await world.until(lambda: llm.was_asked("e1") and llm.was_asked("e2"), what="the first LLM calls")
+    await crashed.stop()  # the worker dies while the LLM is thinking
+
+    replay = [feed.again(review), feed.again(copy), feed.again(later)]
+    await make_stage(llm_batch_size=1).process(replay)
+    llm.always()
+    await world.until_acked(*replay)
+
+    assert sorted(llm.asked) == [("e1", 1), ("e1", 1), ("e2", 1), ("e2", 1)]  # before the crash, and after
+    assert len(world.enriched("e1")) == 1
+
+
 async def test_review_fetched_again_while_its_enrichment_is_under_way_is_not_enriched_twice(
         world, feed, llm, make_stage, t):
     # The consumer seeks back over offsets a stream missed (streams.faust_internals, point 5):
