@@ -98,13 +98,13 @@ class Runtime:
                                    **{name: BatchedTable(getattr(tables, name), event)
                                       for name in BATCHED_TABLES})
 
-        async def publish_tables(written: Sequence[PartitionTables]) -> None:
-            """Send the batch's changelog records; returns once the broker acknowledged them."""
+        async def publish_tables(written: Sequence[PartitionTables]) -> list[asyncio.Future[Any]]:
+            """Send the batch's changelog records; returns their deliveries."""
             deliveries = []
             for partition_tables in written:
                 for name in BATCHED_TABLES:
                     deliveries += await getattr(partition_tables, name).publish(send)
-            await asyncio.gather(*deliveries)
+            return deliveries
 
         async def not_attached(event: Any) -> None:
             raise RuntimeError("the restaurant agent has not attached its stream's ack yet")
