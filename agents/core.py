@@ -16,7 +16,9 @@ The LLM is beside the flow, never in front of it (DESIGN §3):
    joins the final label into the review's pane (replacing the provisional one) and books
    the cost; only then acks the review. So a review's input offset is committed only once
    its outcome is durable: Faust commits a partition up to its first unacked offset, the
-   incomplete-offset tracking of Confluent's Parallel Consumer.
+   incomplete-offset tracking of Confluent's Parallel Consumer. At most
+   ``enrich_max_unjoined`` answers are sent and not yet durably joined (what a crash
+   enriches again): past it, completions wait.
 
 A window that closes before a review's answer arrives reports it in
 ``provisional_labels``; the answer still goes out on ``reviews.enriched`` and may join a
@@ -523,7 +525,7 @@ class StageCore:
         if not jobs:
             return
         generation = self.generation
-        self.unjoined += len(jobs)  # from here until their joins are durable (_published)
+        self.unjoined += len(jobs)  # until their joins are durable (_joined_when_delivered)
         metrics.ENRICH_UNJOINED.set(self.unjoined)
         try:
             await self._emit(jobs, outcomes)
