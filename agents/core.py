@@ -88,8 +88,8 @@ STOP_PUBLISH_S = 10.0  # at stop, the longest we wait for the last batches' chan
 Send = Callable[..., Awaitable[Awaitable[Any]]]  # (topic, *, key, value, partition, headers)
 
 
-async def _nothing_to_publish(written: Sequence[PartitionTables]) -> None:
-    return None
+async def _nothing_to_publish(written: Sequence[PartitionTables]) -> Sequence[Awaitable[Any]]:
+    return ()
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Ports:
     flush_producer: Callable[[], Awaitable[None]]
     # Sends the changelog records of the tables a batch wrote (the worker's tables hold them
     # until then: streams.faust_internals point 7) and returns their deliveries; dicts have none.
-    publish_tables: Callable[[Sequence[PartitionTables]], Awaitable[Sequence[Awaitable[Any]] | None]] = (
+    publish_tables: Callable[[Sequence[PartitionTables]], Awaitable[Sequence[Awaitable[Any]]]] = (
         _nothing_to_publish)
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
     # What the web view remembers of recent activity (a critical review, an alert as sent).
@@ -259,11 +259,9 @@ class StageCore:
         finally:
             # Joined jobs share the generation _join_ready kept them for.
             generation = joined[0].generation if joined else self.generation
-            if joined and not acks:  # the batch failed: they stay unacked, and a replay owes them
-                self._joined_durably(generation, len(joined))
             self._publish([batch.tables for batch in batches.values()],
                           marked=any(batch.marks for batch in batches.values()), acks=acks,
-                          joined=(generation, len(joined) if acks else 0))
+                          joined=(generation, len(joined)))
 
     def _publish(self, written: list[PartitionTables], *, marked: bool, acks: list[Any],
                  joined: tuple[int, int] = (0, 0)) -> None:
@@ -282,6 +280,7 @@ class StageCore:
         (the chain does not wait for that: a round trip per batch showed in b's latency).
         """
         if not (written or acks):  # marks are written only by a batch with tables
+            self._joined_durably(*joined)
             return
         previous = self._publishing
         self._publishing = task = asyncio.ensure_future(
@@ -298,7 +297,7 @@ class StageCore:
                 if marked:
                     await self.ports.flush_producer()
             finally:
-                deliveries = await self.ports.publish_tables(written) or ()
+                deliveries = await self.ports.publish_tables(written)
             for ev in acks:
                 await self.ports.ack(ev)
         finally:

@@ -270,10 +270,11 @@ class World:
         if self.flush_error is not None:
             raise self.flush_error
 
-    async def publish_tables(self, written: list[PartitionTables]) -> None:
+    async def publish_tables(self, written: list[PartitionTables]) -> list[asyncio.Future[Delivery]]:
         self.published.append(list(written))
         self.history.append("publish")
         self.changed()
+        return []  # every send of the fakes is acknowledged at once
 
     def tables_for(self, partition: int, event: Any) -> PartitionTables:
         if partition not in self.tables:
