@@ -304,16 +304,11 @@ class StageCore:
             self._joined_when_delivered(joined, deliveries)
 
     def _joined_when_delivered(self, joined: tuple[int, int], deliveries: Sequence[Awaitable[Any]]) -> None:
-        generation, n = joined
-        if not n:
-            return
-        if not deliveries:
-            self._joined_durably(generation, n)
-            return
         # A record that failed is logged where it failed; its joins leave the count anyway,
         # or a broker error would stop enrichment for good.
-        delivered = asyncio.gather(*deliveries, return_exceptions=True)
-        delivered.add_done_callback(lambda _: self._joined_durably(generation, n))
+        if joined[1]:
+            delivered = asyncio.gather(*deliveries, return_exceptions=True)
+            delivered.add_done_callback(lambda _: self._joined_durably(*joined))
 
     async def _room_for(self, n: int) -> None:
         """Wait until ``n`` more answered reviews fit under ``enrich_max_unjoined``.

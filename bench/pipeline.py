@@ -259,6 +259,17 @@ class Bench:
             env[key] = value
         return env
 
+    def profile(self, worker: Process, phase: str) -> subprocess.Popen[bytes] | None:
+        """py-spy on ``worker`` when --profile asks for ``phase`` (distorts the figures: not a
+        measurement run); the caller waits for it."""
+        if not self.args.profile or self.args.profile_phase != phase:
+            return None
+        profiler = py_spy(worker.proc.pid, out=self.log_dir / f"{phase}.pyspy.txt",
+                          duration_s=self.args.profile)
+        if profiler is not None:
+            self.helpers.append(profiler)
+        return profiler
+
     # --- a: throughput -----------------------------------------------------------------------
     def phase_a0(self, stack: Stack, *, workers: int = 1, phase: str = "a0") -> None:
         """One worker: pre-produce, then start it. Several: start them, wait until the group
@@ -282,15 +293,10 @@ class Bench:
             print(f"{phase}: pre-produced {n} reviews in {produce_s:.1f} s ({n / produce_s:,.0f}/s); "
                   "starting the worker", flush=True)
             procs = self.start_workers(stack, workers, self.worker_env())
-        profiler = None
         # From the first enriched review: the steady part, not start-up.
         follow(lambda: self.enriched() - base, target=1, timeout_s=120)
         meter = self.cpu_meter(stack)
-        if self.args.profile and self.args.profile_phase == phase and workers == 1:  # distorts the figures
-            profiler = py_spy(procs[0].proc.pid, out=self.log_dir / f"{phase}.pyspy.txt",
-                              duration_s=self.args.profile)
-            if profiler is not None:
-                self.helpers.append(profiler)
+        profiler = self.profile(procs[0], phase) if workers == 1 else None
         progress = follow(lambda: self.enriched() - base, target=n, timeout_s=600)
         producing.join()
         if profiler is not None:
@@ -351,12 +357,7 @@ class Bench:
                                duration_s=args.steady_s)
             base = self.enriched()
             meter = self.cpu_meter(stack)
-            profiler = None
-            if args.profile and args.profile_phase == "b":  # distorts the figures: not a measurement run
-                profiler = py_spy(self.workers[0].proc.pid, out=self.log_dir / "b.pyspy.txt",
-                                  duration_s=args.profile)
-                if profiler is not None:
-                    self.helpers.append(profiler)
+            profiler = self.profile(self.workers[0], "b")
             progress = follow(lambda: self.enriched() - base, target=expected, timeout_s=600)
             thread.join()
             if profiler is not None:

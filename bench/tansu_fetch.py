@@ -19,7 +19,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.measure import cpu_seconds
+from bench.measure import cpu_seconds, percentile
 from streams.dev.broker import start_tansu
 
 
@@ -58,10 +58,9 @@ def main(argv: list[str] | None = None) -> None:
             admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
             for wait_ms in (int(w) for w in args.waits.split(",")):
                 cpu_before = cpu_seconds(broker.proc.pid)
-                seconds = sorted(round_trips(broker.bootstrap, topic=topic, wait_ms=wait_ms,
-                                             count=args.round_trips))
+                seconds = round_trips(broker.bootstrap, topic=topic, wait_ms=wait_ms, count=args.round_trips)
                 cpu_ms = (cpu_seconds(broker.proc.pid) - cpu_before) * 1000 / args.round_trips
-                p50, p99 = seconds[len(seconds) // 2], seconds[int(len(seconds) * 0.99) - 1]
+                p50, p99 = percentile(seconds, 50), percentile(seconds, 99)
                 print(f"fetch.wait.max.ms {wait_ms:>4}: produce -> consumed p50 {p50 * 1000:6.1f} ms, "
                       f"p99 {p99 * 1000:6.1f} ms; Tansu CPU {cpu_ms:.2f} ms per round trip", flush=True)
         finally:
