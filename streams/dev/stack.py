@@ -1,9 +1,10 @@
-"""The embedded system on one machine: Tansu, the registry, the LLM simulator, workers.
+"""The embedded system on one machine: a broker, the registry, the LLM simulator, workers.
 
 One piece for the demo, the integration tests and the benchmarks. Every process is
 started on a free 127.0.0.1 port, waited for by polling (never a fixed sleep), and
-stopped by PID in reverse order. Nothing here is for production: Tansu keeps data in
-memory and the registry and simulator are ours.
+stopped by PID in reverse order. The broker is Tansu (the demo's default: nothing but
+Python) or Apache Kafka (the suite and the bench). Nothing here is for production: the
+registry and the simulator are ours.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from pathlib import Path
 
 import httpx
 
-from streams.dev.broker import Broker, start_tansu
+from streams.dev.broker import AnyBroker, start_broker
 from streams.dev.procs import free_port, spawn, stop, wait_until
 from streams.topics import ORDERS_DELIVERED, REVIEWS_CREATED
 
 # One process per part on one machine: no GC pause or network blip to ride out, so a short
-# session timeout costs nothing here, while it cuts the first join from ~30 s to ~3 s.
+# session timeout costs nothing here. On Tansu it cuts the first join from ~30 s to ~3 s; on
+# both brokers it is how soon a killed worker's partitions move to the survivor.
 # Production keeps Settings' 60 s. The heartbeat must stay under a third of it.
 EMBEDDED_SESSION_TIMEOUT_S = 6
 EMBEDDED_HEARTBEAT_INTERVAL_S = 1
@@ -86,7 +88,7 @@ def _stopped_on_failure(process: Process) -> Iterator[None]:
         raise
 
 
-def start_registry(broker: Broker, *, log_dir: Path, port: int | None = None) -> Process:
+def start_registry(broker: AnyBroker, *, log_dir: Path, port: int | None = None) -> Process:
     port = port or free_port()
     log_path = log_dir / f"registry-{port}.log"
     proc = spawn(cli("registry", "--port", str(port), "--bootstrap-servers", broker.bootstrap),
@@ -110,7 +112,7 @@ def start_llm_sim(*, log_dir: Path, port: int | None = None, args: Iterable[str]
 
 
 def worker_env(
-    *, broker: Broker, registry: Process, llm: Process | None, data_dir: Path, web_port: int,
+    *, broker: AnyBroker, registry: Process, llm: Process | None, data_dir: Path, web_port: int,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
     env = {
@@ -122,6 +124,7 @@ def worker_env(
         # embedded stack uses a short one so a worker answers /ready within 10 s of start.
         "REVIEWPULSE_BROKER_SESSION_TIMEOUT_S": str(EMBEDDED_SESSION_TIMEOUT_S),
         "REVIEWPULSE_BROKER_HEARTBEAT_INTERVAL_S": str(EMBEDDED_HEARTBEAT_INTERVAL_S),
+        "REVIEWPULSE_BROKER_FLAVOR": broker.kind,
     }
     if llm is not None:
         env["REVIEWPULSE_LLM_BASE_URL"] = f"{llm.url}/v1"
@@ -142,11 +145,15 @@ def start_worker(env: dict[str, str], *, log_dir: Path, name: str = "worker") ->
 
 @dataclass
 class Stack:
-    """Broker, registry and simulator (workers are started separately, as tests need)."""
+    """Broker, registry and simulator (workers are started separately, as tests need).
+
+    ``broker_kind`` is ``"tansu"`` (the demo's default) or ``"kafka"``.
+    """
 
     log_dir: Path
     partitions: int = 4
-    broker: Broker | None = None
+    broker_kind: str = "tansu"
+    broker: AnyBroker | None = None
     registry: Process | None = None
     llm: Process | None = None
     workers: list[Process] = field(default_factory=list)
@@ -154,7 +161,7 @@ class Stack:
     def start(self, *, llm_args: Iterable[str] = (), create_inputs: bool = True) -> Stack:
         """``create_inputs=False`` leaves the input topics to the worker (streams.admin)."""
         try:
-            self.broker = start_tansu(log_dir=self.log_dir)
+            self.broker = start_broker(self.broker_kind, log_dir=self.log_dir)
             if create_inputs:
                 create_topics(self.broker.bootstrap, [REVIEWS_CREATED, ORDERS_DELIVERED],
                               partitions=self.partitions)

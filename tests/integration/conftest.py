@@ -1,7 +1,8 @@
-"""One session-scoped embedded system: Tansu, our registry, the LLM simulator, one worker.
+"""One session-scoped embedded system: a broker, our registry, the LLM simulator, one worker.
 
-A group join on Tansu costs about half the session timeout, so the worker starts once
-per session with a 6 s session timeout. Tests isolate themselves by unique restaurant and
+The broker is Apache Kafka, or Tansu with ``--broker tansu`` (tests/conftest.py). A group
+join on Tansu costs about half the session timeout, so the worker starts once per session
+with a 6 s session timeout. Tests isolate themselves by unique restaurant and
 event ids. Windows are short (5 s tumbling, 20 s hopping every 5 s, 2 s grace) so window
 closing is observable in seconds. A missing part fails loudly; nothing is skipped.
 """
@@ -13,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -50,9 +51,24 @@ def log_dir() -> Path:
     return path
 
 
+class NewStack(Protocol):
+    def __call__(self, name: str, *, partitions: int = 4) -> Stack: ...
+
+
 @pytest.fixture(scope="session")
-def stack(log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(log_dir=log_dir, partitions=4).start(llm_args=["--latency-ms", "5"])
+def new_stack(log_dir: Path, broker_kind: str) -> NewStack:
+    """A stack of its own for a module or test (not started), on the session's broker kind,
+    with its logs in a folder of the session's log dir named ``name``."""
+
+    def make(name: str, *, partitions: int = 4) -> Stack:
+        return Stack(log_dir=log_dir / name, partitions=partitions, broker_kind=broker_kind)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def stack(new_stack: NewStack) -> Iterator[Stack]:
+    stack = new_stack("session").start(llm_args=["--latency-ms", "5"])
     yield stack
     stack.stop()
 

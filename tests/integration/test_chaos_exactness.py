@@ -22,7 +22,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +29,7 @@ import pytest
 
 from streams.dev.reader import TopicReader
 from streams.dev.stack import EMBEDDED_SESSION_TIMEOUT_S, Process, Stack
-from tests.integration.conftest import Producer, ms, tumbling_finals
+from tests.integration.conftest import NewStack, Producer, ms, tumbling_finals
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -234,21 +233,21 @@ class Run:
         return wrong
 
 
-def own_stack(log_dir: Path, name: str) -> Iterator[Stack]:
-    """A module's own stack (its tests kill workers): ``yield from own_stack(log_dir, name)``."""
-    stack = Stack(log_dir=log_dir / name, partitions=4).start(llm_args=["--latency-ms", "5"])
+def own_stack(new_stack: NewStack, name: str) -> Iterator[Stack]:
+    """A module's own stack (its tests kill workers): ``yield from own_stack(new_stack, name)``."""
+    stack = new_stack(name, partitions=4).start(llm_args=["--latency-ms", "5"])
     yield stack
     stack.stop()
 
 
 @pytest.fixture(scope="module")
-def kills_stack(log_dir: Path) -> Iterator[Stack]:
-    yield from own_stack(log_dir, "chaos-repeated-kills")
+def kills_stack(new_stack: NewStack) -> Iterator[Stack]:
+    yield from own_stack(new_stack, "chaos-repeated-kills")
 
 
 @pytest.fixture(scope="module")
-def pair_stack(log_dir: Path) -> Iterator[Stack]:
-    yield from own_stack(log_dir, "chaos-two-workers")
+def pair_stack(new_stack: NewStack) -> Iterator[Stack]:
+    yield from own_stack(new_stack, "chaos-two-workers")
 
 
 def test_repeated_kill_9_with_llm_faults_keeps_every_window_exact_and_every_review_enriched(

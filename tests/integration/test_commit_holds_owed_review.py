@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Stack
 from streams.protocol import ORDER, REVIEW, kind_of, read_item
-from tests.integration.conftest import Producer
+from tests.integration.conftest import NewStack, Producer
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -37,8 +37,8 @@ ENV = {"REVIEWPULSE_LLM_TIMEOUT_S": "300", "REVIEWPULSE_LLM_MAX_RETRIES": "0",
 
 
 @pytest.fixture
-def stack(log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(log_dir=log_dir / "commit-holds", partitions=1).start(llm_args=["--latency-ms", "5"])
+def stack(new_stack: NewStack) -> Iterator[Stack]:
+    stack = new_stack("commit-holds", partitions=1).start(llm_args=["--latency-ms", "5"])
     yield stack
     stack.stop()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ import pytest
 from streams.dev.reader import TopicReader
 from streams.dev.sample import SampleStats, produce_sample
 from streams.dev.stack import Stack
+from tests.integration.conftest import NewStack
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -34,8 +34,8 @@ ENV = {
 
 
 @pytest.fixture(scope="module")
-def crash_stack(log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(log_dir=log_dir / "crash-aggregates", partitions=4).start(llm_args=["--latency-ms", "5"])
+def crash_stack(new_stack: NewStack) -> Iterator[Stack]:
+    stack = new_stack("crash-aggregates", partitions=4).start(llm_args=["--latency-ms", "5"])
     yield stack
     stack.stop()
 

@@ -29,7 +29,7 @@ from test_pipeline_support import DLQ, ENRICHED, Outputs
 from streams.dev.reader import TopicReader
 from streams.dev.sample import SampleStats, produce_sample
 from streams.dev.stack import Stack
-from tests.integration.conftest import Producer
+from tests.integration.conftest import NewStack, Producer
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -46,9 +46,9 @@ WORKER_ENV = {"REVIEWPULSE_LOG_LEVEL": "info", "REVIEWPULSE_LLM_TIMEOUT_S": "5",
 
 
 @pytest.fixture
-def crash_stack(log_dir: Path):
+def crash_stack(new_stack: NewStack):
     """A stack per case: the cases must not share committed offsets or changelogs."""
-    stack = Stack(log_dir=log_dir / f"crash-{uuid.uuid4().hex[:6]}", partitions=4).start(
+    stack = new_stack(f"crash-{uuid.uuid4().hex[:6]}", partitions=4).start(
         llm_args=["--latency-ms", "5"])
     yield stack
     stack.stop()
@@ -56,8 +56,8 @@ def crash_stack(log_dir: Path):
 
 @pytest.mark.parametrize("data", [
     "kept",  # the restarted worker keeps its RocksDB and reads the changelogs from there
-    "fresh",  # an empty data dir: the tables are rebuilt from their changelogs
-])
+    pytest.param("fresh", marks=pytest.mark.embedded),  # an empty data dir: the tables are rebuilt
+])                                                      # from their changelogs
 def test_kill_9_mid_stream_loses_no_review(data: str, crash_stack: Stack, tmp_path: Path) -> None:
     started = time.monotonic()
     data_dir = tmp_path / "worker-data"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -34,10 +33,10 @@ from streams.topics import (
     REVIEWS_ENRICHED,
     by_restaurant_topic_name,
 )
-from tests.integration.conftest import Producer
+from tests.integration.conftest import NewStack, Producer
 from tests.until import until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded]
 
 PARTITIONS = 3  # not Tansu's auto-create default, so a created topic shows whose it is
 APP_ID = "first-contact"
@@ -47,8 +46,8 @@ READY_WITHIN_S = 10.0  # issue 14: a worker on the embedded stack answers within
 
 
 @pytest.fixture(scope="module")
-def bare_stack(log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(log_dir=log_dir / "first-contact", partitions=PARTITIONS)
+def bare_stack(new_stack: NewStack) -> Iterator[Stack]:
+    stack = new_stack("first-contact", partitions=PARTITIONS)
     stack.start(llm_args=["--latency-ms", "5"], create_inputs=False)
     yield stack
     stack.stop()

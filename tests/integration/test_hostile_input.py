@@ -22,7 +22,7 @@ from test_pipeline_support import ALERTS, DLQ, ENRICHED, Outputs, open_outputs
 
 from tests.until import until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded]
 
 REVIEWS_CREATED = "reviews.created"
 AGGREGATES = "restaurants.aggregates"

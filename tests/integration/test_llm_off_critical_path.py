@@ -20,7 +20,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,7 +27,7 @@ import pytest
 
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack
-from tests.integration.conftest import Producer, ms, producer_for, tumbling_finals
+from tests.integration.conftest import NewStack, Producer, ms, producer_for, tumbling_finals
 from tests.until import until
 
 pytestmark = [pytest.mark.integration]
@@ -51,8 +50,8 @@ ENV = {
 
 
 @pytest.fixture(scope="module")
-def slow_stack(log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(log_dir=log_dir / "llm-off-critical-path", partitions=4).start(
+def slow_stack(new_stack: NewStack) -> Iterator[Stack]:
+    stack = new_stack("llm-off-critical-path", partitions=4).start(
         llm_args=["--latency-ms", "8000"])
     yield stack
     stack.stop()

@@ -34,7 +34,7 @@ from test_pipeline_support import DLQ, ENRICHED, RETRY, Outputs, simulator_confi
 import avro_schemas
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack, start_registry
-from tests.integration.conftest import Producer, producer_for
+from tests.integration.conftest import NewStack, Producer, producer_for
 from tests.until import until
 
 pytestmark = pytest.mark.integration
@@ -147,8 +147,8 @@ def tumbling(outputs: Outputs, restaurants: set[str]) -> list[dict[str, Any]]:
 
 # --- 1. registry outage in decode ----------------------------------------------------------------
 @pytest.fixture
-def outage_stack(log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(log_dir=log_dir / "registry-outage", partitions=2).start(llm_args=["--latency-ms", "5"])
+def outage_stack(new_stack: NewStack) -> Iterator[Stack]:
+    stack = new_stack("registry-outage", partitions=2).start(llm_args=["--latency-ms", "5"])
     yield stack
     stack.stop()  # stops the restarted registry: stack.registry is replaced below
 
@@ -263,8 +263,8 @@ def test_registry_outage_in_decode_waits_loses_nothing_and_dead_letters_nothing(
 
 # --- the module stack of tests 2 and 3 -------------------------------------------------------------
 @pytest.fixture(scope="module")
-def contract_stack(log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(log_dir=log_dir / "producer-contracts", partitions=2).start(llm_args=["--latency-ms", "5"])
+def contract_stack(new_stack: NewStack) -> Iterator[Stack]:
+    stack = new_stack("producer-contracts", partitions=2).start(llm_args=["--latency-ms", "5"])
     yield stack
     stack.stop()
 

@@ -29,7 +29,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from schema_registry.codec import SchemaCache, decode_record, encode_record
 from schema_registry.server import RunningRegistry, start_server
 from schema_registry.sync_client import SyncRegistryClient
-from streams.dev.broker import Broker, start_tansu
+from streams.dev.broker import AnyBroker, start_broker
 from streams.dev.procs import free_port, stop, wait_until
 
 pytestmark = pytest.mark.integration
@@ -59,8 +59,8 @@ class RegistryThread:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    broker = start_tansu(log_dir=tmp_path_factory.mktemp("tansu"))
+def broker(tmp_path_factory: pytest.TempPathFactory, broker_kind: str) -> Iterator[AnyBroker]:
+    broker = start_broker(broker_kind, log_dir=tmp_path_factory.mktemp(broker_kind))
     yield broker
     broker.stop()
 
@@ -73,7 +73,7 @@ def registry_thread() -> Iterator[RegistryThread]:
 
 
 @pytest.fixture(scope="module")
-def registry(broker: Broker, registry_thread: RegistryThread) -> Iterator[RunningRegistry]:
+def registry(broker: AnyBroker, registry_thread: RegistryThread) -> Iterator[RunningRegistry]:
     running = registry_thread.start(broker.bootstrap)
     yield running
     registry_thread.call(running.stop())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +19,7 @@ import pytest
 from aiokafka.partitioner import murmur2
 
 from streams.dev.stack import Process, Stack
+from tests.integration.conftest import NewStack
 from tests.until import until
 
 pytestmark = pytest.mark.integration
@@ -56,8 +56,8 @@ def assignment(worker: Process) -> dict[str, list[int]]:
 
 
 @pytest.fixture(scope="module")
-def cluster(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    stack = Stack(log_dir=log_dir / "routing", partitions=PARTITIONS).start(llm_args=["--latency-ms", "5"])
+def cluster(new_stack: NewStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    stack = new_stack("routing", partitions=PARTITIONS).start(llm_args=["--latency-ms", "5"])
     try:
         a, b = (stack.add_worker(data_dir=tmp_path_factory.mktemp(name), extra_env=WORKER_ENV, name=name)
                 for name in ("worker-a", "worker-b"))
