@@ -18,7 +18,7 @@ import faust
 from streams.faust_internals import ReviewPulseApp
 from streams.readiness import Readiness
 from streams.runtime import Runtime, install
-from streams.settings import Settings, load_settings
+from streams.settings import BrokerFlavor, Settings, load_settings
 from streams.topics import declare_topics
 from tables.state import declare_tables
 
@@ -73,6 +73,7 @@ def create_app(settings: Settings) -> ReviewPulseApp:
         loghandlers=[],
     )
     app.fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
+    app.tansu = settings.broker_flavor is BrokerFlavor.TANSU
     app.settings = settings
     app.topics_ = declare_topics(app, app_id=settings.app_id, partitions=settings.topic_partitions)
     app.tables_ = declare_tables(app, settings)

@@ -22,6 +22,11 @@ and the consumer's set of unacked messages. The transport has three changes:
    restored (tests/integration/test_crash_enrichment.py, 6 of 6 runs). A stream partition
    without a committed offset is rewound to its beginning instead, as
    ``auto_offset_reset="earliest"`` promises; what it replays is deduplicated downstream.
+9. The inputs are read ``read_committed`` (aiokafka's ``isolation_level``, which Faust sets
+   only for its own exactly_once): an upstream service that produces in transactions and
+   aborts one must not have the aborted records counted. Their commit and abort markers
+   take offsets that hold no record, which point 5 already handles (a fetch starts past
+   them). On Tansu, which has no transactions, it reads the same records.
 
 The consumer has two changes (points 4 and 5).
 
@@ -132,12 +137,15 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]
+        # Point 9: records of aborted upstream transactions never count. Faust reads
+        # read_committed only under its own exactly_once.
+        consumer._isolation_level = "read_committed"
         return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         listed = await super()._highwaters(partitions)
-        if not listed or self.consumer.in_transaction:
-            return listed
+        if not listed or self.consumer.in_transaction or not self.app.tansu:
+            return listed  # point 2 is Tansu's alone: Kafka's ListOffsets is the log end
         probe = self._create_client_consumer(self.transport)  # no group: never joins
         probe._fetch_max_wait_ms = 10
         await probe.start()
@@ -378,6 +386,7 @@ class ReviewPulseApp(faust.App):
     """
 
     fetch_max_wait_ms: int = 1500
+    tansu: bool = False  # the broker is Tansu: point 2's probe runs (Settings.broker_flavor)
     settings: Any  # streams.settings.Settings
     topics_: Any  # streams.topics.Topics
     tables_: Any  # tables.state.Tables

@@ -29,6 +29,13 @@ class FailurePolicy(StrEnum):
     FALLBACK_NOW = "fallback_now"  # heuristic at once, no redelivery
 
 
+class BrokerFlavor(StrEnum):
+    """Which broker the worker talks to; only Tansu's workarounds depend on it."""
+
+    KAFKA = "kafka"  # Apache Kafka, or a service with its semantics (Confluent Cloud, MSK, Strimzi)
+    TANSU = "tansu"  # the embedded dev broker: memory only, no transactions, a wrong ListOffsets
+
+
 class Settings(BaseSettings):
     """ReviewPulse configuration. Units are in the names; money is in USD only at the edge."""
 
@@ -43,6 +50,7 @@ class Settings(BaseSettings):
     app_id: str = Field("reviewpulse", min_length=1, description="Consumer group and prefix of internal topics. Changing it drops all table state.")
     topic_partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics ReviewPulse creates (repartition, changelogs, outputs).")
     topic_replication_factor: int = Field(1, ge=1, le=7, description="Replication factor of the topics ReviewPulse creates (3 in production).")
+    broker_flavor: BrokerFlavor = Field(BrokerFlavor.KAFKA, description="kafka (Apache Kafka and services with its semantics) or tansu (the embedded dev broker: turns on its workarounds, never use it in production; the embedded stack sets it).")
     broker_session_timeout_s: float = Field(60.0, gt=0, description="Consumer group session timeout; a first join on Tansu takes about half of it (the embedded stack and demo use 6 s).")
     broker_heartbeat_interval_s: float = Field(3.0, gt=0, description="Consumer heartbeat interval; must be well under the session timeout.")
     consumer_fetch_max_wait_ms: int = Field(100, ge=1, le=10_000, description="Longest a fetch waits for data (Faust hard-codes 1,500 ms; see DESIGN §11).")
