@@ -1,7 +1,8 @@
 """End-to-end benchmark of the ReviewPulse pipeline against the embedded stack.
 
 Run: ``.venv/bin/python -m bench.pipeline`` (or ``python bench/run.py``); ``--help`` for
-sizes. It starts Tansu, the registry, the LLM simulator and one worker subprocess
+sizes. It starts a broker (Apache Kafka from its Maven jars, or Tansu with ``--broker
+tansu``), the registry, the LLM simulator and one worker subprocess
 (``streams.dev.stack``), drives traffic with confluent-kafka's AvroSerializer
 (``bench.traffic``), reads results back from the broker, and prints figures. It asserts
 nothing about time: the targets are printed beside the figures for a human to judge.
@@ -17,6 +18,8 @@ c    tokens per review, from every ``reviews.enriched`` record of a0, a200 and b
 x2   scale-out: a0 and a200 again with ``--scale-workers`` workers (default 2); ratio to 1.
 t1   tokens per review with one worker at LLM batch size 1 (``REVIEWPULSE_LLM_BATCH_SIZE=1``).
 d    the naive Faust app (``bench.naive_app``) over the same ``reviews.created``, no LLM.
+k    the Kafka Streams peer (``bench.kstreams_peer``) over the same ``reviews.created``, on
+     the same broker: a tumbling count per restaurant with suppress(untilWindowCloses).
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ class Bench:
         self.args = args
         self.log_dir = ROOT / "artifacts" / "bench" / time.strftime("%Y%m%d-%H%M%S")
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.stack = Stack(log_dir=self.log_dir, partitions=args.partitions)
+        self.stack = Stack(log_dir=self.log_dir, partitions=args.partitions, broker_kind=args.broker)
         self.results: dict[str, Any] = {}
         self.settings = Settings()  # defaults; the bench worker changes no window setting
         self.helpers: list[subprocess.Popen[bytes]] = []  # started beside the stack (py-spy)
@@ -159,7 +162,7 @@ class Bench:
             stack = self.stack.start(llm_args=["--latency-ms", "0"])
             assert stack.broker and stack.registry and stack.llm
             bootstrap = stack.broker.bootstrap
-            print(f"stack up (logs: {self.log_dir.relative_to(ROOT)}); "
+            print(f"stack up on {args.broker} (logs: {self.log_dir.relative_to(ROOT)}); "
                   f"concurrency={args.llm_concurrency} batch={args.llm_batch_size}", flush=True)
             self.producer = ReviewProducer(bootstrap=bootstrap, registry_url=stack.registry.url)
             self.enriched = RecordCounter(bootstrap, REVIEWS_ENRICHED)
@@ -178,6 +181,8 @@ class Bench:
                 self.phase_tokens_batch1(stack)
             if "d" in args.phases:
                 self.phase_d(stack)
+            if "k" in args.phases:
+                self.phase_k(stack)
         finally:
             with signals_deferred():  # a second Ctrl-C must not cut the clean-up short
                 for counter in counters:
@@ -190,7 +195,8 @@ class Bench:
     def cpu_meter(self, stack: Stack) -> CpuMeter:
         assert stack.broker and stack.llm and stack.registry
         pids = {worker_name(i): w.proc.pid for i, w in enumerate(self.workers)}
-        pids.update({"tansu": stack.broker.proc.pid, "llm-sim": stack.llm.proc.pid,
+        assert stack.broker.proc is not None
+        pids.update({stack.broker.kind: stack.broker.proc.pid, "llm-sim": stack.llm.proc.pid,
                      "registry": stack.registry.proc.pid,
                      "bench": os.getpid()})  # its producer and readers share the cores too
         return CpuMeter(pids)
@@ -523,6 +529,21 @@ class Bench:
         print(f"d: naive Faust (group_by + per-event windowed table write, no LLM): {rate:,.0f} ev/s "
               f"over {n} reviews")
 
+    def phase_k(self, stack: Stack) -> None:
+        """The Kafka Streams peer over every review this bench produced, the whole machine to itself."""
+        from bench.kstreams_peer import run_peer
+
+        assert stack.broker
+        self.stop_workers(stack)
+        n = self.producer.next_id
+        peer = run_peer(bootstrap=stack.broker.bootstrap, expected=n, log_dir=self.log_dir)
+        self.results["k"] = {"events": peer.events, "steady_ev_s": peer.steady_events_per_s,
+                             "first_to_last_ev_s": peer.events_per_s,
+                             "cpu_us_per_event": peer.cpu_us_per_event, "timed_out": peer.timed_out}
+        print(f"k: Kafka Streams peer (repartition + windowed count + suppress, no LLM): "
+              f"{peer.steady_events_per_s:,.0f} ev/s (10-90%), {peer.events_per_s:,.0f} first to last, "
+              f"{peer.cpu_us_per_event:,.0f} us of CPU per event, over {peer.events} of {n} reviews")
+
 
 def _met(ok: bool | None) -> str:
     return "" if ok is None else ("met" if ok else "NOT met")
@@ -531,6 +552,7 @@ def _met(ok: bool | None) -> str:
 def summary(results: dict[str, Any], args: argparse.Namespace) -> None:
     a0, a200, b = results.get("a0", {}), results.get("a200", {}), results.get("b", {})
     c, d, x2, t1 = results.get("c", {}), results.get("d", {}), results.get("x2", {}), results.get("t1", {})
+    k = results.get("k", {})
     print("\n=== ReviewPulse bench (figures, not assertions; one worker unless said) ===")
     rate0, naive = a0.get("steady_ev_s", nan), d.get("steady_ev_s", nan)
     us = a0.get("worker_us_per_event", nan)
@@ -564,6 +586,9 @@ def summary(results: dict[str, Any], args: argparse.Namespace) -> None:
         (f"x2. {x2.get('workers', args.scale_workers)} workers / 1, a0 and a200",
          f"{x2['a0_ratio']:.2f}x / {x2['a200_ratio']:.2f}x" if x2 else "skipped", "printed, no bound"),
         ("d. naive Faust baseline events/s", f"{naive:,.0f}" if d else "skipped", ""),
+        ("k. Kafka Streams peer events/s, CPU",
+         f"{k['steady_ev_s']:,.0f} ({k['cpu_us_per_event']:,.0f} us/event)" if k else "skipped",
+         f"a0 / peer: {rate0 / k['steady_ev_s']:.2f}x" if k else ""),
     ]
     for name, value, target in rows:
         print(f"{name:<38} {value:<30} {target}")
@@ -583,11 +608,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="reviews in phase t1 (LLM batch size 1)")
     parser.add_argument("--scale-workers", type=int, default=2, help="workers in phase x2")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka",
+                        help="kafka: Apache Kafka 4.x from its Maven jars (the evidence for users); "
+                             "tansu: the embedded default of the demo")
     parser.add_argument("--llm-concurrency", type=int, default=Settings().llm_concurrency)
     parser.add_argument("--llm-batch-size", type=int, default=Settings().llm_batch_size)
     parser.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra REVIEWPULSE_* setting for the worker (repeatable)")
-    parser.add_argument("--phases", default="a0,a200,b,c,x2,t1,d",
+    parser.add_argument("--phases", default="a0,a200,b,c,x2,t1,d,k",
                         help="comma separated; a0 and c always run (a0 starts the worker)")
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                         help="py-spy record the worker for this long (raw, in the log dir)")

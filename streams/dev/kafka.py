@@ -160,7 +160,9 @@ def start_kafka(*, log_dir: Path, home: Path | None = None) -> KafkaBroker:
         port=port, controller_port=controller_port, data_dir=broker.data_dir))
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     result = subprocess.run(
-        _java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(home / "server.properties")),
+        # "--cluster-id=": an id may begin with "-", which argparse would take for an option
+        _java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+              "--config", str(home / "server.properties")),
         capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
         raise StartupError(f"formatting Kafka's log dir failed:\n{result.stdout}{result.stderr}")
