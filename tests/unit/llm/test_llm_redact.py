@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.llm.parse import parse_results
 from agents.llm.redact import cnpj_is_valid, cpf_is_valid, luhn_is_valid, redact_pii
@@ -150,3 +152,103 @@ def test_a_long_hostile_text_is_redacted_in_linear_time() -> None:
     start = time.perf_counter()
     redact_pii(text)
     assert time.perf_counter() - start < 0.5
+
+
+# --- crafted texts (issue 30): what comes out; bench.redact_scaling measures how fast -------
+
+# 20,000-character texts that made a pattern backtrack: a long run of local-part characters
+# (letters, digits, dots, dashes) in a text holding an "@", or "+" before 23-24 digits.
+# None holds an address or a number, so each comes out as it went in.
+CRAFTED_KEPT = {
+    "letters, then @": "a" * 19_999 + "@",
+    "@, then letters": "@" + "a" * 19_999,
+    "digits, then @": "1" * 19_999 + "@",
+    "digits and dots, then @": "1." * 9_999 + "1@",
+    "digits and dashes, then @": "9-" * 9_999 + "9@",
+    "a@, then dotted labels without a top-level domain": "a@" + "b." * 9_999,
+    "+ and 24 digits": ("+" + "1" * 24 + " ") * 800,
+    "+ and 23 digits, a letter": ("+" + "1" * 23 + "x ") * 800,
+}
+
+
+@pytest.mark.parametrize("text", CRAFTED_KEPT.values(), ids=CRAFTED_KEPT.keys())
+def test_crafted_long_texts_without_pii_come_out_unchanged(text: str) -> None:
+    result = redact_pii(text)
+    assert result.text == text
+    assert result.total == 0
+
+
+def test_pii_inside_crafted_long_texts_is_still_replaced() -> None:
+    text = ("1." * 3_000 + " joao@exemplo.com.br " + "a" * 8_000 + " +44 20 7946 0958 "
+            + ("+" + "1" * 23 + "x ") * 100 + "(11) 98765-4321 @" + "b" * 5_000)
+    result = redact_pii(text)
+    assert result.text == ("1." * 3_000 + " [EMAIL] " + "a" * 8_000 + " [PHONE] "
+                           + ("+" + "1" * 23 + "x ") * 100 + "[PHONE] @" + "b" * 5_000)
+    assert result.counts == {"EMAIL": 1, "PHONE": 2}
+
+
+def test_a_long_run_before_an_address_is_all_local_part() -> None:
+    assert redact_pii("a" * 19_990 + "@gmail.com ok").text == "[EMAIL] ok"
+
+
+def test_addresses_written_back_to_back_are_each_replaced() -> None:
+    """The second address starts inside the first one's run of local-part characters."""
+    result = redact_pii("a@b.com.x@y.com e c@d.com_1@e.org")
+    assert result.text == "[EMAIL][EMAIL] e [EMAIL][EMAIL]"
+    assert result.counts == {"EMAIL": 4}
+
+
+# --- property: generated PII in random prose never leaks --------------------------------------
+
+# Prose with no digit, "@" or "+": anything of those in the output came from the PII. Items
+# are set apart by a space and a word; two numbers separated by a space alone read as one
+# longer number (see the start and end conditions in agents/llm/redact.py) and are not
+# what this property is about.
+PROSE_WORD = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyzãçéõÁZ,.!?"), min_size=1, max_size=12)
+PROSE = st.lists(PROSE_WORD, max_size=6).map(" ".join)
+
+
+def _digits(count: int) -> st.SearchStrategy[str]:
+    return st.text(st.sampled_from("0123456789"), min_size=count, max_size=count)
+
+
+def _card(first: str, body: str, sep: str) -> str:
+    """16 digits in groups of 4, the last digit the Luhn check of the first 15."""
+    digits = first + body
+    total = sum(int(d) if i % 2 else (2 * int(d) - 9 if int(d) > 4 else 2 * int(d))
+                for i, d in enumerate(reversed(digits)))
+    digits += str(-total % 10)
+    return sep.join(digits[i:i + 4] for i in range(0, 16, 4))
+
+
+EMAILS = st.builds(
+    lambda local, labels, tld: f"{local}@{'.'.join(labels)}.{tld}",
+    st.from_regex(r"[a-z0-9ãçé][a-z0-9ãçé._+-]{0,15}", fullmatch=True),
+    st.lists(st.from_regex(r"[a-z0-9][a-z0-9-]{0,10}", fullmatch=True), min_size=1, max_size=3),
+    st.from_regex(r"[a-z]{2,6}", fullmatch=True),
+)
+AREA = st.integers(11, 99).map(str)
+PHONES = st.one_of(
+    st.builds(lambda a, n, m: f"({a}) 9{n}-{m}", AREA, _digits(4), _digits(4)),
+    st.builds(lambda a, n, m, sep: f"{a} 9{n}{sep}{m}", AREA, _digits(4), _digits(4), st.sampled_from(" -")),
+    st.builds(lambda a, n, m: f"+55 {a} 9{n}-{m}", AREA, _digits(4), _digits(4)),
+    st.builds(lambda n, m: f"9{n}-{m}", _digits(4), _digits(4)),
+    st.builds(lambda a, n, m: f"{a}-{n}-{m}", st.integers(200, 999).map(str), _digits(3), _digits(4)),
+    st.builds(lambda c, a, n, m: f"+{c} {a} {n} {m}", st.sampled_from(["1", "44", "351"]),
+              _digits(2), _digits(4), _digits(4)),
+)
+CARDS = st.builds(
+    _card, st.sampled_from("3456"), _digits(14), st.sampled_from(["", " ", "-", ".", "  "]),
+).filter(lambda card: len(set(card) - set(" -.")) > 1)  # one digit repeated is no card, by rule
+PII = st.one_of(EMAILS, PHONES, CARDS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(prose=st.lists(PROSE, min_size=2, max_size=5), items=st.lists(PII, min_size=1, max_size=4))
+def test_generated_pii_in_random_prose_never_leaks(prose: list[str], items: list[str]) -> None:
+    parts = [prose[0]]
+    for i, item in enumerate(items):
+        parts += [item, "e", prose[(i + 1) % len(prose)]]
+    result = redact_pii(" ".join(parts))
+    assert not any(ch.isdigit() or ch in "@+" for ch in result.text), result.text
+    assert result.total >= len(items)
