@@ -31,7 +31,7 @@ from faust.types import TP
 
 from streams import metrics
 from streams.app import app
-from streams.faust_internals import committed_offset
+from streams.faust_internals import committed_offset, holds_no_record, last_fetched_ms
 from streams.logs import event as log_event
 from streams.protocol import Tick, write_tick
 from streams.topics import ORDERS_DELIVERED, REVIEWS_CREATED
@@ -39,8 +39,18 @@ from streams.topics import ORDERS_DELIVERED, REVIEWS_CREATED
 SENDER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one per worker process
 INPUT_TOPICS = (REVIEWS_CREATED, ORDERS_DELIVERED)
 
+# A caught-up partition is fetched once per fetch wait (100 ms by default): no answer for ten
+# of them, and at least a second, means the broker is not answering. Below the window grace
+# (seconds), so what waits upstream during a broker restart is not closed out.
+STALE_AFTER_FETCH_WAITS = 10
+STALE_AFTER_MIN_MS = 1_000
+
 progress: dict[TP, int] = {}  # last offset each stage finished, per partition
 input_event_ms: dict[TP, int] = {}  # largest occurred_at forwarded, per input partition
+# Input partitions whose offsets after the stage's last one, up to the high watermark, hold
+# no record (transaction markers, aborted records): (last offset done, high watermark).
+markers_only: dict[TP, tuple[int, int]] = {}
+_done_at_last_tick: dict[TP, int | None] = {}
 
 
 def record_progress(events: Any) -> None:
@@ -52,6 +62,17 @@ def record_progress(events: Any) -> None:
 def record_event_time(tp: TP, occurred_ms: int) -> None:
     if occurred_ms > input_event_ms.get(tp, 0):
         input_event_ms[tp] = occurred_ms
+
+
+def fresh(tp: TP) -> bool:
+    """Whether a fetch answered for ``tp`` lately. While the broker does not answer (a restart,
+    a network cut) the last high watermark known is stale: records other services produce
+    meanwhile wait in their producers, so the partition is not caught up, whatever its lag
+    read last. Without this a broker restart closed every window on the wall clock over the
+    reviews still buffered upstream (tests/integration/test_kafka_durability.py)."""
+    fetched = last_fetched_ms(app, tp)
+    stale_after_ms = max(STALE_AFTER_MIN_MS, STALE_AFTER_FETCH_WAITS * app.fetch_max_wait_ms)
+    return fetched is not None and time.time() * 1000 - fetched <= stale_after_ms
 
 
 def lag_of(tp: TP) -> int | None:
@@ -66,10 +87,12 @@ def lag_of(tp: TP) -> int | None:
         highwater = app.consumer.highwater(tp)
     except Exception:  # not assigned any more, or no fetch yet
         return None
-    if highwater is None:
+    if highwater is None or not fresh(tp):
         return None
     done = progress.get(tp)
     if done is not None:
+        if markers_only.get(tp) == (done, highwater):
+            return 0
         return max(0, highwater - done - 1)
     if not highwater:
         return 0  # an empty partition
@@ -81,8 +104,34 @@ def lag_of(tp: TP) -> int | None:
 async def _forget_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
     """What this worker knew of a partition it loses is stale if it ever gets it back."""
     for tp in revoked:
-        progress.pop(tp, None)
-        input_event_ms.pop(tp, None)
+        for known in (progress, input_event_ms, markers_only, _done_at_last_tick):
+            known.pop(tp, None)
+
+
+async def settle_markers(assigned: set[TP]) -> None:
+    """An input partition whose stage stopped short of the high watermark over a whole tick
+    interval is checked once per (last offset done, high watermark): when the offsets between
+    hold only transaction markers or aborted records, it is caught up, and those offsets are
+    acked so its commit reaches the end (streams/faust_internals.py, point 10). Without
+    this, a quiet partition of a transactional producer held every window open."""
+    for tp in assigned:
+        if tp.topic not in INPUT_TOPICS:
+            continue
+        done = progress.get(tp)
+        try:
+            highwater = app.consumer.highwater(tp)
+        except Exception:  # not assigned any more, or no fetch yet
+            continue
+        stalled = _done_at_last_tick.get(tp, -1) == done
+        _done_at_last_tick[tp] = done
+        if (done is None or highwater is None or highwater <= done + 1 or not stalled
+                or markers_only.get(tp) == (done, highwater)):
+            continue
+        if await holds_no_record(app, tp, start=done + 1, end=highwater) and progress.get(tp) == done:
+            markers_only[tp] = (done, highwater)
+            app.consumer.settle_empty(tp, done + 1, highwater)
+            log_event("markers_skipped", level=10, topic=tp.topic, partition=tp.partition,
+                      offsets=highwater - done - 1)
 
 
 def input_marks(assigned: set[TP], *, now_ms: int) -> dict[str, int]:
@@ -99,6 +148,7 @@ def input_marks(assigned: set[TP], *, now_ms: int) -> dict[str, int]:
 @app.timer(app.settings.window_close_interval_s, name="window-ticks")
 async def send_ticks() -> None:
     assigned = app.assignor.assigned_actives()
+    await settle_markers(assigned)
     for tp in assigned:
         lag = lag_of(tp)
         if lag is not None:

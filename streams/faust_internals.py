@@ -27,6 +27,13 @@ and the consumer's set of unacked messages. The transport has three changes:
    aborts one must not have the aborted records counted. Their commit and abort markers
    take offsets that hold no record, which point 5 already handles (a fetch starts past
    them). On Tansu, which has no transactions, it reads the same records.
+10. A partition whose last offsets are transaction markers (or aborted records) never reads
+   lag 0: the stage's last offset stays below the high watermark, so its windows would wait
+   for the next record, and its commit would stay at the marker. When a partition's stage
+   stalls short of the high watermark, :func:`holds_no_record` asks the broker (one
+   read_committed fetch from a group-less consumer) whether the offsets between hold any
+   record; when none, :meth:`Consumer.settle_empty` acks them and the stream expects the
+   high watermark next (agents/ticks.py).
 
 The consumer has two changes (points 4 and 5).
 
@@ -313,6 +320,16 @@ class Consumer(faust_aiokafka.Consumer):
             logger.warning("Could not seek %s:%d back to %d: %r", tp.topic, tp.partition,
                            delivery.seek_to, exc)
 
+    def settle_empty(self, tp: TP, start: int, end: int) -> bool:
+        """Offsets ``[start, end)`` hold no record (point 10): ack them, so the commit passes
+        them, and expect ``end`` next, so a record there is not taken for a miss. False, and
+        nothing done, when the stream moved meanwhile (its own bookkeeping then applies)."""
+        if self.deliveries.refetch.get(tp) is not None or self.deliveries._next.get(tp) != start:
+            return False
+        self._acked[tp].extend(range(start, end))
+        self.deliveries._next[tp] = end
+        return True
+
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Faust's gaps are not recorded: off by one after a seek; point 5 finds real ones."""
 
@@ -354,8 +371,48 @@ async def handled_batches(stream: Any, max_events: int, *, within_s: float) -> A
             yield events
 
 
+EMPTY_PROBE_TIMEOUT_S = 2.0  # one fetch round trip; a broker slower than this is asked again later
+
+
+async def holds_no_record(app: Any, tp: TP, *, start: int, end: int) -> bool:
+    """Whether offsets ``[start, end)`` of ``tp`` hold no record a read_committed reader gets:
+    only transaction markers and aborted records (point 10). False when unsure."""
+    thread = app.consumer._thread
+    probe = thread._create_client_consumer(thread.transport)  # no group: never joins
+    probe._fetch_max_wait_ms = 10
+    probe._isolation_level = "read_committed"
+    await probe.start()
+    try:
+        target = TopicPartition(tp.topic, tp.partition)
+        probe.assign([target])
+        probe.seek(target, start)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EMPTY_PROBE_TIMEOUT_S
+        while loop.time() < deadline:
+            for messages in (await probe.getmany(target, timeout_ms=100, max_records=1)).values():
+                if messages:
+                    return bool(messages[0].offset >= end)
+            if await probe.position(target) >= end:  # the fetch skipped only markers and aborts
+                return True
+        return False
+    finally:
+        await probe.stop()
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+
+
+def last_fetched_ms(app: Any, tp: TP) -> int | None:
+    """When a fetch response last gave ``tp``'s high watermark (epoch ms; aiokafka's
+    ``last_poll_timestamp``); None before the first one or once ``tp`` is not assigned.
+    A caught-up partition is fetched every fetch wait, so an old answer means the broker is
+    not answering, and the high watermark known may be stale (agents/ticks.py)."""
+    try:
+        fetched: int | None = app.consumer._thread._ensure_consumer().last_poll_timestamp(tp)
+    except Exception:  # not assigned, or the consumer is not started
+        return None
+    return fetched
 
 
 def committed_offset(app: Any, tp: TP) -> int | None:

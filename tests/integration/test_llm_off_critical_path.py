@@ -94,6 +94,7 @@ class Run:
         assert stack.broker and stack.registry
         self.service = service
         self.tag = tag
+        self.bootstrap = stack.broker.bootstrap
         self.restaurants = [f"rest-{tag}-{i}" for i in range(8)]
         self.reviews: dict[str, dict[str, Any]] = {}
         self.truth_reviews: Counter[tuple[str, int]] = Counter()
@@ -155,6 +156,21 @@ class Run:
     def windows_final(self) -> int:
         """Windows of the truth without their aggregate yet."""
         return len(set(self.truth_reviews) - set(self.read().tumbling()))
+
+    def trail(self, restaurant: str) -> str:
+        """Where ``restaurant``'s records went on by-restaurant, and the windows it got: what a
+        missing final aggregate needs to be explained."""
+        from streams.protocol import TICK, kind_of, read_item
+
+        with TopicReader(self.bootstrap) as raw:
+            records = raw.read_new("reviewpulse-by-restaurant")
+        items = [(r.partition, r.offset, kind_of(r.value), read_item(r.value))
+                 for r in records if kind_of(r.value) not in (TICK, None)]
+        mine = [(p, o, k, i.event_id, i.record.get("occurred_at")) for p, o, k, i in items
+                if i.restaurant_id == restaurant]
+        windows = sorted(ms(a["window_start"]) for a in self.aggregates if a["restaurant_id"] == restaurant)
+        return (f"{restaurant} on by-restaurant (partition, offset, kind, id, occurred_at): {mine}; "
+                f"its windows: {windows}")
 
     def not_enriched(self) -> int:
         return len(set(self.reviews) - set(self.read().enriched))
@@ -256,7 +272,8 @@ def test_kill_9_with_llm_calls_in_flight_loses_nothing_and_counts_each_window_on
               done=lambda n: n == 0)
     except AssertionError as exc:
         missing = sorted(set(run.truth_reviews) - set(run.tumbling()))
-        raise AssertionError(f"{exc}; missing {missing[:8]}; killed at {killed_ms}") from None
+        trail = run.trail(missing[0][0]) if missing else ""
+        raise AssertionError(f"{exc}; missing {missing[:8]}; killed at {killed_ms}; {trail}") from None
     tumbling = run.assert_exact()
     repeats = sum(len(v) - 1 for v in run.enriched.values())
     print(f"\nkill -9 with LLM calls in flight: {len(run.reviews)} reviews, all enriched, "
