@@ -64,8 +64,13 @@ def metric_samples(worker: Process) -> dict[tuple[str, tuple[tuple[str, str], ..
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+def registry_waits_by_reason(worker: Process) -> dict[str, float]:
+    return {dict(labels)["reason"]: value for (name, labels), value in metric_samples(worker).items()
+            if name == "reviewpulse_registry_waits_total"}
+
+
 def registry_waits(worker: Process) -> float:
-    return metric_samples(worker).get(("reviewpulse_registry_waits_total", ()), 0.0)
+    return sum(registry_waits_by_reason(worker).values())
 
 
 def duplicates_skipped(worker: Process) -> float:
