@@ -10,8 +10,8 @@ untouched, so a later stage can still dead-letter exactly what arrived.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from agents.settle import Outputs, settle_behind
 from agents.ticks import record_event_time, record_progress
@@ -23,6 +23,9 @@ from streams.faust_internals import handled_batches
 from streams.logs import event as log_event
 from streams.protocol import H_TRACE, ORDER, REVIEW, Item, Origin, write_item
 from streams.validation import Bounds, Invalid, validate_order, validate_review
+
+if TYPE_CHECKING:
+    from streams.codecs import AvroCodecs
 
 settings = app.settings
 BY_RESTAURANT = app.topics_.by_restaurant.get_topic_name()
@@ -44,24 +47,46 @@ def count_consumed(topic: str) -> None:
     child.inc()
 
 
-REGISTRY_RETRY_MAX_S = 5.0  # a registry outage: ask again at least this often, for as long as it lasts
+# A registry that did not serve a writer schema is asked again after REGISTRY_RETRY_MIN_S,
+# doubling up to REGISTRY_RETRY_MAX_S, for as long as it lasts; or after its Retry-After,
+# capped so that a far one (an HTTP date hours away, a skewed clock) still sees the worker
+# ask, and log, at least once a minute.
+REGISTRY_RETRY_MIN_S = 0.5
+REGISTRY_RETRY_MAX_S = 5.0
+REGISTRY_RETRY_AFTER_MAX_S = 60.0
 DELIVERY_RETRY_S = 1.0  # the producer retried internally already; this spaces out whole batches
 
 
-async def _decode(record_name: str, value: bytes) -> dict[str, Any]:
-    """Decode, waiting out a registry outage: an unreachable registry says nothing about the
-    record, so the record is neither acked nor dead-lettered until the registry answers."""
-    delay_s = 0.5
+async def decode_waiting(codecs: AvroCodecs, record_name: str, value: bytes, *,
+                         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> dict[str, Any]:
+    """Decode, waiting while the registry does not serve the writer schema.
+
+    A registry that is down, rate-limits us (429), refuses our credentials (401/403), times
+    out or is not where its URL says (a bare 404) says nothing about the record, so the
+    record is neither acked nor dead-lettered: each wait is counted
+    (``reviewpulse_registry_waits_total{reason}``) and logged, and ``Retry-After`` is
+    honoured. Only the registry's "schema not found" is the record's fault: it arrives
+    here as UnknownSchemaIdError (a SerdeError, dead-lettered ``unknown_schema_id`` by the
+    caller). A registry that understood the request and refused it otherwise (a 400, 406,
+    422...: never from a conforming registry for a schema by id) is an answer asking again
+    will not change, so it is the record's dead letter ``registry_refused``, never a
+    stalled partition (DESIGN §3).
+    """
+    delay_s = REGISTRY_RETRY_MIN_S
     while True:
         try:
-            return plain_record(await runtime.codecs.decode(record_name, value))
+            return plain_record(await codecs.decode(record_name, value))
         except RegistryHTTPError as exc:
-            if not exc.retriable:  # the registry answered: it does not know this schema id
-                raise Invalid("unknown_schema_id", f"writer schema not in the registry: {exc}") from exc
-            metrics.REGISTRY_WAITS.inc()
-            log_event("registry_unavailable", level=30, retry_in_s=delay_s, error=str(exc))
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, REGISTRY_RETRY_MAX_S)
+            if not exc.retriable:
+                raise Invalid("registry_refused", f"the registry refused the writer schema: {exc}") from exc
+            if exc.retry_after_s is not None:
+                wait_s = min(exc.retry_after_s, REGISTRY_RETRY_AFTER_MAX_S)
+            else:
+                wait_s, delay_s = delay_s, min(delay_s * 2, REGISTRY_RETRY_MAX_S)
+            metrics.REGISTRY_WAITS.labels(exc.reason).inc()
+            log_event("registry_unavailable", level=30, reason=exc.reason, status=exc.status,
+                      retry_in_s=round(wait_s, 3), error=str(exc))
+            await sleep(wait_s)
 
 
 async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]]:
@@ -80,7 +105,7 @@ async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]
         try:
             if message.value is None:
                 raise Invalid("empty_value", "record has no value (tombstone)")
-            record = await _decode(record_name, message.value)
+            record = await decode_waiting(runtime.codecs, record_name, message.value)
             trace_id = record["metadata"]["trace_id"]  # dead letters of invalid values carry it too
             if kind == REVIEW:
                 validate_review(record, bounds=bounds)

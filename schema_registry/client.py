@@ -47,9 +47,10 @@ def connection_from(
 class AsyncRegistryClient:
     """A Confluent-compatible registry over ``httpx.AsyncClient``; use as ``async with``.
 
-    Every failure is a :class:`RegistryHTTPError` (``retriable`` for 5xx and no answer),
-    except a registration the subject's compatibility level refuses, which is an
-    :class:`IncompatibleSchemaError`.
+    Every failure is a :class:`RegistryHTTPError` (``retriable`` unless the registry refused
+    the request itself: no answer, 5xx, 408, 429, 401, 403 and a bare 404 are retriable;
+    ``retry_after_s`` when it said when to come back), except a registration the subject's
+    compatibility level refuses, which is an :class:`IncompatibleSchemaError`.
     """
 
     def __init__(

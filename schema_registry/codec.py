@@ -11,8 +11,11 @@ few milliseconds; every later record pays a dict lookup. Pre-filling the cache w
 The app itself is expected to decode raw bytes in its agents with :func:`decode_record`,
 so that a record that fails to decode is dead-lettered with the error's ``reason``
 rather than failing inside Faust's deserialization, where it cannot be routed.
-A :class:`RegistryHTTPError` (``retriable``) means the registry is unreachable: retry,
-do not dead-letter, the record itself may be fine.
+Only the registry's own "schema not found" (error code 40403) says anything about the
+record: it becomes :class:`UnknownSchemaIdError` (dead-letter it). Every other registry
+error passes as a :class:`RegistryHTTPError`; a ``retriable`` one (no answer, 5xx, 408,
+429, 401/403, a 404 that is not the registry's verdict) means the schema could not be
+fetched *yet*: wait and ask again, do not dead-letter, the record itself may be fine.
 """
 
 from __future__ import annotations
@@ -49,12 +52,13 @@ def _parse_writer(schema_id: int, schema: SchemaSource) -> ParsedSchema:
 
 @contextmanager
 def _unknown_id_translated(schema_id: int) -> Iterator[None]:
-    """A registry's "schema not found" becomes UnknownSchemaIdError (dead-letter the record);
-    any other registry error passes unchanged (retriable: the record may be fine)."""
+    """The registry's "schema not found" (40403) becomes UnknownSchemaIdError (dead-letter the
+    record); any other registry error passes unchanged. A 404 without that code is not the
+    registry's verdict (a wrong base URL path answers 404 too): see RegistryHTTPError."""
     try:
         yield
     except RegistryHTTPError as exc:
-        if exc.error_code == SCHEMA_NOT_FOUND or exc.status == 404:
+        if exc.status == 404 and exc.error_code == SCHEMA_NOT_FOUND:
             raise UnknownSchemaIdError(schema_id, f"the registry has no schema id {schema_id}") from exc
         raise
 
@@ -117,7 +121,8 @@ def decode_record(
     """Decode framed bytes: the writer schema by the frame's id, resolved to ``reader_schema``.
 
     ``fetch_writer_schema`` is usually :meth:`SchemaCache.get`. Raises a SerdeError whose
-    ``reason`` says why the bytes are bad, or a retriable RegistryHTTPError.
+    ``reason`` says why the bytes are bad, or a RegistryHTTPError (the schema could not be
+    fetched: see its ``retriable``).
     """
     schema_id, payload = serde.unframe(data)
     writer = _parse_writer(schema_id, fetch_writer_schema(schema_id))

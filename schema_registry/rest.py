@@ -3,7 +3,9 @@
 The async client (:mod:`schema_registry.client`) and the sync one
 (:mod:`schema_registry.sync_client`) both run these specs, so each endpoint's path, body
 and answer parsing is written once. httpx errors and registry error bodies become
-:class:`RegistryHTTPError` here, the one place httpx meets our error tree.
+:class:`RegistryHTTPError` here, the one place httpx meets our error tree: its status,
+the registry's error code and the ``Retry-After`` header are read here, and the error
+decides from them whether it is ``retriable`` (the rule is in its docstring).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import httpx
 from pydantic import SecretStr
 
 from schema_registry.errors import IncompatibleSchemaError, RegistryHTTPError
+from streams.errors import parse_retry_after_s
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 ACCEPT = f"{CONTENT_TYPE}, application/vnd.schemaregistry+json, application/json"
@@ -184,7 +187,8 @@ def read_answer(response: httpx.Response, call: Call) -> Any:
     except (ValueError, KeyError, TypeError):
         error_code, message = None, response.text[:200] or response.reason_phrase
     error = RegistryHTTPError(
-        f"{call.method} {call.path}: {message}", status=response.status_code, error_code=error_code
+        f"{call.method} {call.path}: {message}", status=response.status_code, error_code=error_code,
+        retry_after_s=parse_retry_after_s(response.headers.get("Retry-After")),
     )
     if response.status_code == 409 and call.subject is not None:
         raise IncompatibleSchemaError(call.subject, [message]) from error

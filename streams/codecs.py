@@ -8,7 +8,6 @@ schema registered (or looked up) at start-up under TopicNameStrategy ``<topic>-v
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,18 +15,12 @@ import avro_schemas
 from schema_registry import serde
 from schema_registry.client import AsyncRegistryClient
 from schema_registry.codec import SchemaCache, decode_record, encode_record
-from schema_registry.errors import RegistryHTTPError
 from schema_registry.subjects import topic_name
 from streams.settings import Settings
 from streams.topics import TOPIC_RECORDS
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-
-# The registry is asked again this many times, with doubling delays, before a record
-# whose writer schema cannot be fetched is dead-lettered as registry_unavailable.
-REGISTRY_ATTEMPTS = 4
-REGISTRY_BACKOFF_S = 0.25
 
 
 def to_ms(value: datetime | int) -> int:
@@ -84,23 +77,14 @@ class AvroCodecs:
     async def decode(self, record_name: str, data: bytes) -> dict[str, Any]:
         """Decode framed bytes to a dict shaped by our reader schema.
 
-        Raises a SerdeError (bad bytes: dead-letter them) or, after retries, a retriable
-        RegistryHTTPError (the registry is down: the record itself may be fine).
+        Raises a SerdeError (bad bytes: dead-letter them) or the RegistryHTTPError of the one
+        fetch of an uncached writer schema. Waiting is the caller's: the decode stage waits
+        out a ``retriable`` one, counted and logged, honouring ``retry_after_s``
+        (:func:`agents.decode.decode_waiting`); a quick retry here would hide those waits
+        from the count and ask a rate-limited registry again before it said to.
         """
         schema_id, _ = serde.unframe(data)
         if schema_id not in self.cache:
-            await self._ensure(schema_id)
+            await self.cache.ensure(schema_id, self.client)
         return decode_record(data, reader_schema=self._readers[record_name],
                              fetch_writer_schema=self.cache.get)
-
-    async def _ensure(self, schema_id: int) -> None:
-        delay_s = REGISTRY_BACKOFF_S
-        for attempt in range(1, REGISTRY_ATTEMPTS + 1):
-            try:
-                await self.cache.ensure(schema_id, self.client)
-                return
-            except RegistryHTTPError as exc:
-                if not exc.retriable or attempt == REGISTRY_ATTEMPTS:
-                    raise
-                await asyncio.sleep(delay_s)
-                delay_s *= 2

@@ -11,6 +11,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schema_registry.errors import RETRIABLE_REASONS
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 # Seconds, from 50 ms to 10 min: covers the 8 s target and the 30 s critical of seed 000.
@@ -125,8 +127,11 @@ INPUT_OUTCOMES = Counter(
     "once nothing is in flight.", ["topic", "outcome"], registry=REGISTRY,
 )
 REGISTRY_WAITS = Counter(
-    "reviewpulse_registry_waits", "Times decode waited for an unreachable schema registry "
-    "(the record is neither acked nor dead-lettered meanwhile).", registry=REGISTRY,
+    "reviewpulse_registry_waits", "Times decode waited for a schema registry that did not serve "
+    "a writer schema, by reason: no_answer, server_error (5xx), timeout (408), rate_limited (429), "
+    "unauthorized (401), forbidden (403), path_not_found (a 404 that is not the registry's "
+    "verdict), redirected (3xx), unexpected_answer. The record is neither acked nor "
+    "dead-lettered meanwhile.", ["reason"], registry=REGISTRY,
 )
 WEB_ROUTED = Counter(
     "reviewpulse_web_routed_requests", "Per-restaurant web requests, by how they were answered "
@@ -146,6 +151,7 @@ ENRICH_STATUSES = ("ENRICHED", "FALLBACK", "BUDGET_SKIPPED")
 WINDOW_KINDS = ("TUMBLING", "HOPPING")
 INPUT_TOPICS = ("reviews.created", "orders.delivered")  # streams.topics (no import: no Faust here)
 WEB_ROUTE_OUTCOMES = ("local", "proxied", "unavailable", "error")
+REGISTRY_WAIT_REASONS = RETRIABLE_REASONS  # a wait's reason is its error's (schema_registry.errors)
 INPUT_OUTCOME_NAMES = ("enriched", "folded", "dead_lettered", "duplicate", "retry_scheduled",
                        "retry_returned")
 _input_outcome_children: dict[tuple[str, str], Any] = {}
@@ -177,6 +183,8 @@ def _initialise_labels() -> None:
         TOKENS.labels(direction)
     for outcome in WEB_ROUTE_OUTCOMES:
         WEB_ROUTED.labels(outcome)
+    for reason in REGISTRY_WAIT_REASONS:
+        REGISTRY_WAITS.labels(reason)
 
 
 _initialise_labels()

@@ -18,12 +18,11 @@ Retry code reads ``retriable`` and ``retry_after_s``; it never chains ``isinstan
 
 from __future__ import annotations
 
-import email.utils
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from streams.errors import ReviewPulseError
+from streams.errors import parse_retry_after_s as parse_retry_after_s  # its home since the registry's 429s
 
 if TYPE_CHECKING:
     from agents.llm.labels import Enrichment
@@ -110,24 +109,3 @@ class LLMMalformedOutputError(LLMError):
         self.cost_micro_usd = 0
         self.latency_ms = 0.0
         self.model: str | None = None
-
-
-def parse_retry_after_s(
-    value: str | None, *, now: Callable[[], datetime] | None = None
-) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return max(float(text), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = now() if now is not None else datetime.now(UTC)
-    return max((when - current).total_seconds(), 0.0)

@@ -4,7 +4,8 @@ Against the real pipeline (Tansu, our registry, the LLM simulator, a worker subp
 with confluent-kafka's official ``AvroSerializer`` as the producing service:
 
 - a registry outage mid-stream: records whose writer schema the worker has not seen wait
-  in decode (neither acked nor dead-lettered) and flow once the registry is back;
+  in decode (neither acked nor dead-lettered) and flow once the registry is back; and a
+  registry that answers, but 429 and then 401 for 20 s (issue 30, finding 5): the same;
 - writers that differ from ours only in the logical type of a timestamp: epoch ms, scaled
   micros, or a dead letter ``logical_type_mismatch`` for a ``date``;
 - copies of one retried review on ``reviews.retry`` (in one batch with it, and after its
@@ -12,8 +13,9 @@ with confluent-kafka's official ``AvroSerializer`` as the producing service:
   counted duplicate and the worker's accounting identity holds. A copy that arrives while
   the first one's LLM call is in flight is a counted duplicate too (not enriched twice).
 
-Own stacks: the outage test stops and restarts the registry; the others share one module
-stack whose worker retries through ``reviews.retry`` on the first LLM failure.
+Own stacks: the outage test stops and restarts the registry, the refusal test puts a
+gateway in front of it (tests/registry_gateway.py); the others share one module stack
+whose worker retries through ``reviews.retry`` on the first LLM failure.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ import avro_schemas
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack, start_registry
 from tests.integration.conftest import NewStack, Producer, producer_for
+from tests.registry_gateway import Fault, RegistryGateway
 from tests.until import until
 
 pytestmark = pytest.mark.integration
@@ -64,8 +68,13 @@ def metric_samples(worker: Process) -> dict[tuple[str, tuple[tuple[str, str], ..
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+def registry_waits_by_reason(worker: Process) -> dict[str, float]:
+    return {dict(labels)["reason"]: value for (name, labels), value in metric_samples(worker).items()
+            if name == "reviewpulse_registry_waits_total"}
+
+
 def registry_waits(worker: Process) -> float:
-    return metric_samples(worker).get(("reviewpulse_registry_waits_total", ()), 0.0)
+    return sum(registry_waits_by_reason(worker).values())
 
 
 def duplicates_skipped(worker: Process) -> float:
@@ -480,3 +489,111 @@ def test_a_retry_copy_arriving_while_the_first_is_in_flight_is_enriched_once(
         assert len(attempts) == 1, f"reviews.enriched records of one review (their attempts): {attempts}"
     finally:
         retry.close()
+
+
+# --- 4. a registry that answers 429, then 401, for 20 s ---------------------------------------------
+RATE_LIMITED_S = 10.0  # 429 then 401, 20 s in all: what issue 30 measured
+UNAUTHORIZED_S = 10.0
+RETRY_AFTER_S = 2  # above decode's first backoffs (0.5 s, 1 s), so honouring it shows in the gaps
+GAP_SLACK_S = 0.25  # a timer and a local round trip: a wait never ends that much early
+REFUSED_REVIEWS = 60
+
+
+@pytest.fixture
+def refusal_stack(new_stack: NewStack) -> Iterator[Stack]:
+    stack = new_stack("registry-refusals", partitions=2).start(llm_args=["--latency-ms", "5"])
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def refusal_gateway(refusal_stack: Stack) -> Iterator[RegistryGateway]:
+    """The worker's registry URL; producers and the test's readers go to the registry direct."""
+    assert refusal_stack.registry
+    with RegistryGateway(refusal_stack.registry.url) as gateway:
+        yield gateway
+
+
+def test_a_registry_answering_429_then_401_for_20_s_dead_letters_nothing_and_all_is_enriched_after(
+        refusal_stack: Stack, refusal_gateway: RegistryGateway, tmp_path: Path) -> None:
+    stack, gateway = refusal_stack, refusal_gateway
+    assert stack.broker
+    worker = stack.add_worker(data_dir=tmp_path / "worker", name="refusal-worker",
+                              extra_env={**ENV, "REVIEWPULSE_SCHEMA_REGISTRY_URL": gateway.url})
+    service = Producer(stack)
+    outputs = Outputs(stack, topics=(ENRICHED, AGGREGATES))
+    raw = TopicReader(stack.broker.bootstrap)  # dead letters read as bytes
+    tag = uuid.uuid4().hex[:6]
+    restaurants = [f"rest-{tag}-{i}" for i in range(3)]
+    reviews = [review(tag, n, restaurants[n % 3]) for n in range(6 + REFUSED_REVIEWS)]
+    warm_up, refused = reviews[:6], reviews[6:]
+    try:
+        for rv in warm_up:  # the worker fetches (and caches) our writer schema through the gateway
+            service.send_review(rv)
+        outputs.wait_enriched([r["event_id"] for r in warm_up], timeout_s=60)
+        optional = [{"name": "channel", "type": ["null", "string"], "default": None, "doc": "App or web."}]
+        review_v2 = serializer(service, schema_with("ReviewCreated", extra_fields=optional))
+        values = [serialize(review_v2, REVIEWS_CREATED, {**rv, "channel": "app"}) for rv in refused]
+        v2_path = f"/schemas/ids/{schema_id(values[0])}"
+        assert schema_id(values[0]) != schema_id(service.review_bytes(warm_up[0]))
+        raw.read_new(DLQ)  # from here on, any dead letter is new
+        waits_before = registry_waits_by_reason(worker)
+        outcomes_before = outcomes(worker, REVIEWS_CREATED)
+
+        gateway.fail(Fault(429, for_s=RATE_LIMITED_S, retry_after=str(RETRY_AFTER_S)),
+                     Fault(401, for_s=UNAUTHORIZED_S))
+        for rv, value in zip(refused, values, strict=True):
+            service.send_raw(REVIEWS_CREATED, value, key=rv["event_id"].encode())
+
+        # Into the 401s: decode was refused for 10 s and gave nothing up.
+        until(gateway.current, timeout_s=RATE_LIMITED_S + 5, done=lambda phase: phase and phase.status == 401,
+              what="the gateway answering 401")
+        assert worker.proc.poll() is None, "the worker died while the registry refused it"
+        dead = raw.read_new(DLQ)
+        assert dead == [], f"{len(dead)} dead letters while the registry said 429: {dead[0].value[:300]!r}"
+        assert outputs.poll().enriched(r["event_id"] for r in refused) == [], "enriched without a schema?"
+        until(lambda: {a.status for a in gateway.answers(faulted=True) if a.path == v2_path},
+              timeout_s=UNAUTHORIZED_S, done=lambda seen: seen == {429, 401},
+              what="the worker asking for the new writer schema, refused with 429 and then 401")
+        until(gateway.current, timeout_s=UNAUTHORIZED_S + 5, done=lambda phase: phase is None,
+              what="the gateway's 20 s of refusals over")
+        assert raw.read_new(DLQ) == [], "dead letters while the registry answered 401"
+        outputs.wait_enriched([r["event_id"] for r in refused], timeout_s=60)
+        # Every window of the run final: by then a repeated reviews.enriched would be out too.
+        until(lambda: sum(a["reviews"] + a["late_events"] for a in tumbling(outputs, set(restaurants))),
+              timeout_s=60, done=lambda n: n >= len(reviews),
+              what="every review counted in a final tumbling aggregate")
+        per_event: dict[str, int] = {}
+        for record in outputs.poll().enriched(r["event_id"] for r in reviews):
+            per_event[record.value["event_id"]] = per_event.get(record.value["event_id"], 0) + 1
+        assert {e: n for e, n in per_event.items() if n != 1} == {}, "reviews enriched more than once"
+        assert len(per_event) == len(reviews)
+        assert raw.read_new(DLQ) == [], "dead letters after the registry served again"
+        final = sum(a["reviews"] + a["late_events"] for a in tumbling(outputs, set(restaurants)))
+        assert final == len(reviews), "a window counted a review twice"
+        counted = until(lambda: delta(outcomes(worker, REVIEWS_CREATED), outcomes_before), timeout_s=30,
+                        done=lambda d: d.get("enriched", 0) >= len(refused),
+                        what="every refused review's outcome counted")
+        assert {k: v for k, v in counted.items() if v} == {
+            "consumed": len(refused), "enriched": len(refused)}, counted
+
+        # The waits were counted, by reason, and a 429's Retry-After was honoured.
+        waits = {reason: int(n - waits_before.get(reason, 0))
+                 for reason, n in registry_waits_by_reason(worker).items() if n > waits_before.get(reason, 0)}
+        assert set(waits) == {"rate_limited", "unauthorized"}, waits
+        asks = sorted((a for a in gateway.answers() if a.path == v2_path), key=lambda a: a.at_s)
+        refusals = [a.status for a in asks if a.faulted]
+        assert waits == {"rate_limited": refusals.count(429), "unauthorized": refusals.count(401)}, (
+            waits, refusals)
+        gaps_after_429 = [b.at_s - a.at_s for a, b in pairwise(asks) if a.status == 429]
+        assert min(gaps_after_429) >= RETRY_AFTER_S - GAP_SLACK_S, gaps_after_429
+        assert [a.faulted for a in asks] == [True] * len(refusals) + [False], "fetched once it was served"
+        print(f"\nregistry refusals: {len(refused)} reviews of a new writer version produced while the "
+              f"registry answered 429 for {RATE_LIMITED_S:g} s then 401 for {UNAUTHORIZED_S:g} s; waits "
+              f"{waits}; gaps after a 429 (Retry-After {RETRY_AFTER_S} s) "
+              f"{[round(g, 2) for g in gaps_after_429]}; all {len(reviews)} reviews enriched once, "
+              f"counted in final windows {final}; dead letters 0")
+    finally:
+        raw.close()
+        outputs.close()
+        service.close()

@@ -1,4 +1,8 @@
-"""The async and sync registry clients against the embedded server on a free port."""
+"""The async and sync registry clients against the embedded server on a free port.
+
+Error answers a registry does not give itself (429, 401, a proxy's HTML page...) come from
+:class:`tests.registry_gateway.RegistryGateway`, a real local server in front of it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import certifi
 import httpx
@@ -14,11 +20,18 @@ import pytest
 from pydantic import SecretStr
 
 from schema_registry.client import AsyncRegistryClient
-from schema_registry.errors import IncompatibleSchemaError, RegistryHTTPError
+from schema_registry.errors import (
+    DEFINITE_REASONS,
+    RETRIABLE_REASONS,
+    IncompatibleSchemaError,
+    RegistryHTTPError,
+)
 from schema_registry.rest import RegistryConnection
 from schema_registry.server import RunningRegistry, start_server
 from schema_registry.server.store import MemoryLog
 from schema_registry.sync_client import SyncRegistryClient
+from streams import metrics
+from tests.registry_gateway import Fault, RegistryGateway
 
 V1 = json.dumps(
     {"type": "record", "name": "R", "namespace": "t", "fields": [{"name": "a", "type": "int"}]}
@@ -171,3 +184,70 @@ def _sync_client_round_trip(url: str) -> None:
         assert client.get_config() == "NONE"
         assert client.get_subjects() == ["s-value"]
         assert client.delete_subject("s-value") == [1]
+
+
+# --- which refusals may change (issue 30): a gateway in front of the real registry -------------
+@pytest.fixture
+def gateway(registry: RunningRegistry) -> Iterator[RegistryGateway]:
+    with RegistryGateway(registry.url) as gateway:
+        yield gateway
+
+
+async def _refusal(url: str, call: str = "get_schema") -> RegistryHTTPError:
+    async with AsyncRegistryClient(url) as client:
+        with pytest.raises(RegistryHTTPError) as info:
+            await (client.get_schema(1) if call == "get_schema" else client.get_latest("missing-value"))
+    return info.value
+
+
+@pytest.mark.parametrize(("status", "reason"), [
+    (429, "rate_limited"), (401, "unauthorized"), (403, "forbidden"), (408, "timeout"),
+    (500, "server_error"), (503, "server_error"), (307, "redirected")])
+async def test_answers_that_may_change_are_retriable_with_their_reason(gateway, status, reason):
+    gateway.fail(Fault(status, times=1))
+    error = await _refusal(gateway.url)
+    assert (error.status, error.reason, error.retriable) == (status, reason, True)
+
+
+async def test_retry_after_is_read_as_seconds_or_as_an_http_date(gateway):
+    in_90_s = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    gateway.fail(Fault(429, times=1, retry_after="12"), Fault(503, times=1, retry_after=in_90_s),
+                 Fault(429, times=1), Fault(429, times=1, retry_after="nan"),
+                 Fault(429, times=1, retry_after="inf"))
+    assert (await _refusal(gateway.url)).retry_after_s == 12.0
+    assert 88.0 <= (await _refusal(gateway.url)).retry_after_s <= 90.0
+    assert [(await _refusal(gateway.url)).retry_after_s for _ in range(3)] == [None, None, None]
+
+
+async def test_only_the_registrys_own_not_found_codes_are_definite(registry, gateway):
+    schema_missing = await _refusal(registry.url)
+    assert (schema_missing.error_code, schema_missing.reason, schema_missing.retriable) == (
+        40403, "not_found", False)
+    subject_missing = await _refusal(registry.url, call="get_latest")
+    assert (subject_missing.error_code, subject_missing.reason, subject_missing.retriable) == (
+        40401, "not_found", False)
+    # A wrong base URL path: the real registry's answer to a route it does not have.
+    wrong_path = await _refusal(f"{registry.url}/api/v1")
+    assert (wrong_path.status, wrong_path.error_code, wrong_path.reason, wrong_path.retriable) == (
+        404, 404, "path_not_found", True)
+    # A web server (no registry) at that URL: an HTML 404, or a 200 page for any path.
+    gateway.fail(Fault(404, times=1, text="<html>Not Found</html>"),
+                 Fault(200, times=1, text="<html>Welcome</html>"))
+    assert (await _refusal(gateway.url)).reason == "path_not_found"
+    page = await _refusal(gateway.url)
+    assert (page.status, page.reason, page.retriable) == (200, "unexpected_answer", True)
+
+
+async def test_a_request_the_registry_understood_and_refused_is_definite(client):
+    await client.register("r-value", V1)
+    with pytest.raises(RegistryHTTPError) as info:
+        await client.register("r-value", "{not avro")
+    assert (info.value.status, info.value.reason, info.value.retriable) == (422, "refused", False)
+
+
+def test_every_retriable_reason_is_a_pre_initialised_wait_series():
+    assert metrics.REGISTRY_WAIT_REASONS == RETRIABLE_REASONS
+    for reason in RETRIABLE_REASONS:
+        assert metrics.REGISTRY.get_sample_value(
+            "reviewpulse_registry_waits_total", {"reason": reason}) is not None
+    assert not set(RETRIABLE_REASONS) & set(DEFINITE_REASONS)
