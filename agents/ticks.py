@@ -124,7 +124,7 @@ async def settle_markers(assigned: set[TP]) -> None:
             continue
         stalled = _done_at_last_tick.get(tp, -1) == done
         _done_at_last_tick[tp] = done
-        if (done is None or highwater is None or highwater <= done + 1 or not stalled
+        if (done is None or highwater is None or highwater <= done + 1 or not stalled or not fresh(tp)
                 or markers_only.get(tp) == (done, highwater)):
             continue
         if await holds_no_record(app, tp, start=done + 1, end=highwater) and progress.get(tp) == done:

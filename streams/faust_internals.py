@@ -112,6 +112,7 @@ from typing import Any, NamedTuple
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from faust import streams as faust_streams
 from faust.serializers.codecs import get_codec
 from faust.stores import rocksdb as faust_rocksdb
@@ -376,27 +377,35 @@ EMPTY_PROBE_TIMEOUT_S = 2.0  # one fetch round trip; a broker slower than this i
 
 async def holds_no_record(app: Any, tp: TP, *, start: int, end: int) -> bool:
     """Whether offsets ``[start, end)`` of ``tp`` hold no record a read_committed reader gets:
-    only transaction markers and aborted records (point 10). False when unsure."""
+    only transaction markers and aborted records (point 10). False when unsure: the broker not
+    answering is a reason to ask again later, never to stop the worker."""
     thread = app.consumer._thread
     probe = thread._create_client_consumer(thread.transport)  # no group: never joins
     probe._fetch_max_wait_ms = 10
     probe._isolation_level = "read_committed"
-    await probe.start()
     try:
-        target = TopicPartition(tp.topic, tp.partition)
-        probe.assign([target])
-        probe.seek(target, start)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EMPTY_PROBE_TIMEOUT_S
-        while loop.time() < deadline:
-            for messages in (await probe.getmany(target, timeout_ms=100, max_records=1)).values():
-                if messages:
-                    return bool(messages[0].offset >= end)
-            if await probe.position(target) >= end:  # the fetch skipped only markers and aborts
-                return True
+        await probe.start()
+        return await _no_record_between(probe, tp, start=start, end=end)
+    except KafkaError as exc:
+        logger.info("Could not probe %s:%d for markers: %r", tp.topic, tp.partition, exc)
         return False
     finally:
         await probe.stop()
+
+
+async def _no_record_between(probe: AIOKafkaConsumer, tp: TP, *, start: int, end: int) -> bool:
+    target = TopicPartition(tp.topic, tp.partition)
+    probe.assign([target])
+    probe.seek(target, start)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + EMPTY_PROBE_TIMEOUT_S
+    while loop.time() < deadline:
+        for messages in (await probe.getmany(target, timeout_ms=100, max_records=1)).values():
+            if messages:
+                return bool(messages[0].offset >= end)
+        if await probe.position(target) >= end:  # the fetch skipped only markers and aborts
+            return True
+    return False
 
 
 class Transport(faust_aiokafka.Transport):

@@ -199,3 +199,26 @@ async def test_records_that_come_again_are_acked_and_left_out_of_the_batch(consu
     kept = await without_superseded(Stream(), batch)
     assert [e.message for e in kept] == handled
     assert acked == early
+
+
+async def test_offsets_found_to_hold_only_markers_are_committed_and_the_next_record_is_no_miss(
+        consumer, seeks) -> None:
+    # A transactional producer's last commit marker at 11 (point 10): nothing comes after it.
+    deliver(consumer, 10)
+    ack(consumer, 10)
+    assert consumer._new_offset(TP0) == 11
+    assert consumer.settle_empty(TP0, 11, 12)  # the probe found no record in [11, 12)
+    assert consumer._new_offset(TP0) == 12  # the commit reaches the partition's end
+    deliver(consumer, 12)  # the next transaction's first record
+    assert seeks == []  # expected: no seek back to the marker
+    ack(consumer, 12)
+    assert consumer._new_offset(TP0) == 13
+
+
+async def test_markers_are_not_settled_once_the_stream_moved_past_them(consumer, seeks) -> None:
+    deliver(consumer, 10)
+    deliver(consumer, 13)  # arrived while the probe ran: the stream's own bookkeeping applies
+    assert seeks == [(TP0, 11)]
+    assert not consumer.settle_empty(TP0, 11, 13)
+    ack(consumer, 10, 13)
+    assert consumer._new_offset(TP0) == 11  # 11-12 are not taken for empty on the probe's word
