@@ -51,6 +51,7 @@ input_event_ms: dict[TP, int] = {}  # largest occurred_at forwarded, per input p
 # no record (transaction markers, aborted records): (last offset done, high watermark).
 markers_only: dict[TP, tuple[int, int]] = {}
 _done_at_last_tick: dict[TP, int | None] = {}
+_record_after: dict[TP, int] = {}  # last offset done when a probe found a record after it
 
 
 def record_progress(events: Any) -> None:
@@ -104,7 +105,7 @@ def lag_of(tp: TP) -> int | None:
 async def _forget_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
     """What this worker knew of a partition it loses is stale if it ever gets it back."""
     for tp in revoked:
-        for known in (progress, input_event_ms, markers_only, _done_at_last_tick):
+        for known in (progress, input_event_ms, markers_only, _done_at_last_tick, _record_after):
             known.pop(tp, None)
 
 
@@ -113,7 +114,8 @@ async def settle_markers(assigned: set[TP]) -> None:
     interval is checked once per (last offset done, high watermark): when the offsets between
     hold only transaction markers or aborted records, it is caught up, and those offsets are
     acked so its commit reaches the end (streams/faust_internals.py, point 10). Without
-    this, a quiet partition of a transactional producer held every window open."""
+    this, a quiet partition of a transactional producer held every window open. A stage
+    stalled on a record (a registry outage) is probed once, not at every tick."""
     for tp in assigned:
         if tp.topic not in INPUT_TOPICS:
             continue
@@ -125,9 +127,12 @@ async def settle_markers(assigned: set[TP]) -> None:
         stalled = _done_at_last_tick.get(tp, -1) == done
         _done_at_last_tick[tp] = done
         if (done is None or highwater is None or highwater <= done + 1 or not stalled or not fresh(tp)
-                or markers_only.get(tp) == (done, highwater)):
+                or markers_only.get(tp) == (done, highwater) or _record_after.get(tp) == done):
             continue
-        if await holds_no_record(app, tp, start=done + 1, end=highwater) and progress.get(tp) == done:
+        empty = await holds_no_record(app, tp, start=done + 1, end=highwater)
+        if empty is False:
+            _record_after[tp] = done
+        elif empty and progress.get(tp) == done:
             markers_only[tp] = (done, highwater)
             app.consumer.settle_empty(tp, done + 1, highwater)
             log_event("markers_skipped", level=10, topic=tp.topic, partition=tp.partition,

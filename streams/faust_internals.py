@@ -375,9 +375,9 @@ async def handled_batches(stream: Any, max_events: int, *, within_s: float) -> A
 EMPTY_PROBE_TIMEOUT_S = 2.0  # one fetch round trip; a broker slower than this is asked again later
 
 
-async def holds_no_record(app: Any, tp: TP, *, start: int, end: int) -> bool:
+async def holds_no_record(app: Any, tp: TP, *, start: int, end: int) -> bool | None:
     """Whether offsets ``[start, end)`` of ``tp`` hold no record a read_committed reader gets:
-    only transaction markers and aborted records (point 10). False when unsure: the broker not
+    only transaction markers and aborted records (point 10). None when unsure: the broker not
     answering is a reason to ask again later, never to stop the worker."""
     thread = app.consumer._thread
     probe = thread._create_client_consumer(thread.transport)  # no group: never joins
@@ -388,12 +388,12 @@ async def holds_no_record(app: Any, tp: TP, *, start: int, end: int) -> bool:
         return await _no_record_between(probe, tp, start=start, end=end)
     except KafkaError as exc:
         logger.info("Could not probe %s:%d for markers: %r", tp.topic, tp.partition, exc)
-        return False
+        return None
     finally:
         await probe.stop()
 
 
-async def _no_record_between(probe: AIOKafkaConsumer, tp: TP, *, start: int, end: int) -> bool:
+async def _no_record_between(probe: AIOKafkaConsumer, tp: TP, *, start: int, end: int) -> bool | None:
     target = TopicPartition(tp.topic, tp.partition)
     probe.assign([target])
     probe.seek(target, start)
@@ -405,7 +405,7 @@ async def _no_record_between(probe: AIOKafkaConsumer, tp: TP, *, start: int, end
                 return bool(messages[0].offset >= end)
         if await probe.position(target) >= end:  # the fetch skipped only markers and aborts
             return True
-    return False
+    return None
 
 
 class Transport(faust_aiokafka.Transport):

@@ -1,8 +1,9 @@
 """``python -m bench.pipeline`` stopped with SIGTERM or SIGINT leaves no process behind.
 
-The bench runs as a user would run it, in a subprocess with its own stack; once Tansu, the
-registry, the simulator and the worker are up (found among its descendants in /proc), it
-gets the signal, and every process it started must be gone when it exits.
+The bench runs as a user would run it, in a subprocess with its own stack; once the broker
+(the session's kind), the registry, the simulator and the worker are up (found among its
+descendants in /proc), it gets the signal, and every process it started must be gone when
+it exits.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # A long steady phase: the signal always lands while the whole stack is running.
 BENCH = [sys.executable, "-m", "bench.pipeline", "--events-0ms", "500", "--phases", "a0,b",
          "--steady-rate", "50", "--steady-s", "600"]
-STARTED = {"tansu": "tansu", "registry": "streams.cli registry", "llm-sim": "streams.cli llm-sim",
+STARTED = {"registry": "streams.cli registry", "llm-sim": "streams.cli llm-sim",
            "worker": "streams.cli worker"}
+BROKER_COMMAND = {"tansu": "tansu", "kafka": "kafka.Kafka"}  # how each broker's command line reads
 
 
 def _parents() -> dict[int, int]:
@@ -63,18 +65,21 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_bench_stops_every_process_it_started(sig: signal.Signals, tmp_path: Path) -> None:
+def test_bench_stops_every_process_it_started(sig: signal.Signals, tmp_path: Path,
+                                               broker_kind: str) -> None:
     log = (tmp_path / "bench.out").open("wb")
     everything: dict[int, str] = {}
-    bench = subprocess.Popen(BENCH, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    bench = subprocess.Popen([*BENCH, "--broker", broker_kind], cwd=ROOT, stdout=log,
+                             stderr=subprocess.STDOUT)
+    expected = {**STARTED, broker_kind: BROKER_COMMAND[broker_kind]}
     try:
         def started() -> dict[str, int]:
             children = descendants(bench.pid)
-            return {name: pid for name, marker in STARTED.items()
+            return {name: pid for name, marker in expected.items()
                     for pid, cmdline in children.items() if marker in cmdline}
 
         pids = until(started, timeout_s=120, what="the bench's stack and worker", interval_s=0.2,
-                     done=lambda found: set(found) == set(STARTED))
+                     done=lambda found: set(found) == set(expected))
         everything = descendants(bench.pid)
         bench.send_signal(sig)
         assert bench.wait(timeout=60) == 130

@@ -38,6 +38,7 @@ def test_demo_narrates_enriched_reviews_and_a_closed_window_then_stops_cleanly(
         demo.send_signal(signal.SIGTERM)
         code = demo.wait(timeout=60)
         reader.join(timeout=5)
+        demo.stdout.close()
     assert code == 0, lines[-30:]
     assert any("stopping" in x for x in lines)
     # Every process the demo started is gone: the addresses it printed no longer answer.
