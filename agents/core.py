@@ -88,6 +88,15 @@ STOP_PUBLISH_S = 10.0  # at stop, the longest we wait for the last batches' chan
 Send = Callable[..., Awaitable[Awaitable[Any]]]  # (topic, *, key, value, partition, headers)
 
 
+def enrich_attempts(settings: Settings) -> int:
+    """How many times a worker tries one review's enrichment call (and emission) before it
+    gives the heuristic and a dead letter: as many as reviews.retry redelivers it under
+    retry_then_fallback, once under fallback_now (issue 30, finding 7)."""
+    if settings.llm_failure_policy is FailurePolicy.RETRY_THEN_FALLBACK:
+        return settings.llm_max_attempts
+    return 1
+
+
 async def _nothing_to_publish(written: Sequence[PartitionTables]) -> Sequence[Awaitable[Any]]:
     return ()
 
@@ -134,6 +143,8 @@ class Job:
     provisional: tuple[str, float, tuple[str, ...]] | None = None  # what the fold counted, if known
     generation: int = 0  # StageCore.generation when submitted; an older one was abandoned
     owed: bool = False  # counted in StageCore._owed: its enrichment is queued, in flight or unjoined
+    failures: int = 0  # this worker's failed tries at enriching or emitting it (agents.enrichment)
+    given_up: str | None = None  # why its tries were spent: it is emitted as FALLBACK + dead letter
 
 
 @dataclass
@@ -159,10 +170,11 @@ class StageCore:
         self.thresholds = RuleThresholds.from_settings(settings)
         self.outbox = outbox
         self._enrich_fn = enrich
-        self.enricher = Enricher(enrich=self._enrich, complete=self.complete,
+        self.enricher = Enricher(enrich=self._enrich, complete=self.complete, give_up=self._give_up,
                                  batch_size=settings.llm_batch_size,
                                  concurrency=settings.llm_concurrency,
                                  max_pending=settings.enrich_max_pending,
+                                 max_attempts=enrich_attempts(settings),
                                  linger_s=settings.llm_batch_linger_ms / 1000)
         self.lock = asyncio.Lock()
         # The last batch's publication (marks durable, then its changelog records sent, then
@@ -509,6 +521,18 @@ class StageCore:
         outcomes = dict(zip(unique, await self._enrich_fn(list(unique.values()), spent), strict=True))
         return [outcomes[job.item.event_id] for job in jobs]
 
+    def _give_up(self, jobs: Sequence[Job], error: BaseException) -> list[EnrichOutcome]:
+        """The heuristic for jobs whose enrichment kept failing; :meth:`_emit` dead-letters them.
+
+        The dead letter is ``llm_exhausted``, as for answers that stayed transient failures:
+        the review has its FALLBACK output, and ``reviewpulse dlq replay`` re-enriches it.
+        """
+        outcomes = []
+        for job in jobs:
+            job.given_up = f"enrichment failed {job.failures} times: {error!r}"
+            outcomes.append(fallback_outcome(enrich_request(job.item.record), reason=job.given_up))
+        return outcomes
+
     # --- 2. an enrichment answered -------------------------------------------------------------
     async def complete(self, jobs: Sequence[Job], outcomes: Sequence[EnrichOutcome]) -> None:
         """Emit each job's outcome, join it into its pane, then ack the job's event."""
@@ -543,7 +567,10 @@ class StageCore:
                 retried.add(job.item.event_id)
             if job.item.event_id in finals:
                 continue  # a second job of the same review (replayed original + retry copy)
-            if outcome.status is EnrichStatus.TRANSIENT_FAILURE:
+            if job.given_up is not None:  # outcome is the heuristic's (_give_up)
+                pending.append(await self._dead_letter_exhausted(job, outcome, now_ms=now_ms,
+                                                                 attempts=job.failures))
+            elif outcome.status is EnrichStatus.TRANSIENT_FAILURE:
                 if (self.settings.llm_failure_policy is FailurePolicy.RETRY_THEN_FALLBACK
                         and job.attempt < self.settings.llm_max_attempts):
                     pending.append(await self._send_retry(job, now_ms=now_ms))
@@ -708,13 +735,14 @@ class StageCore:
                                      value=write_item(retry),
                                      headers=[(H_TRACE, (item.trace_id or "").encode())])
 
-    async def _dead_letter_exhausted(self, job: Job, outcome: EnrichOutcome, *,
-                                     now_ms: int) -> Awaitable[Any]:
+    async def _dead_letter_exhausted(self, job: Job, outcome: EnrichOutcome, *, now_ms: int,
+                                     attempts: int | None = None) -> Awaitable[Any]:
         """Fallback keeps the flow live; the dead letter keeps the review replayable for the LLM."""
         item = job.item
         return await self.ports.dead_letter(
             item.origin, stage="enrich", reason="llm_exhausted",
-            error=RuntimeError(outcome.error or "LLM unavailable"), attempts=job.attempt,
+            error=RuntimeError(outcome.error or "LLM unavailable"),
+            attempts=job.attempt if attempts is None else attempts,
             first_failure_ms=item.first_failure_ms or now_ms, trace_id=item.trace_id)
 
     async def _send_final(self, aggregates: list[tuple[int, dict[str, Any]]],

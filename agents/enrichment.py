@@ -9,7 +9,16 @@ back to the stage's ``complete``, which emits and joins them. LLM parallelism is
 The queue is bounded (``max_pending``): past it, :meth:`Enricher.submit` refuses reviews and
 the stage gives them the heuristic at once, so a slow LLM degrades enrichment, never the
 worker's memory or the flow. The job objects are the stage's; this module only needs
-their ``partition`` to abandon the queued ones of partitions a rebalance takes away.
+their ``partition`` to abandon the queued ones of partitions a rebalance takes away, and
+their ``failures`` to bound their attempts.
+
+Attempts are bounded (issue 30, finding 7): a call that raised instead of answering goes
+back to the queue at most ``max_attempts`` times in all (each try may be a paid LLM call,
+and the job's offset stays uncommitted meanwhile); a completion that failed is tried
+again with the outcomes it has, never with a new call. A job whose attempts are spent is
+completed with what ``give_up`` returns (the stage's heuristic FALLBACK and a dead
+letter), so its offset is released. Only a failure whose error says ``retriable`` (a
+broker not answering) waits without counting: asking again is what will fix it.
 """
 
 from __future__ import annotations
@@ -31,19 +40,24 @@ RETRY_AFTER_FAILURE_S = 1.0  # the producer retries internally; this only spaces
 
 class Job(Protocol):
     partition: int
+    failures: int  # failed attempts at enriching or completing it, counted here
 
 
 Enrich = Callable[[Sequence[Any]], Awaitable[list[EnrichOutcome]]]
 Complete = Callable[[Sequence[Any], Sequence[EnrichOutcome]], Awaitable[None]]
+# (jobs whose attempts are spent, the last error) -> one final outcome per job
+GiveUp = Callable[[Sequence[Any], BaseException], list[EnrichOutcome]]
 
 
 class Enricher:
-    def __init__(self, *, enrich: Enrich, complete: Complete, batch_size: int, concurrency: int,
-                 max_pending: int, linger_s: float = 0.0) -> None:
-        if batch_size < 1 or concurrency < 1 or max_pending < 1:
-            raise ValueError("batch_size, concurrency and max_pending must be at least 1")
+    def __init__(self, *, enrich: Enrich, complete: Complete, give_up: GiveUp, batch_size: int,
+                 concurrency: int, max_pending: int, max_attempts: int, linger_s: float = 0.0) -> None:
+        if batch_size < 1 or concurrency < 1 or max_pending < 1 or max_attempts < 1:
+            raise ValueError("batch_size, concurrency, max_pending and max_attempts must be at least 1")
         self._enrich = enrich
         self._complete = complete
+        self._give_up = give_up
+        self.max_attempts = max_attempts
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.max_pending = max_pending
@@ -109,17 +123,26 @@ class Enricher:
         completing: asyncio.Task[None] | None = None
         try:
             while True:
-                chunk = await self._take()
-                self.in_flight += len(chunk)
-                self._in_flight_jobs[id(chunk)] = chunk
+                chunk = self._fly(await self._take())
                 try:
                     outcomes = await self._enrich(chunk)
                 except asyncio.CancelledError:
                     self._done(chunk)
                     raise
-                except Exception:
-                    await self._retry_later(chunk, "enriching")
-                    continue
+                except Exception as exc:  # no answer at all (not an outcome): counted, bounded
+                    self._done(chunk)
+                    again, spent = self._count_failure(chunk, exc, "enriching")
+                    chunk = self._fly(spent)  # in flight throughout, so abandon() always sees it
+                    outcomes = self._give_up(spent, exc) if spent else []
+                    if again:
+                        try:
+                            await self._retry_later(self._fly(again))
+                        except asyncio.CancelledError:
+                            self._done(chunk)
+                            raise
+                    if not spent:
+                        self._done(chunk)
+                        continue
                 if completing is not None:
                     await completing
                 completing = asyncio.create_task(self._finish(chunk, outcomes))
@@ -150,25 +173,62 @@ class Enricher:
             return [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
 
     async def _finish(self, chunk: list[Any], outcomes: list[EnrichOutcome]) -> None:
+        """Complete ``chunk`` until it is done; a failure is tried again with the same outcomes.
+
+        A new LLM call would pay again for answers already here. A job whose attempts are
+        spent gets ``give_up``'s outcome instead of its own (an answer whose outputs will
+        not send, say, will not send the next time either); from then on only the broker
+        can hold it, and that waits, logged.
+        """
         try:
-            await self._complete(chunk, outcomes)
-        except asyncio.CancelledError:
-            self._done(chunk)
-            raise
-        except Exception:  # a send failed (broker trouble): the jobs are unacked, try again
-            await self._retry_later(chunk, "completing")
-        else:
+            while True:
+                try:
+                    await self._complete(chunk, outcomes)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a send failed (broker trouble), or an output will not encode
+                    _, spent = self._count_failure(chunk, exc, "completing", retriable_waits=True)
+                    if spent:
+                        given = iter(self._give_up(spent, exc))
+                        ids = {id(job) for job in spent}
+                        outcomes = [next(given) if id(job) in ids else outcome
+                                    for job, outcome in zip(chunk, outcomes, strict=True)]
+                    await asyncio.sleep(RETRY_AFTER_FAILURE_S)
+        finally:
             self._done(chunk)
 
-    async def _retry_later(self, chunk: list[Any], what: str) -> None:
+    def _count_failure(self, chunk: list[Any], exc: Exception, what: str, *,
+                       retriable_waits: bool = False) -> tuple[list[Any], list[Any]]:
+        """Count a failed attempt of each job; returns the jobs to try again and those whose
+        attempts are now spent. With ``retriable_waits``, an error flagged ``retriable`` is not
+        counted (trying again costs nothing but the wait); a call is always counted (it may
+        have been paid for)."""
+        retriable = retriable_waits and bool(getattr(exc, "retriable", False))
+        again, spent = [], []
+        for job in chunk:
+            if not retriable:
+                job.failures += 1
+            (spent if job.failures >= self.max_attempts else again).append(job)
+        log.error("%s %d enrichments failed (%s): %d will be tried again in %.0f s, %d get the fallback",
+                  what, len(chunk), "retriable, not counted" if retriable else "counted",
+                  len(again), RETRY_AFTER_FAILURE_S, len(spent), exc_info=exc)
+        return again, spent
+
+    async def _retry_later(self, chunk: list[Any]) -> None:
         """The chunk's jobs go back to the head of the queue after a pause (still unacked)."""
-        log.exception("%s %d enrichments failed; retrying in %.0f s", what, len(chunk), RETRY_AFTER_FAILURE_S)
         try:
             await asyncio.sleep(RETRY_AFTER_FAILURE_S)
             self._queue.extendleft(reversed(chunk))
             self._ready.set()
         finally:
             self._done(chunk)
+
+    def _fly(self, chunk: list[Any]) -> list[Any]:
+        """``chunk`` is in flight (abandon() sees it) until :meth:`_done`."""
+        self.in_flight += len(chunk)
+        self._in_flight_jobs[id(chunk)] = chunk
+        return chunk
 
     def _done(self, chunk: list[Any]) -> None:
         self.in_flight -= len(chunk)

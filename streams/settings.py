@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     llm_price_in_usd_per_mtok: float = Field(0.15, ge=0, description="Price of one million prompt tokens, USD.")
     llm_price_out_usd_per_mtok: float = Field(0.60, ge=0, description="Price of one million completion tokens, USD.")
     llm_failure_policy: FailurePolicy = Field(FailurePolicy.RETRY_THEN_FALLBACK, description="retry_then_fallback: redeliver through reviews.retry, then heuristic FALLBACK + DLQ llm_exhausted; fallback_now: heuristic at once.")
-    llm_max_attempts: int = Field(3, ge=1, le=20, description="Enrichment attempts through reviews.retry before falling back.")
+    llm_max_attempts: int = Field(3, ge=1, le=20, description="Enrichment attempts through reviews.retry before falling back; also caps a worker's tries at one review's enrichment call or emission when it raises (each may be a paid call), after which the review gets FALLBACK and DLQ llm_exhausted (once under fallback_now).")
     llm_retry_delay_s: float = Field(5.0, ge=0, description="Delay before a redelivery from reviews.retry; doubles per attempt.")
     breaker_failure_threshold: int = Field(5, ge=1, description="Consecutive failed calls that open the circuit breaker.")
     breaker_reset_timeout_s: float = Field(30.0, gt=0, description="How long the breaker stays open before a half-open probe.")

@@ -22,6 +22,7 @@ WAIT_S = 5.0
 class FakeJob:
     name: str
     partition: int = 0
+    failures: int = 0
 
 
 def outcome(job: FakeJob) -> EnrichOutcome:
@@ -58,14 +59,17 @@ class Recorder:
             self.completed.append([j.name for j in jobs])
             self.changed.notify_all()
 
+    def give_up(self, jobs: list[FakeJob], error: BaseException) -> list[EnrichOutcome]:
+        return [outcome(j) for j in jobs]
+
     async def until(self, predicate: Any) -> None:
         async with self.changed:
             await asyncio.wait_for(self.changed.wait_for(predicate), WAIT_S)
 
 
 def enricher(recorder: Recorder) -> Enricher:
-    return Enricher(enrich=recorder.enrich, complete=recorder.complete, batch_size=2,
-                    concurrency=1, max_pending=100)
+    return Enricher(enrich=recorder.enrich, complete=recorder.complete, give_up=recorder.give_up,
+                    batch_size=2, concurrency=1, max_pending=100, max_attempts=3)
 
 
 async def test_next_call_starts_while_the_previous_outcomes_are_still_being_emitted() -> None:
@@ -90,18 +94,20 @@ async def test_next_call_starts_while_the_previous_outcomes_are_still_being_emit
         await workers.stop()
 
 
-@pytest.mark.parametrize("failing", ["complete", "enrich"])
-async def test_a_failed_call_or_completion_puts_its_jobs_back_and_they_are_enriched_again(
-        monkeypatch, failing: str) -> None:
+@pytest.mark.parametrize(("failing", "calls"), [("enrich", 2), ("complete", 1)])
+async def test_a_failed_call_or_completion_is_tried_again_and_a_completion_without_a_new_call(
+        monkeypatch, failing: str, calls: int) -> None:
     monkeypatch.setattr("agents.enrichment.RETRY_AFTER_FAILURE_S", 0.01)
     recorder = Recorder(complete_fails_first=failing == "complete", enrich_fails_first=failing == "enrich")
     workers = enricher(recorder)
     workers.start()
     try:
-        workers.submit([FakeJob("a"), FakeJob("b")])
+        jobs = [FakeJob("a"), FakeJob("b")]
+        workers.submit(jobs)
         recorder.release.set()
         await recorder.until(lambda: recorder.completed == [["a", "b"]])
-        assert recorder.calls == [["a", "b"], ["a", "b"]]
+        assert recorder.calls == [["a", "b"]] * calls  # the answers a failed emission had are kept
+        assert [j.failures for j in jobs] == [1, 1]
         assert workers.pending == 0
     finally:
         await workers.stop()
