@@ -22,7 +22,7 @@ from streams.codecs import plain_record, to_ms
 from streams.faust_internals import handled_batches
 from streams.logs import event as log_event
 from streams.protocol import H_TRACE, ORDER, REVIEW, Item, Origin, write_item
-from streams.validation import Bounds, Invalid, validate_order, validate_review
+from streams.validation import Bounds, Invalid, check_record_size, validate_order, validate_review
 
 if TYPE_CHECKING:
     from streams.codecs import AvroCodecs
@@ -105,6 +105,9 @@ async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]
         try:
             if message.value is None:
                 raise Invalid("empty_value", "record has no value (tombstone)")
+            origin = Origin.of(message)  # before decoding: the record's size is the first cap
+            check_record_size(key=origin.key, value=origin.value, headers=origin.headers,
+                              max_bytes=bounds.record_max_bytes)
             record = await decode_waiting(runtime.codecs, record_name, message.value)
             trace_id = record["metadata"]["trace_id"]  # dead letters of invalid values carry it too
             if kind == REVIEW:
