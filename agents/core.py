@@ -78,10 +78,12 @@ from streams.settings import FailurePolicy, Settings
 from tables.panes import Closed, DueIndex, PartitionCache, PartitionState
 from tables.rules import RuleThresholds, budget_exceeded_record
 from tables.state import PartitionTables
+from tables.values import pane_pending_cap
 from tables.windows import DAY_MS, WindowSpec, utc_day
 
 BUDGET_CAP_REASON = "restaurant daily cost cap reached"
 BACKLOG_REASON = "enrichment backlog full"
+PANE_FULL_REASON = "pane pending cap reached"
 JOIN_IDLE_S = 0.2  # longest an answered review waits for its join when no batch comes
 STOP_PUBLISH_S = 10.0  # at stop, the longest we wait for the last batches' changelog records
 
@@ -205,6 +207,8 @@ class StageCore:
         self._caches: dict[int, PartitionCache] = {}  # what the last batch of each partition wrote
         self.retention_ms = int(settings.state_retention_s * 1000)
         self.tick_skew_ms = int(settings.event_time_max_skew_s * 1000)
+        self.pane_pending_cap = pane_pending_cap(max_pending=settings.pane_max_pending,
+                                                 id_max_chars=settings.id_max_chars)
 
     # --- watermark ---------------------------------------------------------------------------
     def watermark(self, partition: int) -> int:
@@ -438,24 +442,45 @@ class StageCore:
             metrics.input_outcome(item.origin.topic, "duplicate")
             log_event("duplicate", level=10, event_id=event_id, restaurant=restaurant_id)
             return
-        provisional = None
-        if item.kind == REVIEW and not late:  # computed before any state changes (may raise)
+        # Computed and sent before any state changes (either may raise). A pane owing its cap
+        # of reviews (a flood on one restaurant under a slow LLM) folds the next one as final:
+        # the heuristic at once, its output acknowledged before the batch's state is written,
+        # so a replay that finds it folded owes it nothing.
+        provisional = outcome = None
+        settled = item.kind == REVIEW and state.pane(restaurant_id, pane_start).pending_full(
+            self.pane_pending_cap)
+        if settled:
+            outcome = fallback_outcome(enrich_request(item.record), reason=PANE_FULL_REASON)
+            pending += await self._send_enriched(Job(ev, partition, item, pane_start, late), outcome,
+                                                 now_ms=now_ms)
+            metrics.ENRICH_SHED.inc()
+            metrics.input_outcome(item.origin.topic, "enriched")
+        elif item.kind == REVIEW and not late:
             provisional = self._provisional(item)
         batch.marks[event_id] = dedupe_mark(offset)
         batch.due.add(restaurant_id)
         pane = state.touch(restaurant_id, pane_start)
         if late:
             metrics.LATE_EVENTS.inc()
-            if item.kind == REVIEW:
+            if item.kind == REVIEW and not settled:
                 pane.add_late(review_id=event_id)
                 jobs.append(Job(ev, partition, item, pane_start, True))
             else:
                 pane.add_late()
-                metrics.input_outcome(item.origin.topic, "folded")
+                if item.kind == ORDER:
+                    metrics.input_outcome(item.origin.topic, "folded")
         elif item.kind == ORDER:
             record = item.record
             pane.add_order(delay_ms=int(record["delivered_at"]) - int(record["promised_at"]))
             metrics.input_outcome(item.origin.topic, "folded")
+        elif outcome is not None:
+            enrichment = outcome.enrichment
+            assert enrichment is not None
+            pane.add_first_sight(event_id=event_id, rating=item.record["entity"]["rating"],
+                                 label=str(enrichment.label), score=enrichment.score,
+                                 categories=enrichment.categories, final_status=str(outcome.status),
+                                 processing_lag_ms=max(0, now_ms - (item.origin.timestamp_ms or occurred_ms)),
+                                 event_age_ms=max(0, now_ms - occurred_ms))
         else:
             assert provisional is not None
             label, score, categories = provisional

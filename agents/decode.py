@@ -19,10 +19,12 @@ from schema_registry.errors import RegistryHTTPError, SerdeError
 from streams import metrics
 from streams.app import app, runtime
 from streams.codecs import plain_record, to_ms
+from streams.delivery import is_too_large, translate
+from streams.errors import OutputTooLarge
 from streams.faust_internals import handled_batches
 from streams.logs import event as log_event
 from streams.protocol import H_TRACE, ORDER, REVIEW, Item, Origin, write_item
-from streams.validation import Bounds, Invalid, validate_order, validate_review
+from streams.validation import Bounds, Invalid, check_record_size, validate_order, validate_review
 
 if TYPE_CHECKING:
     from streams.codecs import AvroCodecs
@@ -89,14 +91,30 @@ async def decode_waiting(codecs: AvroCodecs, record_name: str, value: bytes, *,
             await sleep(wait_s)
 
 
-async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]]:
+class Sent(list[Awaitable[Any]]):
+    """A batch's delivery futures, and which of them forward which input record: a forward
+    the broker refuses for its size becomes that record's dead letter (:func:`_settle`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forwarded: dict[int, tuple[Origin, str | None]] = {}  # index -> (origin, trace id)
+
+
+async def _dead_letter(message: Any, error: BaseException, *, reason: str,
+                       trace_id: str | None) -> Awaitable[Any]:
+    count_outcome(message.topic, "dead_lettered")
+    return await runtime.dead_letters.send(Origin.of(message), stage="decode", reason=reason,
+                                           error=error, trace_id=trace_id)
+
+
+async def send_batch(events: Sequence[Any], *, kind: str) -> Sent:
     """Decode, validate and send one batch; returns the outputs' delivery futures.
 
     A record's failure is that record's dead letter (with stage, reason and error class);
     the rest of the batch goes on. Nothing here waits for an acknowledgement.
     """
     record_name = "ReviewCreated" if kind == REVIEW else "OrderDelivered"
-    outputs: list[Awaitable[Any]] = []
+    outputs = Sent()
     bounds = Bounds.from_settings(settings)
     for ev in events:
         message = ev.message
@@ -105,6 +123,9 @@ async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]
         try:
             if message.value is None:
                 raise Invalid("empty_value", "record has no value (tombstone)")
+            origin = Origin.of(message)  # before decoding: the record's size is the first cap
+            check_record_size(key=origin.key, value=origin.value, headers=origin.headers,
+                              max_bytes=bounds.record_max_bytes)
             record = await decode_waiting(runtime.codecs, record_name, message.value)
             trace_id = record["metadata"]["trace_id"]  # dead letters of invalid values carry it too
             if kind == REVIEW:
@@ -114,20 +135,22 @@ async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]
                 validate_order(record, bounds=bounds)
                 restaurant_id = record["restaurant_id"]
             record_event_time(message.tp, to_ms(record["occurred_at"]))
-            value = write_item(Item(kind=kind, record=record, origin=Origin.of(message)))
+            value = write_item(Item(kind=kind, record=record, origin=origin))
         except (SerdeError, Invalid) as exc:
-            outputs.append(await runtime.dead_letters.send(
-                Origin.of(message), stage="decode", reason=exc.reason, error=exc, trace_id=trace_id))
-            count_outcome(message.topic, "dead_lettered")
+            outputs.append(await _dead_letter(message, exc, reason=exc.reason, trace_id=trace_id))
             continue
         except Exception as exc:  # a record's failure is that record's dead letter
             log_event("record_failed", level=40, stage="decode", error=repr(exc), trace_id=trace_id)
-            outputs.append(await runtime.dead_letters.send(
-                Origin.of(message), stage="decode", reason="processing_error", error=exc, trace_id=trace_id))
-            count_outcome(message.topic, "dead_lettered")
+            outputs.append(await _dead_letter(message, exc, reason="processing_error", trace_id=trace_id))
             continue
-        outputs.append(await runtime.send(BY_RESTAURANT, key=restaurant_id.encode(), value=value,
-                                          headers=[(H_TRACE, trace_id.encode())]))
+        try:  # another error here is broker trouble: the batch is sent again (_settle)
+            delivery = await runtime.send(BY_RESTAURANT, key=restaurant_id.encode(), value=value,
+                                          headers=[(H_TRACE, trace_id.encode())])
+        except OutputTooLarge as exc:
+            outputs.append(await _dead_letter(message, exc, reason=exc.reason, trace_id=trace_id))
+            continue
+        outputs.forwarded[len(outputs)] = (origin, trace_id)
+        outputs.append(delivery)
         log_event("decoded", level=10, kind=kind, restaurant=restaurant_id, trace_id=trace_id)
     return outputs
 
@@ -135,12 +158,14 @@ async def send_batch(events: Sequence[Any], *, kind: str) -> list[Awaitable[Any]
 async def _settle(stream: Any, events: list[Any], outputs: Outputs, *, kind: str) -> None:
     """Ack a batch only once its outputs are acknowledged; a failed delivery (broker trouble)
     is retried whole, never acked and never turned into dead letters (decode is idempotent:
-    a second copy on the by-restaurant topic is a counted duplicate there)."""
+    a second copy on the by-restaurant topic is a counted duplicate there). A forward the
+    broker refused for its size is the one exception: it is its record's dead letter."""
     while True:
         try:
             if outputs is None:
                 outputs = await send_batch(events, kind=kind)
-            await asyncio.gather(*outputs)
+            results = await asyncio.gather(*outputs, return_exceptions=True)
+            await _dead_letter_refused(outputs, results)
             break
         except Exception as exc:
             log_event("delivery_failed", level=40, stage="decode", events=len(events), error=repr(exc))
@@ -150,6 +175,29 @@ async def _settle(stream: Any, events: list[Any], outputs: Outputs, *, kind: str
     for event in events:
         await stream.ack(event)
     log_event("decode_batch", level=10, kind=kind, events=len(events))
+
+
+async def _dead_letter_refused(outputs: Outputs, results: list[Any]) -> None:
+    """Dead-letter each forward the broker refused for its size; raise on any other failure.
+
+    A refusal for size does not change on retry (DESIGN §12): sending the batch again would
+    stall the partition for good, so the record becomes its dead letter, once, here.
+    """
+    forwarded = getattr(outputs, "forwarded", {})
+    letters = []
+    for index, result in enumerate(results):
+        if not isinstance(result, BaseException):
+            continue
+        if not (is_too_large(result) and index in forwarded):
+            raise result
+    for index, result in enumerate(results):
+        if isinstance(result, BaseException):
+            origin, trace_id = forwarded[index]
+            error = translate(result)
+            count_outcome(origin.topic, "dead_lettered")
+            letters.append(await runtime.dead_letters.send(
+                origin, stage="decode", reason=OutputTooLarge.reason, error=error, trace_id=trace_id))
+    await asyncio.gather(*letters)
 
 
 async def _decode_stage(stream: Any, *, kind: str) -> None:

@@ -164,7 +164,8 @@ def dlq_replay(reasons: tuple[str, ...], limit: int | None) -> None:
     Without --reason, letters that can never succeed as they are are skipped:
       unknown_magic_byte, truncated_payload, undecodable, empty_value,
       invalid_value, text_too_long, invalid_id, event_time_too_old,
-      invalid_delivery_time, logical_type_mismatch (name them with --reason to
+      invalid_delivery_time, logical_type_mismatch, field_too_long,
+      record_too_large, output_too_large (name them with --reason to
       replay them anyway, e.g. after raising REVIEWPULSE_TEXT_MAX_CHARS).
     llm_exhausted letters are re-enriched with the LLM and written to
     reviews.enriched (a re-published copy would be dropped by the event_id dedupe).

@@ -19,6 +19,11 @@ from streams.protocol import Origin
 
 # Error messages are clipped: a dead letter is for triage, not for carrying payloads twice.
 MAX_ERROR_MESSAGE_CHARS = 2_000
+# Largest dead letter (key and encoded value) sent whole: Faust's producer refuses a request
+# over 1,000,000 bytes (producer_max_request_size, which the app leaves at its default), less
+# 16 KiB for the batch and record framing. A larger one keeps its coordinates and reason but
+# not the original key, value and headers, so a dead letter never fails for its own size.
+DEAD_LETTER_MAX_BYTES = 1_000_000 - 16 * 1024
 
 
 def dead_letter_record(
@@ -52,6 +57,17 @@ def dead_letter_record(
     }
 
 
+def without_payload(record: dict[str, Any]) -> dict[str, Any]:
+    """The dead letter without the original key, value and headers, saying what was left out."""
+    size = len(record["key"] or b"") + len(record["value"] or b"") + sum(
+        len(h["key"].encode("utf-8", "surrogatepass")) + len(h["value"] or b"") for h in record["headers"])
+    note = (f" [original key, value and headers ({size} bytes) left out: a dead letter over "
+            f"{DEAD_LETTER_MAX_BYTES} bytes cannot be sent; the record stays at "
+            f"{record['topic']}:{record['partition']}:{record['offset']} until retention]")
+    message = record["error_message"][:MAX_ERROR_MESSAGE_CHARS - len(note)] + note
+    return {**record, "key": None, "value": None, "headers": [], "error_message": message}
+
+
 class DeadLetters:
     """Sends DeadLetter records; the caller awaits the returned futures before acking."""
 
@@ -61,12 +77,15 @@ class DeadLetters:
 
     async def send(self, origin: Origin, **details: Any) -> Awaitable[Any]:
         record = dead_letter_record(origin, **details)
+        value = self.codecs.encode("DeadLetter", record)
+        key = origin.key
+        if len(value) + len(key or b"") > DEAD_LETTER_MAX_BYTES:
+            record = without_payload(record)
+            value, key = self.codecs.encode("DeadLetter", record), None
         metrics.DLQ_EVENTS.labels(record["reason"]).inc()
         log_event(
             "dead_letter", stage=record["stage"], reason=record["reason"],
             origin=record["dead_letter_id"], error=record["error_class"] or None,
             trace_id=record["trace_id"],
         )
-        return await self.topic.send(
-            key=origin.key, value=self.codecs.encode("DeadLetter", record), force=True
-        )
+        return await self.topic.send(key=key, value=value, force=True)

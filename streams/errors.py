@@ -13,6 +13,7 @@ catch everything of ours in one ``except`` and nothing foreign::
     │   ├── InvalidSchemaError, IncompatibleSchemaError
     │   └── RegistryStoreError              (the embedded registry's _schemas topic)
     ├── streams.validation.Invalid          (a decoded value breaks a rule: reason for the DLQ)
+    ├── OutputTooLarge                      (Kafka refused an output for its size: not retriable)
     └── agents.llm.errors.LLMError          (retriable flag, retry_after_s)
         ├── LLMTimeoutError, LLMServerError, LLMRateLimitedError, CircuitOpenError
         └── LLMMalformedOutputError
@@ -34,6 +35,14 @@ class ReviewPulseError(Exception):
     """Base of every ReviewPulse error."""
 
     retriable: bool = False
+
+
+class OutputTooLarge(ReviewPulseError):
+    """An output Kafka refuses for its size (streams.delivery translates the producer's and
+    the broker's errors): sending it again fails again, so it is its record's dead letter."""
+
+    retriable = False
+    reason = "output_too_large"
 
 
 def parse_retry_after_s(

@@ -117,7 +117,8 @@ ENRICH_UNJOINED = Gauge(
 )
 ENRICH_SHED = Counter(
     "reviewpulse_enrichment_shed", "Reviews enriched by the heuristic at once because the "
-    "enrichment backlog was full (REVIEWPULSE_ENRICH_MAX_PENDING).", registry=REGISTRY,
+    "enrichment backlog was full (REVIEWPULSE_ENRICH_MAX_PENDING) or their pane owed its cap "
+    "of reviews (REVIEWPULSE_PANE_MAX_PENDING).", registry=REGISTRY,
 )
 INPUT_OUTCOMES = Counter(
     "reviewpulse_input_outcomes", "Where each consumed input record ended, per input topic: "

@@ -56,7 +56,8 @@ REENRICH_REASONS = frozenset({"llm_exhausted"})
 PERMANENT_REASONS = frozenset({
     "unknown_magic_byte", "truncated_payload", "undecodable", "empty_value",
     "invalid_value", "text_too_long", "invalid_id", "event_time_too_old",
-    "invalid_delivery_time", "logical_type_mismatch",
+    "invalid_delivery_time", "logical_type_mismatch", "field_too_long", "record_too_large",
+    "output_too_large",
 })  # not event_time_in_future: once its time has come, a replayed copy passes
 # The prompt versions this build can render (agents.llm.prompt); a record names one of them.
 PROMPT_VERSIONS = (PROMPT_VERSION,)

@@ -20,6 +20,7 @@ import mode
 
 from streams import metrics
 from streams.codecs import AvroCodecs
+from streams.delivery import translate
 from streams.dlq import DeadLetters
 
 # httpx (the registry and web-routing clients) logs every request at INFO ("HTTP Request:
@@ -88,7 +89,13 @@ class Runtime:
             # Our records are bytes already: straight to Faust's producer (the same aiokafka
             # producer, partitioner and flush), without Topic.send's FutureMessage, channel
             # and callbacks per record. Resolves to the record's metadata once acknowledged.
-            return await producer.send(topic, key, value, partition, None, headers)
+            try:
+                return await producer.send(topic, key, value, partition, None, headers)
+            except Exception as exc:  # too large: ours, not retriable (streams.delivery)
+                error = translate(exc)
+                if error is exc:
+                    raise
+                raise error from exc
 
         self.send = send
 

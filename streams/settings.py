@@ -86,12 +86,16 @@ class Settings(BaseSettings):
     token_budget_per_minute: int = Field(500_000, ge=0, description="Global LLM tokens per minute per worker; over it reviews are BUDGET_SKIPPED.")
     restaurant_daily_cost_cap_usd: float = Field(1.0, ge=0, description="LLM spend cap per restaurant per UTC day; over it BUDGET_SKIPPED + one budget_exceeded alert.")
     enrich_max_pending: int = Field(20_000, ge=1, description="Reviews queued or in flight for enrichment per worker (their offsets stay uncommitted); beyond it new reviews get the heuristic at once (FALLBACK, counted in reviewpulse_enrichment_shed).")
+    pane_max_pending: int = Field(1_000, ge=1, le=100_000, description="Reviews one restaurant's pane may owe their enrichment (each is an entry of the pane record, written whole per batch); beyond it a review gets the heuristic at once (FALLBACK, counted in reviewpulse_enrichment_shed). Lowered so that a pane of the longest ids stays under 512 KiB.")
     enrich_max_unjoined: int = Field(500, ge=1, description="Reviews per worker whose enrichment was sent but has not yet joined its pane durably; past it the LLM workers wait before sending more. After a kill -9 these are the reviews that can be enriched twice, so this bounds the repeats on reviews.enriched.")
     cache_size: int = Field(20_000, ge=0, description="Entries in the enrichment result cache (0 disables it).")
 
     # --- Pipeline ----------------------------------------------------------------------------
     text_max_chars: int = Field(5_000, ge=1, description="Longest review text accepted; longer goes to the DLQ (text_too_long).")
     id_max_chars: int = Field(128, ge=8, le=4096, description="Longest id accepted (event, review, user, restaurant, order, trace); longer goes to the DLQ (invalid_id).")
+    language_max_chars: int = Field(35, ge=2, le=256, description="Longest entity.language accepted (RFC 5646 §4.4.1: 35 characters hold any tag an implementation must keep); longer goes to the DLQ (field_too_long).")
+    source_max_chars: int = Field(128, ge=1, le=4096, description="Longest metadata.source accepted (a producing service's name); longer goes to the DLQ (field_too_long).")
+    max_input_record_bytes: int = Field(128 * 1024, ge=1024, le=600_000, description="Largest input record accepted, key, value and headers together; larger goes to the DLQ (record_too_large). Its by-restaurant copy is about 2.3 times (at worst 7.3 times) its size and must stay under the producer's 1,000,000-byte request limit.")
     event_time_max_skew_s: float = Field(300.0, ge=0, description="How far occurred_at may lie ahead of the decoding clock; further goes to the DLQ (event_time_in_future).")
     event_time_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="How old occurred_at may be; older goes to the DLQ (event_time_too_old). Keep it at most dedupe_ttl_s.")
     dedupe_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication.")

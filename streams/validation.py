@@ -17,11 +17,25 @@ reason                       when
                              ``str.isprintable`` refuses, the ASCII space aside)
 ``invalid_value``            ``entity.rating`` outside 1-5
 ``text_too_long``            ``entity.text`` longer than ``text_max_chars``
+``field_too_long``           ``entity.language`` longer than ``language_max_chars``, or
+                             ``metadata.source`` longer than ``source_max_chars``
+``record_too_large``         the record's key, value and headers together are more than
+                             ``record_max_bytes`` (checked before decoding:
+                             :func:`check_record_size`)
 ``event_time_in_future``     ``occurred_at`` later than now + ``max_future_skew_ms``
 ``event_time_too_old``       ``occurred_at`` earlier than now - ``max_age_ms``
 ``invalid_delivery_time``    ``promised_at`` or ``delivered_at`` more than
                              :data:`DELIVERY_SPAN_MAX_MS` away from ``occurred_at``
 ============================ ===========================================================
+
+Why the size caps: decode forwards each record to the by-restaurant topic as JSON beside
+its original bytes in base64, about 2.3 times its size (up to 7.3 times for strings of
+control characters, which JSON escapes as six bytes each). Without caps an input of about
+450 KB makes a record the producer refuses as too large, and a record refused for its size
+is refused again on every retry (issue 30, finding 4). With every string field capped,
+the decoded record is a few tens of KB at most; the record cap bounds the original bytes
+the internal records and dead letters carry (a newer writer schema may add fields our
+reader drops, and keys and headers are the producer's).
 
 Why these bounds: a far-future ``occurred_at`` would advance the input watermark and
 close (or make the closer enumerate) windows that have not happened yet; a very old one
@@ -42,7 +56,7 @@ from __future__ import annotations
 
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +71,13 @@ DELIVERY_SPAN_MAX_MS = 30 * 24 * 3600 * 1000
 #: Defaults of the bounds (the Settings fields of the same names carry the same values).
 DEFAULT_TEXT_MAX_CHARS = 5_000
 DEFAULT_ID_MAX_CHARS = 128  # a UUID is 36 characters; prefixed ids stay well under 128
+DEFAULT_LANGUAGE_MAX_CHARS = 35  # RFC 5646 §4.4.1: implementations need not hold longer tags
+DEFAULT_SOURCE_MAX_CHARS = 128  # a service name ("api.review"); the id cap's size is plenty
+# 128 KiB: under Faust's producer max request size (1,000,000 bytes; Kafka's default topic
+# limit is 1 MiB) divided by the worst by-restaurant expansion (7.3 times, a record of
+# control characters), so even that record forwards; an ordinary review is ~200 bytes and
+# one at every field cap ~25 KB.
+DEFAULT_RECORD_MAX_BYTES = 128 * 1024
 DEFAULT_MAX_FUTURE_SKEW_MS = 300_000  # 5 min: producers' clocks are NTP-synced, not exact
 DEFAULT_MAX_AGE_MS = 7 * 24 * 3600 * 1000  # the default dedupe TTL: older could count twice
 
@@ -87,6 +108,9 @@ class Bounds:
     id_max_chars: int = DEFAULT_ID_MAX_CHARS
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
     max_age_ms: int = DEFAULT_MAX_AGE_MS
+    language_max_chars: int = DEFAULT_LANGUAGE_MAX_CHARS
+    source_max_chars: int = DEFAULT_SOURCE_MAX_CHARS
+    record_max_bytes: int = DEFAULT_RECORD_MAX_BYTES
 
     @classmethod
     def from_settings(cls, settings: Any) -> Bounds:
@@ -96,7 +120,34 @@ class Bounds:
             id_max_chars=settings.id_max_chars,
             max_future_skew_ms=int(settings.event_time_max_skew_s * 1000),
             max_age_ms=int(settings.event_time_max_age_s * 1000),
+            language_max_chars=settings.language_max_chars,
+            source_max_chars=settings.source_max_chars,
+            record_max_bytes=settings.max_input_record_bytes,
         )
+
+
+def record_size(*, key: bytes | None, value: bytes | None,
+                headers: Iterable[tuple[str, bytes | None]] = ()) -> int:
+    """Bytes of a record's key, value and headers: what it carries into every copy of it."""
+    size = len(key or b"") + len(value or b"")
+    for name, data in headers:
+        size += len(name.encode("utf-8", "surrogatepass")) + len(data or b"")
+    return size
+
+
+def check_record_size(*, key: bytes | None, value: bytes | None,
+                      headers: Iterable[tuple[str, bytes | None]] = (), max_bytes: int) -> None:
+    """Raise ``Invalid("record_too_large", ...)`` when the record is over ``max_bytes``."""
+    size = record_size(key=key, value=value, headers=headers)
+    if size > max_bytes:
+        raise Invalid("record_too_large",
+                      f"record has {size} bytes of key, value and headers, cap is {max_bytes}")
+
+
+def check_length(field: str, value: Any, *, max_chars: int) -> None:
+    """Raise ``Invalid("field_too_long", ...)`` when a string field is over ``max_chars``."""
+    if isinstance(value, str) and len(value) > max_chars:
+        raise Invalid("field_too_long", f"{field} has {len(value)} chars, cap is {max_chars}")
 
 
 def check_id(field: str, value: Any, *, max_chars: int, allow_empty: bool = False) -> None:
@@ -163,6 +214,8 @@ def validate_review(review: Mapping[str, Any], *, text_max_chars: int | None = N
     if entity.get("order_id") is not None:
         check_id("entity.order_id", entity["order_id"], max_chars=cap)
     check_id("metadata.trace_id", review["metadata"]["trace_id"], max_chars=cap, allow_empty=True)
+    check_length("metadata.source", review["metadata"]["source"], max_chars=bounds.source_max_chars)
+    check_length("entity.language", entity.get("language"), max_chars=bounds.language_max_chars)
     rating = entity["rating"]
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
         raise Invalid("invalid_value", f"entity.rating is {rating!r}, expected 1 to 5")
@@ -180,6 +233,7 @@ def validate_order(order: Mapping[str, Any], *, bounds: Bounds | None = None,
     check_id("order_id", order["order_id"], max_chars=cap)
     check_id("restaurant_id", order["restaurant_id"], max_chars=cap)
     check_id("metadata.trace_id", order["metadata"]["trace_id"], max_chars=cap, allow_empty=True)
+    check_length("metadata.source", order["metadata"]["source"], max_chars=bounds.source_max_chars)
     occurred_ms = _ms("occurred_at", order["occurred_at"])
     check_event_time(occurred_ms, now_ms=_now_ms(now_ms), bounds=bounds)
     for name in ("promised_at", "delivered_at"):

@@ -51,6 +51,31 @@ BUCKET_BOUNDS_MS: tuple[int, ...] = (
 )  # fmt: skip
 N_BUCKETS = len(BUCKET_BOUNDS_MS) + 1  # the last bucket is overflow (> 1 h)
 
+# --- how large a pane record can grow ---------------------------------------------------------
+# A pane is written whole on every batch that touches it (one changelog record), so its size
+# is bounded whatever the traffic. Everything but ``pending`` is bounded by construction
+# (counters, histograms of N_BUCKETS, categories from an enum): at most PANE_FIXED_MAX_BYTES,
+# a test measures the largest. ``pending`` holds one entry per review that owes its
+# enrichment: :func:`pane_pending_cap` bounds it, and the stage folds a review beyond it as
+# final (the heuristic at once) instead of owing.
+PANE_MAX_BYTES = 512 * 1024  # half the producer's 1,000,000-byte request limit: room for key and framing
+PANE_FIXED_MAX_BYTES = 4 * 1024  # measured largest: 2,535 bytes (test_pane_fixed_part_is_bounded)
+
+
+def pending_entry_max_bytes(id_max_chars: int) -> int:
+    """Most JSON bytes one ``pending`` entry takes: ``"<event id>":1,``. An id is printable
+    (decode checks it), so each character is at most 4 UTF-8 bytes and JSON escapes only
+    ``"`` and ``\\`` (2 bytes); Faust's json codec writes UTF-8, not ``\\u`` escapes."""
+    return 4 * id_max_chars + 5
+
+
+def pane_pending_cap(*, max_pending: int, id_max_chars: int) -> int:
+    """Reviews one pane may owe: ``max_pending``, lowered until a pane full of the longest ids
+    still fits in PANE_MAX_BYTES (so no setting can make a pane record too large)."""
+    room = (PANE_MAX_BYTES - PANE_FIXED_MAX_BYTES) // pending_entry_max_bytes(id_max_chars)
+    return max(1, min(max_pending, room))
+
+
 LABELS = ("POSITIVE", "NEUTRAL", "NEGATIVE", "CRITICAL")  # SentimentLabel symbols
 STATUSES = ("ENRICHED", "FALLBACK", "BUDGET_SKIPPED")  # EnrichmentStatus symbols
 WINDOW_KINDS = ("TUMBLING", "HOPPING")  # WindowKind symbols
@@ -216,16 +241,20 @@ class PaneAggregate:
     # --- folding events (in place) -----------------------------------------------------
     def add_first_sight(self, *, event_id: str, rating: int, label: str, score: float,
                         categories: Iterable[str], processing_lag_ms: int,
-                        event_age_ms: int | None = None) -> None:
+                        event_age_ms: int | None = None, final_status: str | None = None) -> None:
         """Fold what a review says without the LLM; its label is provisional until :meth:`join`.
 
         Count, rating and processing lag are final now; label, score and categories are the
         heuristic's and are replaced when the LLM's answer (or the final fallback) joins.
+        With ``final_status`` (a pane that owes :func:`pane_pending_cap` reviews already),
+        the label is final at once, counted under that status, and nothing is owed.
         """
         label_field = _LABEL_FIELD.get(label)
         if label_field is None:
             raise ValueError(f"unknown sentiment label {label!r}")
         score_milli = score_to_milli(score)
+        if final_status is not None:
+            self._count_status(final_status, cache_hit=False)  # may refuse: before any change
         cats = sorted(set(categories))
         self.reviews += 1
         self.rating_sum += rating
@@ -235,8 +264,13 @@ class PaneAggregate:
             self.categories[name] = self.categories.get(name, 0) + 1
         self.processing_lag.add(processing_lag_ms)
         self.event_age.add(processing_lag_ms if event_age_ms is None else event_age_ms)
-        self.provisional_labels += 1
-        self.pending[event_id] = 1
+        if final_status is None:
+            self.provisional_labels += 1
+            self.pending[event_id] = 1
+
+    def pending_full(self, cap: int) -> bool:
+        """Whether the pane owes ``cap`` reviews already: one more must be folded as final."""
+        return len(self.pending) >= cap
 
     def owes(self, event_id: str) -> bool:
         """Whether the review folded here still waits for its enrichment to join."""

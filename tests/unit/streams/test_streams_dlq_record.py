@@ -66,3 +66,19 @@ def test_origin_of_a_message_accepts_dict_list_or_no_headers(headers: object) ->
     assert (origin.topic, origin.partition, origin.offset) == ("t", 1, 2)
     assert (origin.key, origin.value) == (b"k", b"v")
     assert origin.headers == ((("a", b"1"), ("b", None)) if headers else ())
+
+
+def test_a_dead_letter_too_large_to_send_keeps_its_coordinates_and_reason_not_its_payload(
+        schema: dict) -> None:
+    from streams.dlq import DEAD_LETTER_MAX_BYTES, without_payload
+
+    big = _origin(value=b"v" * 1_000_000, key=b"k" * 10)
+    record = without_payload(dead_letter_record(big, stage="decode", reason="record_too_large",
+                                                error=ValueError("too big"), now_ms=1_000))
+    assert (record["key"], record["value"], record["headers"]) == (None, None, [])
+    assert (record["topic"], record["offset"]) == ("reviews.created", 42)
+    assert record["reason"] == "record_too_large"
+    assert record["error_message"].startswith("too big [original key, value and headers (1000")
+    assert str(DEAD_LETTER_MAX_BYTES) in record["error_message"]
+    assert len(record["error_message"]) <= MAX_ERROR_MESSAGE_CHARS
+    assert fastavro.validate(record, schema)

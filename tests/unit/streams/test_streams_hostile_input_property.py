@@ -37,7 +37,7 @@ NOW_MS = 1_780_000_000_000
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 VALIDATION_REASONS = {"invalid_id", "invalid_value", "text_too_long", "event_time_in_future",
-                      "event_time_too_old", "invalid_delivery_time"}
+                      "event_time_too_old", "invalid_delivery_time", "field_too_long"}
 SERDE_REASONS = {"logical_type_mismatch", "undecodable"}
 SETTINGS = Settings()
 BOUNDS = Bounds.from_settings(SETTINGS)
@@ -74,15 +74,16 @@ NEAR_NOW = st.integers(NOW_MS - 8 * 86_400_000, NOW_MS + 86_400_000)
 IN_BOUNDS = st.integers(NOW_MS - 7 * 86_400_000, NOW_MS + 300_000)
 TIMES = mostly(IN_BOUNDS, st.one_of(EXTREME_TIMES, NEAR_NOW), bad_in=5)
 TEXTS = mostly(HOSTILE_TEXT, st.text(HOSTILE_CHARS, min_size=4990, max_size=5010), bad_in=5)
-METADATA = st.fixed_dictionaries({"source": HOSTILE_TEXT, "trace_id": st.one_of(IDS, st.just("")),
-                                  "retries": INTS})
+LONG_TEXT = st.text(HOSTILE_CHARS, min_size=129, max_size=200)  # over the source and language caps
+METADATA = st.fixed_dictionaries({"source": mostly(HOSTILE_TEXT, LONG_TEXT),
+                                  "trace_id": st.one_of(IDS, st.just("")), "retries": INTS})
 
 REVIEWS = st.fixed_dictionaries({
     "event_id": IDS, "event_version": INTS, "occurred_at": TIMES,
     "entity": st.fixed_dictionaries({
         "review_id": IDS, "order_id": st.one_of(st.none(), IDS), "user_id": IDS,
         "restaurant_id": IDS, "rating": RATINGS, "text": TEXTS,
-        "language": st.one_of(st.none(), st.sampled_from(["pt-BR", "en", "", "\u202e"])),
+        "language": st.one_of(st.none(), st.sampled_from(["pt-BR", "en", "", "\u202e"]), LONG_TEXT),
     }),
     "metadata": METADATA,
 })

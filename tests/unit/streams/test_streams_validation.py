@@ -12,7 +12,9 @@ from streams.validation import (
     DELIVERY_SPAN_MAX_MS,
     Bounds,
     Invalid,
+    check_record_size,
     clean_text,
+    record_size,
     validate_order,
     validate_review,
 )
@@ -161,3 +163,47 @@ def test_max_age_beyond_the_dedupe_memory_is_refused() -> None:
 def test_clean_text_keeps_what_people_write_and_drops_what_hides(raw: str, clean: str) -> None:
     assert clean_text(raw) == clean
     assert clean_text(clean) == clean  # idempotent
+
+
+# --- size caps (issue 30, finding 4) ---------------------------------------------------------
+CAPS = Bounds(language_max_chars=8, source_max_chars=12, record_max_bytes=100)
+
+
+@pytest.mark.parametrize(("record", "reason"), [
+    (review(language="x" * 9), "field_too_long"),
+    ({**review(), "metadata": {"source": "s" * 13, "trace_id": "t1", "retries": 0}}, "field_too_long"),
+])
+def test_a_string_field_over_its_cap_is_field_too_long(record: dict[str, Any], reason: str) -> None:
+    with pytest.raises(Invalid) as err:
+        validate_review(record, bounds=CAPS, now_ms=NOW_MS)
+    assert err.value.reason == reason
+
+
+def test_an_order_source_over_its_cap_is_field_too_long() -> None:
+    record = {**order(), "metadata": {"source": "s" * 13, "trace_id": "t1", "retries": 0}}
+    with pytest.raises(Invalid) as err:
+        validate_order(record, bounds=CAPS, now_ms=NOW_MS)
+    assert err.value.reason == "field_too_long"
+
+
+def test_fields_at_their_caps_pass() -> None:
+    validate_review(review(language="x" * 8), bounds=CAPS, now_ms=NOW_MS)
+    validate_review({**review(), "metadata": {"source": "s" * 12, "trace_id": "t1", "retries": 0}},
+                    bounds=CAPS, now_ms=NOW_MS)
+
+
+def test_record_over_its_byte_cap_counts_key_value_and_headers() -> None:
+    check_record_size(key=b"k" * 10, value=b"v" * 80, headers=[("h", b"x" * 9)], max_bytes=100)
+    for key, value, headers in ((b"k" * 101, None, ()), (None, b"v" * 101, ()),
+                                (b"", b"v", [("h" * 50, b"x" * 50)])):
+        with pytest.raises(Invalid) as err:
+            check_record_size(key=key, value=value, headers=headers, max_bytes=100)
+        assert err.value.reason == "record_too_large"
+    assert record_size(key=None, value=None, headers=[("é", None)]) == 2
+
+
+def test_size_caps_come_from_the_settings() -> None:
+    bounds = Bounds.from_settings(Settings(language_max_chars=10, source_max_chars=20,
+                                           max_input_record_bytes=4096))
+    assert (bounds.language_max_chars, bounds.source_max_chars, bounds.record_max_bytes) == (10, 20, 4096)
+    assert Bounds() == Bounds.from_settings(Settings())  # the defaults live in both places alike
