@@ -47,7 +47,7 @@ def test_a_900_kb_review_is_dead_lettered_with_its_reason_and_the_reviews_after_
 
     dead = letter.value
     assert (dead["stage"], dead["reason"]) == ("decode", "record_too_large")
-    assert str(len(big_value)) in dead["error_message"]
+    assert f"{len(key) + len(big_value)} bytes" in dead["error_message"]  # key, value, no headers
     assert dead["value"] == big_value and dead["key"] == key  # small enough to keep whole
     assert dead["trace_id"] is None  # refused before decoding
     assert not outputs.enriched([big["event_id"]])
