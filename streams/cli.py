@@ -23,14 +23,23 @@ def main() -> None:
 @main.command()
 def worker() -> None:
     """Run a Faust worker: all agents, tables, the web view and /metrics."""
+    from streams import clean_stop
     from streams.app import app, settings
 
+    if clean_stop.begin(settings.data_dir, Path(app.conf.tabledir)):
+        click.echo("the last stop was unclean: table stores wiped, restoring them from the changelogs",
+                   err=True)
     sys.argv = [
         "reviewpulse", "worker", "--loglevel", settings.log_level,
         "--web-host", settings.web_host, "--web-port", str(settings.web_port),
         "--web-bind", settings.web_host,
     ]
-    app.main()
+    try:
+        app.main()
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            clean_stop.end(settings.data_dir)
+        raise
 
 
 @main.command()
