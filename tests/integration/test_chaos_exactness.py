@@ -218,6 +218,15 @@ class Run:
     def enriched_repeats(self) -> int:
         return sum(len(v) - 1 for v in self.enriched.values())
 
+    def assert_exact(self, *, since_ms: int, context: str = "") -> None:
+        """One final aggregate per window of the truth, with its exact counts; every review enriched."""
+        repeated = {k: len(v) for k, v in self.tumbling().items() if k in self.truth_reviews and len(v) > 1}
+        assert not repeated, f"windows with more than one final aggregate: {repeated}"
+        wrong = self.wrong_windows(since_ms=since_ms)
+        assert not wrong, (f"{len(wrong)} of {len(self.truth_reviews)} windows wrong (times relative to "
+                           f"{since_ms}){context}:\n" + "\n".join(wrong))
+        assert set(self.enriched) == set(self.reviews)
+
     def wrong_windows(self, *, since_ms: int) -> list[str]:
         """Every way a window of the truth differs from its aggregates, times relative to ``since_ms``."""
         tumbling, wrong = self.tumbling(), []
@@ -385,8 +394,4 @@ def test_kill_9_with_the_data_dir_kept_then_partitions_moved_keeps_every_window_
           f"{(killed * 1000 - run.started_ms) / 1000:.1f} s, restarted on its data dir, then "
           f"partitions {moved} moved to a second worker; reviews.enriched repeated {run.enriched_repeats()}")
     assert "table stores wiped" in restarted.log_path.read_text(errors="replace")
-    repeated = {k: len(v) for k, v in run.tumbling().items() if k in run.truth_reviews and len(v) > 1}
-    assert not repeated, f"windows with more than one final aggregate: {repeated}"
-    wrong = run.wrong_windows(since_ms=int(killed * 1000))
-    assert not wrong, f"{len(wrong)} of {len(run.truth_reviews)} windows wrong:\n" + "\n".join(wrong)
-    assert set(run.enriched) == set(run.reviews)
+    run.assert_exact(since_ms=int(killed * 1000))

@@ -36,14 +36,6 @@ def kafka_stack(new_stack: NewStack, broker_kind: str) -> Iterator[Stack]:
     yield from own_stack(new_stack, "kafka-durability")
 
 
-def assert_exact(run: Run, *, since_ms: int) -> None:
-    repeated = {k: len(v) for k, v in run.tumbling().items() if k in run.truth_reviews and len(v) > 1}
-    assert not repeated, f"windows with more than one final aggregate: {repeated}"
-    wrong = run.wrong_windows(since_ms=since_ms)
-    assert not wrong, f"{len(wrong)} of {len(run.truth_reviews)} windows wrong:\n" + "\n".join(wrong)
-    assert set(run.enriched) == set(run.reviews)
-
-
 # Upstream producers hold what they send while the broker is down, and resend it after their
 # reconnect backoff: an outage longer than the grace makes those events late (counted in the
 # open window's late_events, as any late event). The broker is down ~6 s here; a 12 s grace
@@ -76,7 +68,7 @@ def test_broker_restart_under_load_loses_nothing_and_the_worker_carries_on(kafka
           f"{len(run.truth_reviews)} windows; broker restarted {at_s:.1f} s "
           f"into the run, down {down_s:.1f} s; reviews.enriched repeated {run.enriched_repeats()}")
     assert worker.proc.poll() is None, "the worker stopped instead of riding out the broker restart"
-    assert_exact(run, since_ms=int(stopped * 1000))
+    run.assert_exact(since_ms=int(stopped * 1000))
 
 
 def changelogs(bootstrap: str) -> list[str]:
@@ -157,4 +149,4 @@ def test_tables_restored_from_compacted_changelogs_after_kill_9_keep_every_windo
     print(f"\n{len(run.reviews)} reviews, {len(run.truth_reviews)} windows; {removed} changelog offsets "
           f"compacted away before kill -9 at {(killed * 1000 - run.started_ms) / 1000:.1f} s; "
           f"reviews.enriched repeated {run.enriched_repeats()}")
-    assert_exact(run, since_ms=int(killed * 1000))
+    run.assert_exact(since_ms=int(killed * 1000))

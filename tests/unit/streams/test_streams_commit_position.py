@@ -179,26 +179,42 @@ def test_commit_position_is_the_first_unacked_offset_from_the_head(head: int, ac
     assert all(offset > position for offset in acked[used:])
 
 
-async def test_records_that_come_again_are_acked_and_left_out_of_the_batch(consumer, seeks) -> None:
+class Event:
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+class Stream:
+    def __init__(self, consumer) -> None:
+        self.app = consumer.app
+
+
+async def test_records_that_come_again_are_released_and_left_out_of_the_batch(consumer, seeks) -> None:
     consumer._committed_offset[TP0] = 10
     handled = deliver(consumer, 10)
     early = deliver(consumer, 12, 13)  # 11 missed: 12-13 come again after it
-    acked: list[Message] = []
+    consumer._unacked_messages.update(early)
 
-    class Stream:
-        app = consumer.app
-
-        async def ack(self, event: Event) -> None:
-            acked.append(event.message)
-
-    class Event:
-        def __init__(self, message: Message) -> None:
-            self.message = message
-
-    batch = [Event(m) for m in handled + early]
-    kept = await without_superseded(Stream(), batch)
+    kept = await without_superseded(Stream(consumer), [Event(m) for m in handled + early])
     assert [e.message for e in kept] == handled
-    assert acked == early
+    assert all(m.acked for m in early)  # Faust no longer waits for them
+    assert not consumer._unacked_messages & set(early)
+    assert consumer._acked[TP0] == []  # and nothing counts as done for them
+
+
+async def test_a_copy_fetched_again_and_still_owed_holds_the_commit(consumer, seeks) -> None:
+    # Issue 30, finding 2: the early copy of 12 was acked, so the commit passed the copy
+    # fetched again while that review was still in enrichment.
+    consumer._committed_offset[TP0] = 10
+    handled = deliver(consumer, 10)
+    early = deliver(consumer, 12, 13)
+    await without_superseded(Stream(consumer), [Event(m) for m in handled + early])
+    ack(consumer, 10)
+    deliver(consumer, 11, 12, 13)  # the fetch from 11
+    ack(consumer, 11, 13)  # 12 is a review whose enrichment is in flight
+    assert consumer._new_offset(TP0) == 12
+    ack(consumer, 12)
+    assert consumer._new_offset(TP0) == 14
 
 
 async def test_offsets_found_to_hold_only_markers_are_committed_and_the_next_record_is_no_miss(
