@@ -17,6 +17,7 @@ wall-clock event time for 20 restaurants, counted by restaurant and 5 s tumbling
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -215,6 +216,19 @@ class Run:
         return (f"{len(missing)} reviews not enriched; on {BY_RESTAURANT} by partition (count, first, "
                 f"last offset): {where}; committed offsets there: {commits}")
 
+    @contextlib.contextmanager
+    def traffic(self, *, seconds: float, reviews_per_s: int) -> Iterator[threading.Thread]:
+        """:meth:`produce` in a thread while the body runs; joined and closed whatever happens.
+        The body joins it itself (and asserts it ended) before it waits for the outputs."""
+        thread = threading.Thread(target=self.produce,
+                                  kwargs={"seconds": seconds, "reviews_per_s": reviews_per_s})
+        thread.start()
+        try:
+            yield thread
+        finally:
+            thread.join(timeout=120)
+            self.close()
+
     def enriched_repeats(self) -> int:
         return sum(len(v) - 1 for v in self.enriched.values())
 
@@ -371,9 +385,7 @@ def test_kill_9_with_the_data_dir_kept_then_partitions_moved_keeps_every_window_
     first = stack.add_worker(data_dir=kept, extra_env=ENV, name="kept-first")
     first.wait_ready()
     run = Run(stack, "kept")
-    producing = threading.Thread(target=run.produce, kwargs={"seconds": 30, "reviews_per_s": 150})
-    producing.start()
-    try:
+    with run.traffic(seconds=30, reviews_per_s=150) as producing:
         until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows of the run closed")
         killed = time.time()
         first.stop(kill=True)
@@ -387,9 +399,6 @@ def test_kill_9_with_the_data_dir_kept_then_partitions_moved_keeps_every_window_
         assert not producing.is_alive()
         run.wait_final(timeout_s=90, since_ms=int(killed * 1000),
                        context=f"the second worker took {moved} from the restarted one")
-    finally:
-        producing.join(timeout=60)
-        run.close()
     print(f"\n{len(run.reviews)} reviews, {len(run.truth_reviews)} windows; kill -9 at "
           f"{(killed * 1000 - run.started_ms) / 1000:.1f} s, restarted on its data dir, then "
           f"partitions {moved} moved to a second worker; reviews.enriched repeated {run.enriched_repeats()}")

@@ -8,7 +8,6 @@ what was produced. Tansu keeps its topics in memory, so both are for Kafka alone
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -49,9 +48,7 @@ def test_broker_restart_under_load_loses_nothing_and_the_worker_carries_on(kafka
     worker = stack.add_worker(data_dir=tmp_path / "worker", extra_env=RESTART_ENV, name="broker-restart")
     worker.wait_ready()
     run = Run(stack, "brk")
-    producing = threading.Thread(target=run.produce, kwargs={"seconds": 30, "reviews_per_s": 100})
-    producing.start()
-    try:
+    with run.traffic(seconds=30, reviews_per_s=100) as producing:
         until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows of the run closed")
         stopped = time.time()
         stack.broker.restart()  # SIGTERM, then the same log dir and ports
@@ -61,9 +58,6 @@ def test_broker_restart_under_load_loses_nothing_and_the_worker_carries_on(kafka
         assert not producing.is_alive()
         run.wait_final(timeout_s=120, since_ms=int(stopped * 1000),
                        context=f"broker down {down_s:.1f} s from {at_s:.1f} s")
-    finally:
-        producing.join(timeout=120)
-        run.close()
     print(f"\n{len(run.reviews)} reviews, {sum(run.truth_orders.values())} orders, "
           f"{len(run.truth_reviews)} windows; broker restarted {at_s:.1f} s "
           f"into the run, down {down_s:.1f} s; reviews.enriched repeated {run.enriched_repeats()}")
@@ -129,9 +123,7 @@ def test_tables_restored_from_compacted_changelogs_after_kill_9_keep_every_windo
     assert tables, "the worker created no changelog topic"
     compact_soon(bootstrap, tables)
     run = Run(stack, "cmp")
-    producing = threading.Thread(target=run.produce, kwargs={"seconds": 30, "reviews_per_s": 150})
-    producing.start()
-    try:
+    with run.traffic(seconds=30, reviews_per_s=150) as producing:
         removed = until(lambda: compacted_away(bootstrap, tables), timeout_s=40, interval_s=1.0,
                         what="the log cleaner compacting a changelog")
         killed = time.time()
@@ -143,9 +135,6 @@ def test_tables_restored_from_compacted_changelogs_after_kill_9_keep_every_windo
         assert not producing.is_alive()
         run.wait_final(timeout_s=120, since_ms=int(killed * 1000),
                        context=f"{removed} changelog offsets compacted away before the kill")
-    finally:
-        producing.join(timeout=60)
-        run.close()
     print(f"\n{len(run.reviews)} reviews, {len(run.truth_reviews)} windows; {removed} changelog offsets "
           f"compacted away before kill -9 at {(killed * 1000 - run.started_ms) / 1000:.1f} s; "
           f"reviews.enriched repeated {run.enriched_repeats()}")
