@@ -53,6 +53,7 @@ from agents.llm.labels import ReviewInput
 from agents.llm.outcome import EnrichOutcome, EnrichStatus, fallback_outcome
 from agents.outbox import Outbox
 from streams import metrics
+from streams.clean_stop import stop_now
 from streams.logs import event as log_event
 from streams.protocol import (
     H_ID,
@@ -191,6 +192,7 @@ class StageCore:
         # a retry copy arriving meanwhile is a duplicate, not a second enrichment.
         self._owed: dict[str, int] = {}
         self._joiner_task: asyncio.Task[None] | None = None
+        self.stop_worker: Callable[[str], None] = stop_now  # a test replaces it
         # Reviews whose outputs are sent (or being sent) and whose join is not yet durable:
         # what a kill -9 enriches again. Completions wait while it is at the limit.
         self.unjoined = 0
@@ -639,12 +641,17 @@ class StageCore:
 
     async def _joiner(self) -> None:
         """Joins when no batch comes (quiet partitions, a rebalance draining): at most
-        ``JOIN_IDLE_S`` after an answer, a batch without events writes them."""
+        ``JOIN_IDLE_S`` after an answer, a batch without events writes them. Its batch fails
+        as the agent's does: the worker stops (issue 30, finding 8: the task died silently,
+        and answers then waited for the next input batch to join)."""
         while True:
             await self._ready_event.wait()
             await asyncio.sleep(JOIN_IDLE_S)
             if self._ready:
-                await self.process([])
+                try:
+                    await self.process([])
+                except Exception as exc:  # DESIGN §12: restart from the last commit
+                    self.stop_worker(f"the enrichment joiner's batch failed: {exc!r}")
 
     @staticmethod
     def _mark(batch: _Batch, event_id: str) -> int | None:

@@ -261,7 +261,11 @@ def _page(view: Any, name: str) -> Any:
 
 @app.page("/health")
 async def health(web: Any, request: Any) -> Any:
-    """Liveness: the event loop answers. Kubernetes restarts a worker that stops answering."""
+    """Liveness: the event loop answers and the app has not crashed. A crashed Faust app keeps
+    its process and this web server alive while nothing flows (seen when a timer raised):
+    503 then, so Kubernetes restarts the worker (issue 30, finding 8)."""
+    if app.crashed:
+        return web.json({"status": "crashed", "reason": type(app.crash_reason).__name__}, status=503)
     return web.json({"status": "ok"})
 
 
