@@ -51,6 +51,7 @@ from bench.measure import (
 )
 from bench.traffic import ReviewProducer
 from streams.codecs import to_ms
+from streams.dev.broker import BROKER_KINDS
 from streams.dev.procs import free_port, spawn, stop
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack
@@ -608,7 +609,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="reviews in phase t1 (LLM batch size 1)")
     parser.add_argument("--scale-workers", type=int, default=2, help="workers in phase x2")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka",
+    parser.add_argument("--broker", choices=BROKER_KINDS, default="kafka",
                         help="kafka: Apache Kafka 4.x from its Maven jars (the evidence for users); "
                              "tansu: the embedded default of the demo")
     parser.add_argument("--llm-concurrency", type=int, default=Settings().llm_concurrency)

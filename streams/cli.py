@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from streams.dev.broker import BROKER_KINDS
+
 
 @click.group()
 def main() -> None:
@@ -292,7 +294,7 @@ def reconcile(from_ms: int, to_ms: int, by: str, as_json: bool) -> None:
 @click.option("--rate", type=float, default=40.0, show_default=True)
 @click.option("--count", type=int, default=0, show_default=True, help="0: run until Ctrl-C.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data/demo"), show_default=True)
-@click.option("--broker", type=click.Choice(["tansu", "kafka"]), default="tansu", show_default=True,
+@click.option("--broker", type=click.Choice(BROKER_KINDS), default="tansu", show_default=True,
               help="tansu: in memory, nothing but Python; kafka: Apache Kafka from its Maven jars.")
 def demo(rate: float, count: int, data_dir: Path, broker: str) -> None:
     """Run the whole embedded system: broker, registry, LLM simulator, worker, sample traffic."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.dev.broker import BROKER_KINDS
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -16,7 +18,7 @@ if str(ROOT) not in sys.path:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--broker", choices=("kafka", "tansu"), default=os.environ.get("REVIEWPULSE_DEV_BROKER", "kafka"),
+        "--broker", choices=BROKER_KINDS, default=os.environ.get("REVIEWPULSE_DEV_BROKER", "kafka"),
         help="the broker every integration test runs on: kafka (Apache Kafka from its Maven jars, "
              "the default) or tansu (the embedded default of the demo); REVIEWPULSE_DEV_BROKER sets it too")
 

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.dev.kafka import KafkaBroker, start_kafka
+from streams.dev.kafka import KafkaBroker, metadata_ok, start_kafka
 from streams.dev.procs import StartupError, free_port, port_open, spawn, stop, wait_until
 
 
@@ -62,19 +62,12 @@ def start_tansu(*, log_dir: Path, port: int | None = None, timeout_s: float = 20
     try:
         wait_until(lambda: port_open("127.0.0.1", port), timeout_s=timeout_s,
                    what="Tansu broker port", proc=proc, log_path=log_path)
-        wait_until(lambda: _metadata_ok(broker.bootstrap), timeout_s=timeout_s,
+        wait_until(lambda: metadata_ok(broker.bootstrap), timeout_s=timeout_s,
                    what="Tansu broker metadata", proc=proc, log_path=log_path)
     except BaseException:
         broker.stop()
         raise
     return broker
-
-
-def _metadata_ok(bootstrap: str) -> bool:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    return admin.list_topics(timeout=2).brokers is not None
 
 
 BROKER_KINDS = ("kafka", "tansu")

@@ -122,7 +122,7 @@ class KafkaBroker:
         try:
             wait_until(lambda: port_open(self.host, self.port), timeout_s=timeout_s,
                        what="Kafka broker port", proc=self.proc, log_path=self.log_path)
-            wait_until(lambda: _metadata_ok(self.bootstrap), timeout_s=timeout_s,
+            wait_until(lambda: metadata_ok(self.bootstrap), timeout_s=timeout_s,
                        what="Kafka broker metadata", proc=self.proc, log_path=self.log_path)
         except BaseException:
             self.stop()
@@ -169,7 +169,8 @@ def start_kafka(*, log_dir: Path, home: Path | None = None) -> KafkaBroker:
     return broker.run()
 
 
-def _metadata_ok(bootstrap: str) -> bool:
+def metadata_ok(bootstrap: str) -> bool:
+    """Whether a broker at ``bootstrap`` answers a metadata request naming at least one broker."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
