@@ -8,7 +8,11 @@ topic auto-created by the first produce or metadata request can lose records. So
 worker lists the cluster's topics when it first starts, before any child service, and
 creates the missing ones with the configured partitions and replication factor. Existing
 topics are left exactly as they are (another team may own an input with its own
-partitioning). Changelogs stay Faust's: they need its compaction settings.
+partitioning). The tables' changelogs are created here too, with the configuration Faust
+gives them (:func:`changelog_topics`): Faust creates them only just before the consumer
+joins, and on Kafka a topic created that late can be missing from the group leader's
+metadata; the leader then assigned without it and the worker never got its partitions
+(seen once in a CI run: the join's last log line was "Ignoring missing topic").
 
 The listing asks for *all* topics: a metadata request naming a missing topic is what
 auto-creates it on brokers that allow that.
@@ -24,6 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from mode.utils.times import want_seconds
 
 from streams.errors import ReviewPulseError
 
@@ -69,17 +74,37 @@ def topic_names(app: ReviewPulseApp) -> list[str]:
     return sorted(set(names))
 
 
+def changelog_topics(app: ReviewPulseApp) -> dict[str, NewTopic]:
+    """Every table's changelog as Faust would create it: its cleanup policy, retention and
+    extra configuration (``faust.transport.drivers.aiokafka``'s ``_topic_config``)."""
+    settings = app.settings
+    out: dict[str, NewTopic] = {}
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        flags = [flag for flag, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
+        config: dict[str, str] = {"cleanup.policy": ",".join(flags)} if flags else {}
+        if topic.retention:
+            config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        config.update({k: str(v) for k, v in (topic.config or {}).items()})
+        for name in topic.topics:
+            out[name] = NewTopic(name, topic.partitions or settings.topic_partitions,
+                                 topic.replicas or settings.topic_replication_factor, topic_configs=config)
+    return out
+
+
 async def ensure_topics(app: ReviewPulseApp) -> list[str]:
     """Create the missing topics of ``app`` and wait until the broker lists them; return those created."""
     settings = app.settings
-    names = topic_names(app)
+    changelogs = changelog_topics(app)
+    names = sorted({*topic_names(app), *changelogs})
     admin = _admin(settings)
     try:
         async with asyncio.timeout(ENSURE_TIMEOUT_S):
             await admin.start()
             missing = sorted(set(names) - set(await admin.list_topics()))
             if missing:
-                await _create(admin, missing, settings=settings)
+                await _create(admin, [changelogs.get(name) or NewTopic(
+                    name, settings.topic_partitions, settings.topic_replication_factor) for name in missing])
                 while set(missing) - set(await admin.list_topics()):
                     await asyncio.sleep(POLL_INTERVAL_S)
     except TimeoutError as exc:
@@ -94,11 +119,9 @@ async def ensure_topics(app: ReviewPulseApp) -> list[str]:
     return missing
 
 
-async def _create(admin: AIOKafkaAdminClient, names: list[str], *, settings: Settings) -> None:
+async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
     started = time.monotonic()
-    response = await admin.create_topics(
-        [NewTopic(name, settings.topic_partitions, settings.topic_replication_factor) for name in names]
-    )
+    response = await admin.create_topics(topics)
     refused = {
         entry[0]: f"error {entry[1]}" + (f": {entry[2]}" if len(entry) > 2 and entry[2] else "")
         for entry in response.topic_errors

@@ -85,6 +85,7 @@ def test_bench_stops_every_process_it_started(sig: signal.Signals, tmp_path: Pat
         assert bench.wait(timeout=60) == 130
     finally:
         if bench.poll() is None:
+            everything = everything or descendants(bench.pid)  # a failed wait must not leave its stack
             bench.kill()
             bench.wait()
         log.close()
