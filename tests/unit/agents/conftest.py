@@ -82,6 +82,11 @@ class FakeMessage:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: float | None = None
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
 
 
 @dataclass(eq=False)  # identity: the core tells events apart by id()

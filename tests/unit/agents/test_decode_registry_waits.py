@@ -17,7 +17,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -28,13 +27,13 @@ import avro_schemas
 from agents import decode
 from schema_registry.client import AsyncRegistryClient
 from schema_registry.codec import encode_record
-from schema_registry.server import RunningRegistry, start_server
-from schema_registry.server.store import MemoryLog
+from schema_registry.server import RunningRegistry
 from streams import metrics
 from streams.codecs import AvroCodecs
 from streams.protocol import REVIEW, read_item
 from streams.settings import load_settings
 from tests.registry_gateway import Fault, RegistryGateway
+from tests.unit.agents.conftest import FakeEvent, FakeMessage
 
 REVIEWS_CREATED = "reviews.created"
 # A writer version the worker has never seen: ours plus an optional field (BACKWARD-compatible).
@@ -46,26 +45,6 @@ WAIT_REASONS = ("rate_limited", "unauthorized", "forbidden", "timeout", "server_
 
 
 # --- fakes of the runtime's senders, and input events -------------------------------------------
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-    timestamp: float | None = None
-
-    @property
-    def tp(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
-
-
-@dataclass(frozen=True)
-class Event:
-    message: Message
-
-
 class Sent:
     """What the stage sent: dead letters and by-restaurant records, each delivered at once."""
 
@@ -108,13 +87,6 @@ def waits_since(before: dict[str, float]) -> dict[str, int]:
 
 # --- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture
-async def registry() -> AsyncIterator[RunningRegistry]:
-    running = await start_server(None, port=0, log_=MemoryLog())
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
 def gateway(registry: RunningRegistry) -> Iterator[RegistryGateway]:
     with RegistryGateway(registry.url) as gateway:
         yield gateway
@@ -140,8 +112,8 @@ async def stage(gateway: RegistryGateway, monkeypatch: pytest.MonkeyPatch) -> As
     await codecs.stop()
 
 
-def events_of(values: list[bytes], *, tag: str) -> list[Event]:
-    return [Event(Message(REVIEWS_CREATED, 0, offset, f"{tag}-{offset}".encode(), value))
+def events_of(values: list[bytes], *, tag: str) -> list[FakeEvent]:
+    return [FakeEvent(FakeMessage(REVIEWS_CREATED, 0, offset, f"{tag}-{offset}".encode(), value))
             for offset, value in enumerate(values)]
 
 

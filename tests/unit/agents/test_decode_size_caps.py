@@ -21,8 +21,9 @@ from streams.protocol import REVIEW, read_item
 from tests.unit.agents import test_decode_registry_waits as waits
 from tests.unit.agents.test_decode_registry_waits import WRITER_V2, Sent, events_of, review
 
-# The decode stage on real codecs and recording senders: the fixtures of the registry tests.
-registry, gateway, writer_v2_id, stage = waits.registry, waits.gateway, waits.writer_v2_id, waits.stage
+# The decode stage on real codecs and recording senders: the fixtures of the registry tests
+# (the registry itself is tests/unit/conftest.py's).
+gateway, writer_v2_id, stage = waits.gateway, waits.writer_v2_id, waits.stage
 
 
 def big_review(n: int, *, tag: str, size: int) -> dict[str, Any]:

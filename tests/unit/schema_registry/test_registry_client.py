@@ -27,8 +27,7 @@ from schema_registry.errors import (
     RegistryHTTPError,
 )
 from schema_registry.rest import RegistryConnection
-from schema_registry.server import RunningRegistry, start_server
-from schema_registry.server.store import MemoryLog
+from schema_registry.server import RunningRegistry
 from schema_registry.sync_client import SyncRegistryClient
 from streams import metrics
 from tests.registry_gateway import Fault, RegistryGateway
@@ -44,13 +43,6 @@ V2 = json.dumps(
         "fields": [{"name": "a", "type": "int"}, {"name": "b", "type": "string"}],
     }
 )
-
-
-@pytest.fixture
-async def registry() -> AsyncIterator[RunningRegistry]:
-    running = await start_server(None, port=0, log_=MemoryLog())
-    yield running
-    await running.stop()
 
 
 @pytest.fixture
