@@ -60,7 +60,9 @@ def test_expanded_marks_are_the_marks_written_each_at_its_record_offset(batches,
 
     applied = {change.key: change.value for change in changes}
     assert applied == {**expected, "pane|1": {"reviews": 1}}
-    assert not any(is_marks_key(change.key) for change in changes)
+    # No marks record survives. An event id may itself begin with the marks prefix (hypothesis
+    # draws "~marks:" from streams.protocol): it is a mark like any other, a number, never a dict.
+    assert not any(is_marks_key(change.key) and isinstance(change.value, dict) for change in changes)
     for change in changes:
         assert change.message.key == encode(change.key) and change.message.value == encode(change.value)
         assert change.message.partition == partition
