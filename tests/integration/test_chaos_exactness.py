@@ -229,6 +229,13 @@ class Run:
             thread.join(timeout=120)
             self.close()
 
+    def finish(self, producing: threading.Thread, *, timeout_s: float, since_ms: int,
+               context: str = "") -> None:
+        """The run's traffic has ended (it must, within a minute), then :meth:`wait_final`."""
+        producing.join(timeout=60)
+        assert not producing.is_alive(), "the ground truth's producer did not finish"
+        self.wait_final(timeout_s=timeout_s, since_ms=since_ms, context=context)
+
     def enriched_repeats(self) -> int:
         return sum(len(v) - 1 for v in self.enriched.values())
 
@@ -395,10 +402,8 @@ def test_kill_9_with_the_data_dir_kept_then_partitions_moved_keeps_every_window_
         second = stack.add_worker(data_dir=tmp_path / "second", extra_env=ENV, name="kept-second")
         moved = until(lambda: owned_partitions(second), timeout_s=EMBEDDED_SESSION_TIMEOUT_S + 40,
                       what="partitions moved to the second worker", interval_s=0.2)
-        producing.join(timeout=60)
-        assert not producing.is_alive()
-        run.wait_final(timeout_s=90, since_ms=int(killed * 1000),
-                       context=f"the second worker took {moved} from the restarted one")
+        run.finish(producing, timeout_s=90, since_ms=int(killed * 1000),
+                   context=f"the second worker took {moved} from the restarted one")
     print(f"\n{len(run.reviews)} reviews, {len(run.truth_reviews)} windows; kill -9 at "
           f"{(killed * 1000 - run.started_ms) / 1000:.1f} s, restarted on its data dir, then "
           f"partitions {moved} moved to a second worker; reviews.enriched repeated {run.enriched_repeats()}")

@@ -54,10 +54,8 @@ def test_broker_restart_under_load_loses_nothing_and_the_worker_carries_on(kafka
         stack.broker.restart()  # SIGTERM, then the same log dir and ports
         down_s = time.time() - stopped
         at_s = (stopped * 1000 - run.started_ms) / 1000
-        producing.join(timeout=120)
-        assert not producing.is_alive()
-        run.wait_final(timeout_s=120, since_ms=int(stopped * 1000),
-                       context=f"broker down {down_s:.1f} s from {at_s:.1f} s")
+        run.finish(producing, timeout_s=120, since_ms=int(stopped * 1000),
+                   context=f"broker down {down_s:.1f} s from {at_s:.1f} s")
     print(f"\n{len(run.reviews)} reviews, {sum(run.truth_orders.values())} orders, "
           f"{len(run.truth_reviews)} windows; broker restarted {at_s:.1f} s "
           f"into the run, down {down_s:.1f} s; reviews.enriched repeated {run.enriched_repeats()}")
@@ -131,10 +129,8 @@ def test_tables_restored_from_compacted_changelogs_after_kill_9_keep_every_windo
         stack.workers.remove(worker)
         # An empty data dir: every table is rebuilt from its compacted changelog.
         stack.add_worker(data_dir=tmp_path / "restored", extra_env=ENV, name="compacted-restored")
-        producing.join(timeout=60)
-        assert not producing.is_alive()
-        run.wait_final(timeout_s=120, since_ms=int(killed * 1000),
-                       context=f"{removed} changelog offsets compacted away before the kill")
+        run.finish(producing, timeout_s=120, since_ms=int(killed * 1000),
+                   context=f"{removed} changelog offsets compacted away before the kill")
     print(f"\n{len(run.reviews)} reviews, {len(run.truth_reviews)} windows; {removed} changelog offsets "
           f"compacted away before kill -9 at {(killed * 1000 - run.started_ms) / 1000:.1f} s; "
           f"reviews.enriched repeated {run.enriched_repeats()}")

@@ -43,9 +43,7 @@ def test_a_stage_batch_whose_send_fails_stops_the_worker_and_nothing_is_lost(fau
         stopped = time.time()
         stack.workers.remove(faulty)
         stack.add_worker(data_dir=data_dir, extra_env=ENV, name="restarted")
-        producing.join(timeout=60)
-        assert not producing.is_alive()
-        run.wait_final(timeout_s=90, since_ms=int(stopped * 1000), context="after the refused send")
+        run.finish(producing, timeout_s=90, since_ms=int(stopped * 1000), context="after the refused send")
     log = faulty.log_path.read_text(errors="replace")
     print(f"\n{len(run.reviews)} reviews, {len(run.truth_reviews)} windows; the refused send stopped the "
           f"worker {(stopped * 1000 - run.started_ms) / 1000:.1f} s into the run (exit {code}); "

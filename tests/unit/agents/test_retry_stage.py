@@ -19,6 +19,7 @@ from agents import retry
 from agents.llm.outcome import EnrichStatus
 from agents.ticks import record_progress
 from streams.protocol import read_item, write_item
+from tests.unit.agents.test_stage_core import fail_once  # a review folded at w0, its first call failed
 
 if TYPE_CHECKING:
     from tests.unit.agents.conftest import World
@@ -82,21 +83,10 @@ def wired(world, monkeypatch: pytest.MonkeyPatch) -> Any:
     return runtime
 
 
-async def a_retry_record(world, feed, llm, core, t) -> tuple[Any, Any]:
-    """A review folded at w0 whose first LLM call failed: (its event, the retry record sent)."""
-    world.clock.now_ms = t.w0 + 1_500
-    review = feed.review("e1")
-    await core.process([review])
-    llm.respond("e1", attempt=1, status=TRANSIENT)
-    await world.until_acked(review)
-    [sent] = world.retries()
-    return review, sent
-
-
 async def test_the_retry_agent_cancelled_during_its_sleep_leaves_the_record_unacked_and_is_still_enriched(
         world, feed, llm, make_stage, t, sleeps, wired) -> None:
     core = make_stage()
-    _, sent = await a_retry_record(world, feed, llm, core, t)
+    _, sent = await fail_once(world, feed, llm, core, t)
 
     async with retry.retry_stage.test_context() as first:
         record = await first.put(sent.value, key=sent.key, wait=False)
@@ -126,7 +116,7 @@ async def test_the_retry_agent_cancelled_during_its_sleep_leaves_the_record_unac
 async def test_a_redelivery_whose_send_fails_is_sent_again_and_the_record_acked_only_after_it(
         world, feed, llm, make_stage, t, sleeps, wired, monkeypatch: pytest.MonkeyPatch) -> None:
     core = make_stage()
-    _, sent = await a_retry_record(world, feed, llm, core, t)
+    _, sent = await fail_once(world, feed, llm, core, t)
     world.clock.now_ms += 60_000  # the record is due: no wait
     sleeps.gate.set()
     first_delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -161,7 +151,7 @@ def due_at(value: bytes, not_before_ms: int) -> bytes:
 async def test_records_sent_before_a_wait_are_acked_before_it_and_poison_is_dead_lettered(
         world, feed, llm, make_stage, t, sleeps, wired) -> None:
     core = make_stage()
-    _, sent = await a_retry_record(world, feed, llm, core, t)
+    _, sent = await fail_once(world, feed, llm, core, t)
     now_ms = world.clock.now_ms
     async with retry.retry_stage.test_context() as running:
         due = await running.put(due_at(sent.value, now_ms - 1), key=sent.key, wait=False)
