@@ -87,6 +87,7 @@ class Run:
         self.order_windows: dict[str, tuple[str, int]] = {}  # order event id -> its window
         self.reader = TopicReader(stack.broker.bootstrap, registry_url=stack.registry.url)
         self.bootstrap, self.partitions = stack.broker.bootstrap, stack.partitions
+        self.registry_url = stack.registry.url
         self.enriched: dict[str, list[dict[str, Any]]] = {}
         self.aggregates: list[dict[str, Any]] = []
         self.started_ms = 0
@@ -235,6 +236,29 @@ class Run:
         producing.join(timeout=60)
         assert not producing.is_alive(), "the ground truth's producer did not finish"
         self.wait_final(timeout_s=timeout_s, since_ms=since_ms, context=context)
+
+    def assert_reconciled(self) -> dict[str, Any]:
+        """``reviewpulse reconcile --json`` over the run's event time, as an operator runs it:
+        it exits 0 and accounts for every review as enriched (the run must be alone on its
+        stack in that time range). Returns the per-topic report."""
+        import json
+
+        from click.testing import CliRunner
+
+        from streams.cli import main
+
+        env = {"REVIEWPULSE_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+               "REVIEWPULSE_SCHEMA_REGISTRY_URL": self.registry_url}
+        args = ["reconcile", "--from", str(self.started_ms), "--to", str(self.produced_until_ms + 1),
+                "--json"]
+        result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+        print(f"$ reviewpulse {' '.join(args)}\n{result.output}")
+        assert result.exit_code == 0, result.output
+        topics = json.loads(result.output)["topics"]
+        reviews = topics["reviews.created"]
+        assert (reviews["consumed"], reviews["enriched"], reviews["missing"]) == (
+            len(self.reviews), len(self.reviews), []), result.output
+        return topics
 
     def enriched_repeats(self) -> int:
         return sum(len(v) - 1 for v in self.enriched.values())

@@ -25,3 +25,40 @@ if _topic:
         return await _send(self, topic, *args, **kwargs)
 
     _driver.Producer.send = _failing_once
+
+_refetch_topic = os.environ.get("FAULT_KILL_DURING_REFETCH")
+
+if _refetch_topic:
+    import signal
+
+    from faust.transport import consumer as _consumer
+
+    _getmany = _consumer.Consumer.getmany
+    _seen: dict[str, Any] = {"generation": None, "dropped": None}
+
+    async def _dropping_getmany(self: Any, timeout: float) -> Any:
+        """``FAULT_KILL_DURING_REFETCH=<topic>``: after the first rebalance, one record of that
+        topic never reaches its stream, as Faust's fetch loop drops records around a takeover:
+        the record its stream expects next, once the stream has had one since the assignment
+        (a record dropped earlier may be fetched again by the seek to the committed offset).
+        The consumer must find the miss and fetch the partition again; while records delivered
+        past the gap wait to come again (superseded), the process kills itself with SIGKILL."""
+        async for tp, message in _getmany(self, timeout):
+            generation = self.app.consumer_generation_id
+            if _seen["generation"] is None:
+                _seen["generation"] = generation
+            deliveries = getattr(self, "deliveries", None)
+            if (_seen["dropped"] is None and tp.topic == _refetch_topic and deliveries is not None
+                    and generation != _seen["generation"]
+                    and deliveries._next.get(tp) == message.offset):  # the one its stream expects next
+                _seen["dropped"] = (tp, message.offset)
+                print(f"fault: dropped {tp.topic}:{tp.partition}@{message.offset} after the rebalance",
+                      flush=True)
+                continue
+            if (_seen["dropped"] is not None and deliveries is not None
+                    and deliveries.refetch and len(self.superseded)):
+                print(f"fault: kill -9 during the refetch of {dict(deliveries.refetch)}", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield tp, message
+
+    _consumer.Consumer.getmany = _dropping_getmany
