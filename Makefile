@@ -26,6 +26,7 @@ demo: $(STAMP)
 # hostile input).
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest --broker kafka
 	$(BIN)/pytest --broker tansu -m embedded
 
@@ -35,6 +36,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: $(STAMP) java-deps
 	$(BIN)/python -m bench.pipeline

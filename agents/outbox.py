@@ -25,7 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.faust_internals import fetched_highwaters
+from streams.kafka_offsets import fetched_highwaters
 from streams.logs import event as log_event
 from streams.protocol import H_ID
 

@@ -15,12 +15,13 @@ from typing import Any
 
 import faust
 
-from streams.faust_internals import ReviewPulseApp
+from streams import admin
+from streams.faust_internals import MarksTable, ReviewPulseApp
 from streams.readiness import Readiness
 from streams.runtime import Runtime, install
 from streams.settings import BrokerFlavor, Settings, load_settings
 from streams.topics import declare_topics
-from tables.state import declare_tables
+from tables.state import CLOSURES, DAILY_COST, DEDUPE, LATEST, PANES, Tables
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -41,6 +42,45 @@ def _credentials(settings: Settings) -> Any:
         mechanism=settings.kafka_sasl_mechanism,
         ssl_context=context,
     )
+
+
+def declare_tables(app: faust.App, settings: Settings) -> Tables:
+    # Keys and values are JSON (key_type str, no value type: Faust picks json for both).
+    def table(name: str, **extra: Any) -> faust.Table:
+        return app.Table(
+            name, default=None, key_type=str, partitions=settings.topic_partitions, **extra,
+        )
+
+    def marks_table(name: str, **extra: Any) -> faust.Table:  # what app.Table does, our class
+        return app.tables.add(MarksTable(
+            app, name=name, default=None, key_type=str, partitions=settings.topic_partitions,
+            beacon=app.tables.beacon, **extra))
+
+    ttl_ms = settings.dedupe_ttl_s * 1000
+    return Tables(
+        # RocksDB's TTL expires local entries; compact+delete with retention bounds the
+        # changelog, so a week of event ids never grows without limit.
+        # One changelog record per batch of marks (streams.faust_internals point 6).
+        dedupe=marks_table(DEDUPE, options={"ttl": settings.dedupe_ttl_s},
+                     extra_topic_configs={"cleanup.policy": "compact,delete",
+                                          "retention.ms": str(ttl_ms)}),
+        panes=table(PANES),
+        closures=table(CLOSURES),
+        daily_cost=table(DAILY_COST),
+        # Same partitioning as the rest (written in the restaurant's partition); global:
+        # every worker reads every partition, so any worker's web view can list all.
+        # synchronize_all_active_partitions: without it a GlobalTable only holds what this
+        # worker wrote (faust-streaming #283), measured with two workers.
+        latest=app.GlobalTable(LATEST, default=None, key_type=str,
+                               partitions=settings.topic_partitions,
+                               synchronize_all_active_partitions=True),
+    )
+
+
+async def _before_first_start(app: ReviewPulseApp) -> None:
+    """Every topic we use exists before the consumer subscribes (streams.admin)."""
+    await admin.ensure_topics(app)
+    app.readiness.topics_ensured = True
 
 
 def create_app(settings: Settings) -> ReviewPulseApp:
@@ -78,6 +118,7 @@ def create_app(settings: Settings) -> ReviewPulseApp:
     app.topics_ = declare_topics(app, app_id=settings.app_id, partitions=settings.topic_partitions)
     app.tables_ = declare_tables(app, settings)
     app.readiness = Readiness(app)
+    app.before_first_start = _before_first_start
     return app
 
 

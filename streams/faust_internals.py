@@ -105,7 +105,7 @@ import logging
 import uuid
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, NamedTuple
@@ -122,24 +122,10 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from rocksdict import WriteBatch
 
+from streams.kafka_offsets import fetched_highwaters
 from streams.protocol import is_marks_key, marks_key
 
-FETCH_HIGHWATER_TIMEOUT_S = 10.0
 logger = logging.getLogger(__name__)
-
-
-async def fetched_highwaters(consumer: AIOKafkaConsumer, listed: Mapping[TP, int]) -> dict[TP, int]:
-    """High watermarks from fetch responses, for partitions whose ListOffsets answer is ``listed``."""
-    # aiokafka asserts its own TopicPartition type (Faust's TP is another namedtuple).
-    tps = {TopicPartition(tp.topic, tp.partition): tp for tp in listed}
-    consumer.assign(list(tps))
-    for tp, original in tps.items():
-        consumer.seek(tp, max(listed[original] - 1, 0))  # inside the last batch: the fetch returns it
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + FETCH_HIGHWATER_TIMEOUT_S
-    while any(consumer.highwater(tp) is None for tp in tps) and loop.time() < deadline:
-        await consumer.getmany(*tps, timeout_ms=100, max_records=1)
-    return {original: max(listed[original], consumer.highwater(tp) or 0) for tp, original in tps.items()}
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -472,13 +458,14 @@ class ReviewPulseApp(faust.App):
     readiness: Any  # streams.readiness.Readiness
     before_wait_empty: Callable[[], Iterable[Any]] | None = None
 
-    async def on_first_start(self) -> None:
-        """Before any child service (the consumer included) starts: every topic we use exists."""
-        from streams import admin
+    # Run once before any child service (the consumer included) starts; the composition
+    # root (streams.app) sets it: every topic we use is made to exist there.
+    before_first_start: Callable[[Any], Awaitable[None]] | None = None
 
+    async def on_first_start(self) -> None:
         await super().on_first_start()
-        await admin.ensure_topics(self)
-        self.readiness.topics_ensured = True
+        if self.before_first_start is not None:
+            await self.before_first_start(self)
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)

@@ -2,9 +2,10 @@
 
 Codecs and dead letters, the LLM client (with its cache, budget and breaker), the outbox,
 the HTTP client the web view routes with, and the restaurant stage's core with its
-enrichment workers. Nothing is built at import: :func:`install` only registers the
-service, and agents ``await runtime.ready()`` before their first batch, so no agent
-encodes before the output schemas are registered. Stopping closes every client.
+enrichment workers. It imports what it builds at module level; nothing is built at
+import: :func:`install` only registers the service, and agents ``await runtime.ready()``
+before their first batch, so no agent encodes before the output schemas are registered.
+Stopping closes every client.
 """
 
 from __future__ import annotations
@@ -13,25 +14,28 @@ import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import mode
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
+from agents.core import Job, OutputTopics, Ports, StageCore
+from agents.enrich import LLMServices, enrich_request
+from agents.llm.enricher import enrich_batch
+from agents.llm.outcome import EnrichOutcome
+from agents.outbox import Outbox, kafka_scanner
 from streams import metrics
 from streams.codecs import AvroCodecs
 from streams.delivery import translate
 from streams.dlq import DeadLetters
+from streams.faust_internals import BatchedTable, BoundMarks, BoundTable, ReviewPulseApp
+from tables.state import PartitionTables
+from tables.webdata import recent
 
 # httpx (the registry and web-routing clients) logs every request at INFO ("HTTP Request:
 # POST ... 200 OK"): noise in the worker's log. Metrics count what matters.
 logging.getLogger("httpx").setLevel(logging.WARNING)
-
-if TYPE_CHECKING:
-    from agents.core import Job, StageCore
-    from agents.enrich import LLMServices
-    from agents.llm.outcome import EnrichOutcome
-    from streams.faust_internals import ReviewPulseApp
 
 # The garbage collector, tuned for a long-running worker (what Instagram did for its web
 # servers): what exists once the worker is built (modules, Faust's services, the schemas)
@@ -63,13 +67,6 @@ class Runtime:
         self._ready = asyncio.Event()
 
     async def start(self) -> None:
-        from agents.core import OutputTopics, Ports, StageCore
-        from agents.enrich import LLMServices
-        from agents.outbox import Outbox, kafka_scanner
-        from streams.faust_internals import BatchedTable, BoundMarks, BoundTable
-        from tables.state import PartitionTables
-        from tables.webdata import recent
-
         app, settings = self.app, self.app.settings
         topics, tables = app.topics_, app.tables_
         # Faust creates the internal topics it consumes; the ones we only produce to must be
@@ -155,9 +152,6 @@ class Runtime:
         self.core.reset_due()
 
     async def _enrich(self, jobs: Sequence[Job], spent: dict[str, int]) -> list[EnrichOutcome]:
-        from agents.enrich import enrich_request
-        from agents.llm.enricher import enrich_batch
-
         settings, llm = self.app.settings, self.llm
         outcomes = await enrich_batch(
             [enrich_request(job.item.record) for job in jobs],
@@ -169,8 +163,6 @@ class Runtime:
         return outcomes
 
     def _consumer_config(self) -> dict[str, Any]:
-        from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
         conf = self.app.conf
         return {"bootstrap_servers": self.app.settings.kafka_bootstrap_servers,
                 **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context)}

@@ -46,6 +46,7 @@ from tables.routing import (
     routed,
     self_url,
 )
+from tables.rules import RuleThresholds
 from tables.values import PaneAggregate
 from tables.webdata import (
     SEVERITY_RANK,
@@ -59,11 +60,14 @@ from tables.webdata import (
     window_stats,
     worst,
 )
-from tables.windows import WindowKind, utc_day
+from tables.windows import WindowKind, WindowSpec, utc_day
 
 STATIC_DIR = Path(__file__).parent / "static"
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 TOKEN_COOKIE = "rp_token"
+# What the stage closes and alerts by, read from the same settings (never from the stage).
+SPEC = WindowSpec.from_settings(app.settings)
+THRESHOLDS = RuleThresholds.from_settings(app.settings)
 FANOUT_TIMEOUT_S = 1.5  # the dashboard polls every 2 s; a slow peer must not stall it
 settings = app.settings
 tables = app.tables_
@@ -82,8 +86,8 @@ def _cost_today(restaurant_id: str, now_ms: int) -> int:
 def windows_of(restaurant_id: str) -> list[dict[str, Any]]:
     """Tumbling windows over the panes the owner keeps (about one hopping window), oldest first."""
     closure = _closure(restaurant_id)
-    size = runtime.core.spec.size_ms(WindowKind.TUMBLING)
-    thresholds = runtime.core.thresholds
+    size = SPEC.size_ms(WindowKind.TUMBLING)
+    thresholds = THRESHOLDS
     by_window: dict[int, PaneAggregate] = {}
     for start in closure["panes"]:
         stored = tables.panes.get(pane_key(restaurant_id, start))
@@ -115,10 +119,10 @@ def restaurant_detail(restaurant_id: str, partition: int) -> dict[str, Any]:
     latest = tables.latest.get(restaurant_id)
     windows = windows_of(restaurant_id)
     closed = [w for w in windows if w["closed"]]
-    row = summary_row(restaurant_id, latest, thresholds=runtime.core.thresholds) if latest else None
+    row = summary_row(restaurant_id, latest, thresholds=THRESHOLDS) if latest else None
     if row is not None and closed and closed[-1]["window_start_ms"] == row["window_start_ms"]:
         row["alerts"] = closed[-1]["alerts"]  # with sentiment_drop: the owner knows the previous window
-    emitted = current_alerts(restaurant_id, now_ms=now_ms, spec=runtime.core.spec)
+    emitted = current_alerts(restaurant_id, now_ms=now_ms, spec=SPEC)
     alerts = _dedupe_alerts((row["alerts"] if row else []) + emitted)
     return {
         "restaurant_id": restaurant_id,
@@ -166,7 +170,7 @@ def owned_summary() -> dict[str, Any]:
     }
     mine = owned_partitions()
     alerts = {
-        r: current_alerts(r, now_ms=now_ms, spec=runtime.core.spec)
+        r: current_alerts(r, now_ms=now_ms, spec=SPEC)
         for r in recent.alerted_restaurants()
         if restaurant_partition(r) in mine
     }
@@ -306,7 +310,7 @@ async def api_restaurants(web: Any, request: Any) -> Any:
     records = {r: rec for r, rec in tables.latest.items() if rec}
     for part in parts:
         records.update(part["latest"])  # the owner's copy wins
-    rows = {r: summary_row(r, rec, thresholds=runtime.core.thresholds) for r, rec in records.items()}
+    rows = {r: summary_row(r, rec, thresholds=THRESHOLDS) for r, rec in records.items()}
     for part in parts:
         for restaurant_id, cost in part["cost_today_micro_usd"].items():
             if restaurant_id in rows:
