@@ -22,7 +22,7 @@ from faust.types.tuples import Message
 from streams.faust_internals import BatchedTable, BoundMarks, MarksTable, ReviewPulseApp, partition_of
 
 PARTITION = 1
-PANES_PER_BATCH = 130  # a0: batches of ~210 events write ~0.64 panes an event (README, session 8)
+PANES_PER_BATCH = 130  # a0: batches of ~210 events write ~0.64 panes an event (bench/HISTORY.md, session 8)
 # A pane as the stage stores it in phase a0 (counts, sums, a few pending review ids).
 PANE = {"n": 12, "s": {"POSITIVE": 7, "NEGATIVE": 4, "CRITICAL": 1}, "score": 3.25, "cost": 5321,
         "lag": [120, 340, 95], "cat": {"food": 6, "delivery": 5}, "pending": ["ev-000123", "ev-000124"],

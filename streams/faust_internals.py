@@ -35,7 +35,7 @@ and the consumer's set of unacked messages. The transport has three changes:
    record; when none, :meth:`Consumer.settle_empty` acks them and the stream expects the
    high watermark next (agents/ticks.py).
 
-The consumer has two changes (points 4 and 5).
+The consumer has two changes (points 4 and 5), both under Faust's ack lock (point 11).
 
 4. Faust commits a partition up to the first gap in
 its acked offsets, but it can commit past an offset that was never acked, at the head:
@@ -96,6 +96,22 @@ partition being revoked.
    them; Faust's table sensors (keys retrieved and updated) no longer count these calls.
    A batch's marks (:class:`BoundMarks`) and its panes, closures and daily costs
    (:meth:`BatchedTable.update`) go in one RocksDB write per table, not one write each.
+
+11. Faust's ``Consumer.ack`` changes ``_acked``, ``_acked_index`` and ``_unacked_messages``
+   under ``faust.types.tuples.ack_lock`` (a module-level ``RLock``: ``Event.ack`` may be called
+   from another thread, which is public API). Every change this module makes to those
+   structures (:meth:`Consumer.on_delivered`, :meth:`Consumer.settle_empty`,
+   :meth:`Consumer._new_offset`, :func:`release`, the abandoning in
+   ``ReviewPulseApp._consumer_wait_empty``) takes the same lock, so an ack from another thread
+   can never land between our sort and trim of a partition's acked offsets (a lost ack there
+   is a commit that stops, or one that passes an offset: silent, not a crash).
+
+Upgrading Faust or aiokafka: both are pinned to the versions this was written against
+(pyproject.toml). ``tests/unit/streams/test_faust_private_api.py`` records every private name
+and overridden method used here, with its signature, and what the libraries' own code must
+still do for each change above to take effect; it fails naming the one that moved. If the
+new Faust no longer takes ``ack_lock`` in ``Consumer.ack``, find what guards the ack
+bookkeeping now and take that here instead (point 11).
 """
 
 from __future__ import annotations
@@ -294,7 +310,8 @@ class Consumer(faust_aiokafka.Consumer):
     def on_delivered(self, tp: TP, offset: int, message: Any) -> None:
         delivery = self.deliveries.delivered(tp, offset, committed=self._committed_offset.get(tp))
         if delivery.done:
-            self._acked[tp].extend(delivery.done)
+            with ack_lock:  # point 11
+                self._acked[tp].extend(delivery.done)
         if delivery.again:
             self.superseded.add(message)
         if delivery.seek_to is None:
@@ -312,27 +329,29 @@ class Consumer(faust_aiokafka.Consumer):
         """Offsets ``[start, end)`` hold no record (point 10): ack them, so the commit passes
         them, and expect ``end`` next, so a record there is not taken for a miss. False, and
         nothing done, when the stream moved meanwhile (its own bookkeeping then applies)."""
-        if self.deliveries.refetch.get(tp) is not None or self.deliveries._next.get(tp) != start:
-            return False
-        self._acked[tp].extend(range(start, end))
-        self.deliveries._next[tp] = end
-        return True
+        with ack_lock:  # point 11
+            if self.deliveries.refetch.get(tp) is not None or self.deliveries._next.get(tp) != start:
+                return False
+            self._acked[tp].extend(range(start, end))
+            self.deliveries._next[tp] = end
+            return True
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Faust's gaps are not recorded: off by one after a seek; point 5 finds real ones."""
 
     def _new_offset(self, tp: TP) -> int | None:
-        head, acked = self.deliveries.heads.get(tp), self._acked[tp]
-        if head is None or not acked:
-            return None
-        acked.sort()
-        position, used = commit_position(acked, head)  # also drops acks below the head (stale)
-        self._acked_index[tp].difference_update(acked[:used])
-        del acked[:used]
-        if position == head:
-            return None
-        self.deliveries.heads[tp] = position
-        return position
+        with ack_lock:  # point 11: sorts and trims the lists an ack appends to
+            head, acked = self.deliveries.heads.get(tp), self._acked[tp]
+            if head is None or not acked:
+                return None
+            acked.sort()
+            position, used = commit_position(acked, head)  # also drops acks below the head (stale)
+            self._acked_index[tp].difference_update(acked[:used])
+            del acked[:used]
+            if position == head:
+                return None
+            self.deliveries.heads[tp] = position
+            return position
 
 
 async def without_superseded(stream: Any, events: list[Any]) -> list[Any]:
@@ -478,8 +497,9 @@ class ReviewPulseApp(faust.App):
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         if self.before_wait_empty is not None:
             abandoned = list(self.before_wait_empty())
-            for message in abandoned:
-                consumer._unacked_messages.discard(message)
+            with ack_lock:  # point 11
+                for message in abandoned:
+                    consumer._unacked_messages.discard(message)
             if abandoned:
                 logger.info("Abandoned %d queued enrichments (left uncommitted)", len(abandoned))
         await super()._consumer_wait_empty(consumer, logger)

@@ -9,8 +9,12 @@ broker.
 
 from __future__ import annotations
 
+import logging
+import weakref
+
 import pytest
 from faust.types import TP
+from faust.types.tuples import ack_lock
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,8 +42,10 @@ def deliver(consumer, *offsets: int) -> list[Message]:
 
 
 def ack(consumer, *offsets: int) -> None:
-    consumer._acked[TP0].extend(offsets)
-    consumer._acked_index[TP0].update(offsets)
+    """What Faust's ``Consumer.ack`` does with each offset, under its ``ack_lock``."""
+    with ack_lock:
+        consumer._acked[TP0].extend(offsets)
+        consumer._acked_index[TP0].update(offsets)
 
 
 async def test_an_owed_offset_at_the_committed_position_holds_the_commit(consumer) -> None:
@@ -238,3 +244,61 @@ async def test_markers_are_not_settled_once_the_stream_moved_past_them(consumer,
     assert not consumer.settle_empty(TP0, 11, 13)
     ack(consumer, 10, 13)
     assert consumer._new_offset(TP0) == 11  # 11-12 are not taken for empty on the probe's word
+
+
+class _UnderAckLock:
+    """Mixin: every change must be made holding Faust's ``ack_lock`` (point 11), as
+    ``Consumer.ack``, which may run on another thread, changes the same structures under it."""
+
+    def _check(self) -> None:
+        assert ack_lock._is_owned(), "changed without Faust's ack_lock"
+
+
+class _LockedList(_UnderAckLock, list):  # type: ignore[type-arg]
+    def extend(self, items) -> None:
+        self._check()
+        super().extend(items)
+
+    def sort(self, *args, **kwargs) -> None:
+        self._check()
+        super().sort(*args, **kwargs)
+
+    def __delitem__(self, index) -> None:
+        self._check()
+        super().__delitem__(index)
+
+
+class _LockedSet(_UnderAckLock, set):  # type: ignore[type-arg]
+    def difference_update(self, *others) -> None:
+        self._check()
+        super().difference_update(*others)
+
+
+class _LockedWeakSet(_UnderAckLock, weakref.WeakSet):  # type: ignore[type-arg]
+    def discard(self, item) -> None:
+        self._check()
+        super().discard(item)
+
+
+async def test_the_commit_bookkeeping_changes_faust_s_ack_structures_only_under_its_ack_lock(
+        consumer, seeks) -> None:
+    consumer._acked[TP0] = acked = _LockedList()
+    consumer._acked_index[TP0] = _LockedSet()
+    consumer._unacked_messages = _LockedWeakSet()
+    consumer._committed_offset[TP0] = 10
+    deliver(consumer, 10)
+    early = deliver(consumer, 12)  # 11 missed: sought back to it
+    consumer._unacked_messages.update(early)
+    await without_superseded(Stream(consumer), [Event(m) for m in early])  # release()
+    deliver(consumer, 12)  # the fetch from 11 starts at 12: 11 holds no record (done)
+    ack(consumer, 10, 12)
+    assert consumer._new_offset(TP0) == 13  # sorted and trimmed under the lock
+    assert consumer.settle_empty(TP0, 13, 16)  # markers
+    assert consumer._new_offset(TP0) == 16
+    assert acked == []
+
+    abandoned = Message()
+    consumer._unacked_messages.add(abandoned)
+    consumer.app.before_wait_empty = lambda: [abandoned]
+    await consumer.app._consumer_wait_empty(consumer, logging.getLogger(__name__))
+    assert abandoned not in consumer._unacked_messages

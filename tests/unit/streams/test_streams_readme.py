@@ -23,6 +23,7 @@ def test_every_setting_is_in_the_readme_table_and_nothing_else_is():
 def test_readme_first_screen_gives_the_demo_and_test_commands():
     first_screen = "\n".join(README.splitlines()[:40])
     assert "make demo" in first_screen and "make test" in first_screen
+    assert "make test-fast" in first_screen  # the unit tests alone, under a minute
 
 
 def test_ci_runs_the_readme_test_command():

@@ -252,7 +252,11 @@ def test_every_tumbling_decision_makes_a_valid_record(alert_contract):
     current.merge_from(costing(600_000))
     current.merge_from(lagging(*[40_000] * 4))
     current.merge_from(delivering(900_000))
-    for d in evaluate_tumbling(current, scored(0.9, 0.9, 0.9), TH):
+    decisions = evaluate_tumbling(current, scored(0.9, 0.9, 0.9), TH)
+    # every tumbling rule fires on this window, so every one of them is checked below
+    assert {d.rule for d in decisions} == {
+        Rule.SENTIMENT_DROP, Rule.WINDOW_COST, Rule.PROCESSING_LAG, Rule.DELIVERY_DELAY}
+    for d in decisions:
         assert alert_contract.validate(
             alert_record(d, restaurant_id="r", window_start_ms=T0, window_end_ms=T0 + 60_000,
                          emitted_at_ms=T0 + 70_000)

@@ -179,7 +179,11 @@ def test_oldest_pane_needed_keeps_open_windows_and_previous_tumbling(spec):
 def test_mixed_pane_size():
     spec = WindowSpec(window_size_s=60, hopping_size_s=600, hopping_step_s=40, window_grace_s=0)
     assert spec.pane_ms == 20_000
-    for kind in WindowKind:
-        for start in spec.windows_ending_between(T0, T0 + 600_000, kind):
-            panes = panes_of(start, start + spec.size_ms(kind), spec.pane_ms)
-            assert len(panes) == spec.size_ms(kind) // spec.pane_ms
+    # 600 s of window ends: every 60 s for tumbling, every 40 s for hopping (T0 is a multiple of both)
+    expected = {WindowKind.TUMBLING: (10, 3), WindowKind.HOPPING: (15, 30)}  # windows, panes each
+    assert set(expected) == set(WindowKind)
+    for kind, (windows, panes_each) in expected.items():
+        starts = spec.windows_ending_between(T0, T0 + 600_000, kind)
+        assert len(starts) == windows, kind
+        for start in starts:
+            assert len(panes_of(start, start + spec.size_ms(kind), spec.pane_ms)) == panes_each
