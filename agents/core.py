@@ -291,7 +291,7 @@ class StageCore:
         last record of a key is its state on restore); an event is acked only once its
         batch's records are sent (Faust flushes the producer before it commits). None of it
         holds the lock or the next batch: the marks' flush is a produce round trip, about
-        half of a batch's time when it was awaited inside it (README, Benchmarks).
+        half of a batch's time when it was awaited inside it (bench/HISTORY.md).
 
         ``joined`` is (generation, count) of the answered reviews this batch joined: once its
         records are acknowledged, their joins are durable and they leave :attr:`unjoined`

@@ -41,7 +41,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 # servers): what exists once the worker is built (modules, Faust's services, the schemas)
 # is frozen out of every collection, and the youngest generation is collected every 20,000
 # net allocations instead of 700. With the defaults a0 ran ~1,700 collections a minute and
-# the oldest generation's took up to 85 ms each, in the stage's path; see README, Benchmarks.
+# the oldest generation's took up to 85 ms each, in the stage's path; see bench/HISTORY.md.
 GC_THRESHOLDS = (20_000, 20, 20)
 
 # The stage's busy tables send their changelog records once per batch (streams.faust_internals
