@@ -22,16 +22,21 @@ import avro_schemas
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack
 from streams.topics import ORDERS_DELIVERED, REVIEWS_CREATED
+from tests.records import order_delivered, review_created
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
-# Settings of the session worker: small windows, and a daily cap a test can reach quickly.
-WORKER_ENV = {
+# Windows every integration test's worker uses, so closing is observable in seconds.
+SMALL_WINDOWS = {
     "REVIEWPULSE_WINDOW_SIZE_S": "5",
     "REVIEWPULSE_HOPPING_SIZE_S": "20",
     "REVIEWPULSE_HOPPING_STEP_S": "5",
     "REVIEWPULSE_WINDOW_GRACE_S": "2",
     "REVIEWPULSE_WINDOW_CLOSE_INTERVAL_S": "0.5",
+}
+# Settings of the session worker: small windows, and a daily cap a test can reach quickly.
+WORKER_ENV = {
+    **SMALL_WINDOWS,
     "REVIEWPULSE_RESTAURANT_DAILY_COST_CAP_USD": "0.002",
     "REVIEWPULSE_LLM_RETRY_DELAY_S": "0.5",
     "REVIEWPULSE_LLM_TIMEOUT_S": "2",
@@ -162,22 +167,14 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 def review_factory() -> Callable[..., dict[str, Any]]:
-    """A ReviewCreated dict; a test overrides only what it is about (entity fields flat)."""
+    """A ReviewCreated dict with unique ids (tests.records); a test overrides only what it is
+    about, entity fields flat."""
+    entity_keys = {"review_id", "order_id", "user_id", "restaurant_id", "rating", "text", "language"}
 
     def make(**overrides: Any) -> dict[str, Any]:
-        entity_keys = {"review_id", "order_id", "user_id", "restaurant_id", "rating", "text", "language"}
-        entity = {
-            "review_id": unique("rv"), "order_id": None, "user_id": "usr-1",
-            "restaurant_id": unique("rest"), "rating": 4,
-            "text": "Comida boa, chegou quente.", "language": "pt-BR",
-        }
-        entity.update({k: v for k, v in overrides.items() if k in entity_keys})
-        review = {
-            "event_id": unique("evt"), "event_version": 1,
-            "occurred_at": int(time.time() * 1000),
-            "entity": entity,
-            "metadata": {"source": "test", "trace_id": unique("trc"), "retries": 0},
-        }
+        review = review_created(unique("t"), restaurant_id=unique("rest"), rating=4,
+                                text="Comida boa, chegou quente.", user_id="usr-1")
+        review["entity"].update({k: v for k, v in overrides.items() if k in entity_keys})
         review.update({k: v for k, v in overrides.items() if k not in entity_keys})
         return review
 
@@ -186,14 +183,9 @@ def review_factory() -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def order_factory() -> Callable[..., dict[str, Any]]:
+    """An OrderDelivered dict with unique ids, delivered now, a minute after its promise."""
+
     def make(**overrides: Any) -> dict[str, Any]:
-        now = int(time.time() * 1000)
-        order = {
-            "event_id": unique("evo"), "occurred_at": now, "order_id": unique("ord"),
-            "restaurant_id": unique("rest"), "promised_at": now - 60_000, "delivered_at": now,
-            "metadata": {"source": "test", "trace_id": unique("trc"), "retries": 0},
-        }
-        order.update(overrides)
-        return order
+        return order_delivered(unique("t"), **{"restaurant_id": unique("rest"), **overrides})
 
     return make

@@ -13,7 +13,6 @@ Own stack with one partition, so the review and the orders share one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from streams.dev.reader import TopicReader
 from streams.dev.stack import Stack
 from streams.protocol import ORDER, REVIEW, kind_of, read_item
 from tests.integration.conftest import NewStack, Producer
+from tests.integration.ground_truth import own_stack
+from tests.records import order_delivered, review_created
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -38,9 +39,7 @@ ENV = {"REVIEWPULSE_LLM_TIMEOUT_S": "300", "REVIEWPULSE_LLM_MAX_RETRIES": "0",
 
 @pytest.fixture
 def stack(new_stack: NewStack) -> Iterator[Stack]:
-    stack = new_stack("commit-holds", partitions=1).start(llm_args=["--latency-ms", "5"])
-    yield stack
-    stack.stop()
+    yield from own_stack(new_stack, "commit-holds", partitions=1)
 
 
 def committed(bootstrap: str, topic: str) -> int:
@@ -52,22 +51,6 @@ def committed(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def review(tag: str, n: int, restaurant: str) -> dict:
-    now = int(time.time() * 1000)
-    return {"event_id": f"evt-{tag}-{n}", "event_version": 1, "occurred_at": now,
-            "entity": {"review_id": f"rv-{tag}-{n}", "order_id": None, "user_id": "u",
-                       "restaurant_id": restaurant, "rating": 2, "text": f"Chegou frio ({tag} {n}).",
-                       "language": "pt-BR"},
-            "metadata": {"source": "test", "trace_id": f"trc-{tag}-{n}", "retries": 0}}
-
-
-def order(tag: str, n: int, restaurant: str) -> dict:
-    now = int(time.time() * 1000)
-    return {"event_id": f"evo-{tag}-{n}", "occurred_at": now, "order_id": f"o-{tag}-{n}",
-            "restaurant_id": restaurant, "promised_at": now - 60_000, "delivered_at": now,
-            "metadata": {"source": "test", "trace_id": f"tro-{tag}-{n}", "retries": 0}}
-
-
 def test_a_review_in_enrichment_holds_the_commit_and_survives_kill_9(stack: Stack, tmp_path: Path) -> None:
     assert stack.broker and stack.registry and stack.llm
     bootstrap, restaurant = stack.broker.bootstrap, "rest-commit"
@@ -77,14 +60,14 @@ def test_a_review_in_enrichment_holds_the_commit_and_survives_kill_9(stack: Stac
     internal = TopicReader(bootstrap)  # the by-restaurant topic carries JSON, not Avro
     try:
         # Warm up: one enriched review, so the partition has a committed offset (the head).
-        service.send_review(review("warm", 0, restaurant))
+        service.send_review(review_created("warm", 0, restaurant_id=restaurant, rating=2))
         until(lambda: any(r.value["event_id"] == "evt-warm-0" for r in reader.read_new("reviews.enriched")),
               timeout_s=60, what="the warm-up review enriched")
         until(lambda: committed(bootstrap, BY_RESTAURANT), timeout_s=30, what="a first commit",
               done=lambda offset: offset > 0)
 
         httpx.post(f"{stack.llm.url}/_sim/config", json={"latency_ms": 600_000}, timeout=5).raise_for_status()
-        service.send_review(review("held", 0, restaurant))
+        service.send_review(review_created("held", 0, restaurant_id=restaurant, rating=2))
         by_restaurant: dict[str, int] = {}
 
         def offset_of(event_id: str) -> int | None:
@@ -98,7 +81,7 @@ def test_a_review_in_enrichment_holds_the_commit_and_survives_kill_9(stack: Stac
         # Orders after it are folded and acked at once; their decode commits prove commit
         # cycles ran after those acks.
         for n in range(3):
-            service.send_order(order("after", n, restaurant))
+            service.send_order(order_delivered("after", n, restaurant_id=restaurant))
             until(lambda n=n: offset_of(f"evo-after-{n}"), timeout_s=30, done=lambda o: o is not None,
                   what=f"order {n} forwarded")
         orders_end = until(lambda: committed(bootstrap, "orders.delivered"), timeout_s=30,

@@ -18,26 +18,19 @@ import pytest
 from streams.dev.reader import TopicReader
 from streams.dev.sample import SampleStats, produce_sample
 from streams.dev.stack import Stack
-from tests.integration.conftest import NewStack
+from tests.integration.conftest import SMALL_WINDOWS, NewStack
+from tests.integration.ground_truth import own_stack
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 WINDOW_MS = 5_000
-ENV = {
-    "REVIEWPULSE_WINDOW_SIZE_S": "5",
-    "REVIEWPULSE_HOPPING_SIZE_S": "20",
-    "REVIEWPULSE_HOPPING_STEP_S": "5",
-    "REVIEWPULSE_WINDOW_GRACE_S": "2",
-    "REVIEWPULSE_WINDOW_CLOSE_INTERVAL_S": "0.5",
-}
+ENV = SMALL_WINDOWS
 
 
 @pytest.fixture(scope="module")
 def crash_stack(new_stack: NewStack) -> Iterator[Stack]:
-    stack = new_stack("crash-aggregates", partitions=4).start(llm_args=["--latency-ms", "5"])
-    yield stack
-    stack.stop()
+    yield from own_stack(new_stack, "crash-aggregates")
 
 
 def window_of(ms: int) -> int:

@@ -30,6 +30,7 @@ from streams.dev.reader import TopicReader
 from streams.dev.sample import SampleStats, produce_sample
 from streams.dev.stack import Stack
 from tests.integration.conftest import NewStack, Producer
+from tests.integration.ground_truth import own_stack
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -48,10 +49,7 @@ WORKER_ENV = {"REVIEWPULSE_LOG_LEVEL": "info", "REVIEWPULSE_LLM_TIMEOUT_S": "5",
 @pytest.fixture
 def crash_stack(new_stack: NewStack):
     """A stack per case: the cases must not share committed offsets or changelogs."""
-    stack = new_stack(f"crash-{uuid.uuid4().hex[:6]}", partitions=4).start(
-        llm_args=["--latency-ms", "5"])
-    yield stack
-    stack.stop()
+    yield from own_stack(new_stack, f"crash-{uuid.uuid4().hex[:6]}")
 
 
 @pytest.mark.parametrize("data", [

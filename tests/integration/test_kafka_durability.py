@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_chaos_exactness import ENV, Run, own_stack
 
 from streams.dev.kafka import KafkaBroker
 from streams.dev.stack import Stack
 from tests.integration.conftest import NewStack
+from tests.integration.ground_truth import ENV, Run, own_stack
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]

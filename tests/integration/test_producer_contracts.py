@@ -37,7 +37,8 @@ from test_pipeline_support import DLQ, ENRICHED, RETRY, Outputs, simulator_confi
 import avro_schemas
 from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack, start_registry
-from tests.integration.conftest import NewStack, Producer, producer_for
+from tests.integration.conftest import NewStack, Producer, ms, producer_for
+from tests.records import order_delivered, review_created
 from tests.registry_gateway import Fault, RegistryGateway
 from tests.until import until
 
@@ -99,29 +100,6 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, int]:
     return {k: int(after.get(k, 0) - before.get(k, 0)) for k in after}
 
 
-def ms(value: Any) -> int:
-    return value if isinstance(value, int) else int(value.timestamp() * 1000)
-
-
-def review(tag: str, n: int, restaurant: str, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time() * 1000)
-    record = {"event_id": f"evt-{tag}-{n}", "event_version": 1, "occurred_at": now,
-              "entity": {"review_id": f"rv-{tag}-{n}", "order_id": None, "user_id": "u",
-                         "restaurant_id": restaurant, "rating": 1 + n % 5,
-                         "text": f"Pedido {n} ({tag}): " + ("ótimo" if n % 2 else "chegou frio"),
-                         "language": "pt-BR"},
-              "metadata": {"source": "test", "trace_id": f"trc-{tag}-{n}", "retries": 0}}
-    record.update(overrides)
-    return record
-
-
-def order(tag: str, n: int, restaurant: str) -> dict[str, Any]:
-    now = int(time.time() * 1000)
-    return {"event_id": f"evo-{tag}-{n}", "occurred_at": now, "order_id": f"o-{tag}-{n}",
-            "restaurant_id": restaurant, "promised_at": now - 60_000, "delivered_at": now,
-            "metadata": {"source": "test", "trace_id": f"tro-{tag}-{n}", "retries": 0}}
-
-
 def schema_with(record_name: str, *, types: dict[str, Any] | None = None,
                 extra_fields: list[dict[str, Any]] = ()) -> str:
     """Our schema of ``record_name`` with some top-level field types replaced or fields added."""
@@ -176,11 +154,11 @@ def test_registry_outage_in_decode_waits_loses_nothing_and_dead_letters_nothing(
     orders: list[dict[str, Any]] = []
 
     def next_review() -> dict[str, Any]:
-        reviews.append(review(tag, len(reviews), restaurants[len(reviews) % 3]))
+        reviews.append(review_created(tag, len(reviews), restaurant_id=restaurants[len(reviews) % 3]))
         return reviews[-1]
 
     def next_order() -> dict[str, Any]:
-        orders.append(order(tag, len(orders), restaurants[len(orders) % 3]))
+        orders.append(order_delivered(tag, len(orders), restaurant_id=restaurants[len(orders) % 3]))
         return orders[-1]
 
     try:
@@ -311,12 +289,12 @@ def test_foreign_logical_type_writers_are_read_as_epoch_ms_or_dead_lettered_and_
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
     tag = uuid.uuid4().hex[:6]
-    ours = review(tag, 0, f"rest-{tag}-ours")
+    ours = review_created(tag, 0, restaurant_id=f"rest-{tag}-ours")
     service.send_review(ours)  # our schema is a version of the subject before the foreign ones
     sent: dict[str, tuple[dict[str, Any], int]] = {}
     ids = {schema_id(service.review_bytes(ours))}
     for n, (logical, (avro_type, units_per_ms)) in enumerate(FOREIGN_TIMESTAMPS.items(), start=1):
-        rv = review(tag, n, f"rest-{tag}-{n}")
+        rv = review_created(tag, n, restaurant_id=f"rest-{tag}-{n}")
         writer = serializer(service, schema_with("ReviewCreated", types={"occurred_at": avro_type}))
         # The last unit below a ms: a reader that truncates micros lands on the same ms.
         value = serialize(writer, REVIEWS_CREATED,
@@ -328,7 +306,7 @@ def test_foreign_logical_type_writers_are_read_as_epoch_ms_or_dead_lettered_and_
 
     # A `date` writer (an int of days): BACKWARD, the registry's default, refuses it (an int
     # reader cannot read the long of the version before), with a clear 409.
-    dated = review(tag, 9, f"rest-{tag}-date")
+    dated = review_created(tag, 9, restaurant_id=f"rest-{tag}-date")
     days = dated["occurred_at"] // 86_400_000
     date_schema = schema_with("ReviewCreated", types={"occurred_at": {"type": "int", "logicalType": "date"}})
     assert service.registry.get_compatibility() == "BACKWARD"
@@ -347,7 +325,7 @@ def test_foreign_logical_type_writers_are_read_as_epoch_ms_or_dead_lettered_and_
     # An order whose three timestamps are timestamp-micros: scaled, so its delay is 60 s.
     order_writer = serializer(service, schema_with(
         "OrderDelivered", types={f: MICROS for f in ("occurred_at", "promised_at", "delivered_at")}))
-    od = order(tag, 0, f"rest-{tag}-order")
+    od = order_delivered(tag, 0, restaurant_id=f"rest-{tag}-order")
     service.send_raw(ORDERS_DELIVERED, serialize(order_writer, ORDERS_DELIVERED, {
         **od, **{f: od[f] * 1_000 + 999 for f in ("occurred_at", "promised_at", "delivered_at")}}),
         key=od["order_id"].encode())
@@ -368,7 +346,7 @@ def test_foreign_logical_type_writers_are_read_as_epoch_ms_or_dead_lettered_and_
     assert aggregate["delivery_delay"]["max_ms"] == 60_000, aggregate["delivery_delay"]
 
     # Nothing stalled: an ordinary review produced afterwards flows.
-    after = review(tag, 10, f"rest-{tag}-after")
+    after = review_created(tag, 10, restaurant_id=f"rest-{tag}-after")
     service.send_review(after)
     outputs.wait_enriched([after["event_id"]], timeout_s=30)
     assert contract_worker.proc.poll() is None
@@ -433,7 +411,7 @@ def test_copies_of_a_retried_review_enrich_once_count_once_and_keep_the_identity
     from streams.protocol import read_item
 
     tag = uuid.uuid4().hex[:6]
-    rv = review(tag, 0, f"rest-{tag}-retry")
+    rv = review_created(tag, 0, restaurant_id=f"rest-{tag}-retry")
     retry = RetryTopic(contract_stack)
     try:
         before = outcomes(contract_worker, REVIEWS_CREATED)
@@ -471,7 +449,7 @@ def test_copies_of_a_retried_review_enrich_once_count_once_and_keep_the_identity
 def test_a_retry_copy_arriving_while_the_first_is_in_flight_is_enriched_once(
         contract_stack: Stack, contract_worker: Process, service: Producer, outputs: Outputs) -> None:
     tag = uuid.uuid4().hex[:6]
-    rv = review(tag, 0, f"rest-{tag}-inflight")
+    rv = review_created(tag, 0, restaurant_id=f"rest-{tag}-inflight")
     retry = RetryTopic(contract_stack)
     try:
         before = outcomes(contract_worker, REVIEWS_CREATED)
@@ -525,7 +503,7 @@ def test_a_registry_answering_429_then_401_for_20_s_dead_letters_nothing_and_all
     raw = TopicReader(stack.broker.bootstrap)  # dead letters read as bytes
     tag = uuid.uuid4().hex[:6]
     restaurants = [f"rest-{tag}-{i}" for i in range(3)]
-    reviews = [review(tag, n, restaurants[n % 3]) for n in range(6 + REFUSED_REVIEWS)]
+    reviews = [review_created(tag, n, restaurant_id=restaurants[n % 3]) for n in range(6 + REFUSED_REVIEWS)]
     warm_up, refused = reviews[:6], reviews[6:]
     try:
         for rv in warm_up:  # the worker fetches (and caches) our writer schema through the gateway

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_chaos_exactness import BY_RESTAURANT, ENV, Run, own_stack, owned_partitions
 
 from streams.clean_stop import EXIT_STAGE_FAILED
 from streams.dev.stack import EMBEDDED_SESSION_TIMEOUT_S, Stack
 from tests.integration.conftest import NewStack
+from tests.integration.ground_truth import BY_RESTAURANT, ENV, Run, own_stack, owned_partitions
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from streams.dev.stack import Process
+from tests.records import review_created
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -44,12 +45,8 @@ def traffic(worker: Process, producer: Any) -> dict[str, str]:
     window_ms = httpx.get(f"{worker.url}/api/restaurants", timeout=5).json()["window_size_s"] * 1000
 
     def review(restaurant: str, rating: int, text: str, occurred_ms: int) -> dict[str, Any]:
-        return {
-            "event_id": f"evt-web-{uuid.uuid4().hex}", "event_version": 1, "occurred_at": occurred_ms,
-            "entity": {"review_id": f"rv-{uuid.uuid4().hex[:8]}", "order_id": None, "user_id": "usr-web",
-                       "restaurant_id": restaurant, "rating": rating, "text": text, "language": "en"},
-            "metadata": {"source": "test", "trace_id": f"trc-{uuid.uuid4().hex[:8]}", "retries": 0},
-        }
+        return review_created(f"web-{uuid.uuid4().hex}", restaurant_id=restaurant, rating=rating, text=text,
+                              occurred_at=occurred_ms, language="en")
 
     for batch in range(2):  # two consecutive windows: two chart points
         now = int(time.time() * 1000)

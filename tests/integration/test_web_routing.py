@@ -20,6 +20,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.dev.stack import Process, Stack
 from tests.integration.conftest import NewStack
+from tests.records import review_created
 from tests.until import until
 
 pytestmark = pytest.mark.integration
@@ -108,13 +109,8 @@ def restaurants(cluster: Cluster) -> dict[str, str]:
         serializer = AvroSerializer(registry, avro_schemas.schema_text("ReviewCreated"))
         for name in chosen:
             for rating, text in ((5, "Great food, arrived hot"), (1, "Cold food and a rude driver")):
-                review = {
-                    "event_id": f"evt-{uuid.uuid4().hex}", "event_version": 1, "occurred_at": now,
-                    "entity": {"review_id": f"rv-{uuid.uuid4().hex[:8]}", "order_id": None,
-                               "user_id": "u1", "restaurant_id": name, "rating": rating,
-                               "text": f"{text} {name}", "language": "en"},
-                    "metadata": {"source": "test", "trace_id": f"trc-{uuid.uuid4().hex[:8]}", "retries": 0},
-                }
+                review = review_created(uuid.uuid4().hex, restaurant_id=name, rating=rating,
+                                        text=f"{text} {name}", occurred_at=now, language="en")
                 producer.produce("reviews.created", key=name.encode(), value=serializer(review, context))
     assert producer.flush(10) == 0
     assert set(chosen.values()) == {a.url, cluster[2].url}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -32,6 +31,7 @@ from streams import metrics
 from streams.codecs import AvroCodecs
 from streams.protocol import REVIEW, read_item
 from streams.settings import load_settings
+from tests.records import review_created
 from tests.registry_gateway import Fault, RegistryGateway
 from tests.unit.agents.conftest import FakeEvent, FakeMessage
 
@@ -68,12 +68,8 @@ def _delivered() -> asyncio.Future[None]:
 
 
 def review(n: int, *, tag: str) -> dict[str, Any]:
-    return {"event_id": f"evt-{tag}-{n}", "event_version": 1, "occurred_at": int(time.time() * 1000),
-            "entity": {"review_id": f"rv-{tag}-{n}", "order_id": None, "user_id": "u",
-                       "restaurant_id": f"rest-{n % 3}", "rating": 1 + n % 5,
-                       "text": f"Pedido {n}: chegou frio", "language": "pt-BR"},
-            "metadata": {"source": "unit-test", "trace_id": f"trc-{tag}-{n}", "retries": 0},
-            "channel": "app"}
+    return review_created(tag, n, restaurant_id=f"rest-{n % 3}", text=f"Pedido {n}: chegou frio",
+                          source="unit-test", channel="app")
 
 
 def waits() -> dict[str, float]:

@@ -20,6 +20,7 @@ from schema_registry import serde
 from schema_registry.codec import SchemaCache, decode_record
 from schema_registry.compatibility import check_pair, parse_avro
 from schema_registry.errors import LogicalTypeMismatchError, SerdeError
+from tests.records import review_created
 
 READER_TEXT = avro_schemas.schema_text("ReviewCreated")
 ORDER_TEXT = avro_schemas.schema_text("OrderDelivered")
@@ -36,10 +37,8 @@ def writer_text(base: str, **field_types: Any) -> str:
 
 
 def review(occurred_at: Any) -> dict[str, Any]:
-    return {"event_id": "e1", "event_version": 1, "occurred_at": occurred_at,
-            "entity": {"review_id": "rv", "order_id": None, "user_id": "u", "restaurant_id": "r",
-                       "rating": 4, "text": "ok", "language": None},
-            "metadata": {"source": "t", "trace_id": "tr", "retries": 0}}
+    return review_created("lt", restaurant_id="r", occurred_at=occurred_at, rating=4, text="ok",
+                          language=None)
 
 
 def framed(text: str, value: dict[str, Any], schema_id: int = 42) -> tuple[bytes, SchemaCache]:
