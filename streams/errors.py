@@ -13,10 +13,13 @@ catch everything of ours in one ``except`` and nothing foreign::
     │   ├── InvalidSchemaError, IncompatibleSchemaError
     │   └── RegistryStoreError              (the embedded registry's _schemas topic)
     ├── streams.validation.Invalid          (a decoded value breaks a rule: reason for the DLQ)
+    ├── streams.protocol.ProtocolError      (a by-restaurant record we cannot read: its reason)
+    ├── streams.admin.TopicSetupError       (a topic is missing and could not be created)
     ├── OutputTooLarge                      (Kafka refused an output for its size: not retriable)
     └── agents.llm.errors.LLMError          (retriable flag, retry_after_s)
-        ├── LLMTimeoutError, LLMServerError, LLMRateLimitedError, CircuitOpenError
-        └── LLMMalformedOutputError
+        ├── LLMTimeoutError, LLMServerError, LLMRateLimitedError, LLMConnectionError
+        ├── CircuitOpenError                (the breaker is open: no call was made)
+        └── LLMClientError, LLMMalformedOutputError
 
 Errors carry a ``retriable`` flag: retry code reads the flag instead of chaining
 ``isinstance`` checks (the aiokafka habit), and ``retry_after_s`` where a server said when
