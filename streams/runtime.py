@@ -68,9 +68,11 @@ class Runtime:
         from agents.outbox import Outbox, kafka_scanner
         from streams.faust_internals import BatchedTable, BoundMarks, BoundTable
         from tables.state import PartitionTables
-        from tables.webdata import recent
+        from tables.webdata import configure, recent
 
         app, settings = self.app, self.app.settings
+        configure(history_max_bytes=settings.web_history_max_bytes,
+                  recent_max_bytes=settings.web_recent_max_bytes)
         topics, tables = app.topics_, app.tables_
         # Faust creates the internal topics it consumes; the ones we only produce to must be
         # declared here, or the first send waits on metadata for a topic that never comes.
