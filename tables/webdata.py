@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from streams import metrics
-from streams.memory import Rings
+from streams.memory import Rings, compact_json
 from tables.rules import RuleThresholds, judge_window
 from tables.values import Histogram, PaneAggregate
 from tables.windows import WindowKind, WindowSpec
@@ -18,8 +18,8 @@ SEVERITY_RANK = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
 
 # --- recent critical reviews and alerts, window history (worker's memory) --------------------
 # Both are bounded in bytes (issue 30, finding 9), the default bounds below until the runtime
-# applies the settings (:func:`configure`). Entries are kept as compact JSON (orjson): their
-# length is the size counted, and a dict of the same record costs several times its JSON
+# applies the settings (:func:`configure`). Entries are kept as compact JSON: their length is
+# the size counted, and a dict of the same record costs several times its JSON
 # (bench/memory_history.py prints both).
 RECENT_MAX_BYTES = 32 * 1024 * 1024  # Settings.web_recent_max_bytes
 HISTORY_MAX_BYTES = 64 * 1024 * 1024  # Settings.web_history_max_bytes
@@ -65,12 +65,12 @@ class RecentActivity:
             "enriched_at",
             "trace_id",
         )
-        self._critical.append(enriched["restaurant_id"], orjson.dumps({k: enriched.get(k) for k in keep}))
+        self._critical.append(enriched["restaurant_id"], compact_json({k: enriched.get(k) for k in keep}))
         metrics.MEMORY_BYTES.labels("web_recent").set(self.bytes)
 
     def remember_alert(self, alert: dict[str, Any]) -> None:
         """A ``RestaurantAlert`` record, as sent."""
-        self._alerts.append(alert["restaurant_id"], orjson.dumps(alert))
+        self._alerts.append(alert["restaurant_id"], compact_json(alert))
         metrics.MEMORY_BYTES.labels("web_recent").set(self.bytes)
 
     def critical(self, restaurant_id: str) -> list[dict[str, Any]]:
@@ -123,7 +123,7 @@ class WindowHistory:
             return
         last = self._rings.last_tag(restaurant_id)
         if last is None or last < start:
-            self._rings.append(restaurant_id, orjson.dumps(record), tag=start)
+            self._rings.append(restaurant_id, compact_json(record), tag=start)
 
     def windows(self, restaurant_id: str) -> list[dict[str, Any]]:
         """The restaurant's windows, oldest first."""

@@ -84,3 +84,19 @@ def test_recent_critical_reviews_and_alerts_stay_under_their_bound(texts: list[s
     dropped_by_count = sum(max(0, len(range(k, len(texts), restaurants)) - 20)
                            for k in range(restaurants))
     assert held + recent._critical.evicted + dropped_by_count == len(texts)
+
+
+def test_what_the_history_counts_is_not_below_what_python_allocates() -> None:
+    """The bound is checked against the counted bytes: they must cover the real ones
+    (orjson's own output keeps a 4-8 KiB buffer per record: the history copies it out)."""
+    import tracemalloc
+
+    records = [(f"restaurant-{i % 500:05d}", aggregate(f"restaurant-{i % 500:05d}", (i // 500) * 60_000))
+               for i in range(10_000)]
+    history = WindowHistory(per_restaurant=60, max_bytes=1 << 40)
+    tracemalloc.start()
+    for restaurant_id, record in records:
+        history.observe(restaurant_id, record)
+    allocated, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert allocated <= history.bytes <= 2 * allocated, (allocated, history.bytes)
