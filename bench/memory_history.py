@@ -74,12 +74,13 @@ def main() -> None:
     new, counted = after()
     per = RESTAURANTS
     print(f"web history, {RESTAURANTS:,} restaurants x {WINDOWS} windows (tracemalloc):")
-    print(f"  before (dicts):        {old / per:>9,.0f} bytes per restaurant  ({old / per / WINDOWS:,.0f} per window)")
-    print(f"  after (compact JSON):  {new / per:>9,.0f} bytes per restaurant  ({new / per / WINDOWS:,.0f} per window)")
-    print(f"  after, as counted:     {counted / per:>9,.0f} bytes per restaurant  (what the bound is checked against)")
-    print(f"  5,000 restaurants, 60 windows: before {old * 5 / 2**30:.2f} GiB, after {new * 5 / 2**30:.2f} GiB; "
-          f"the default bound (64 MiB) holds ~{64 * 2**20 // (counted / per / WINDOWS):,.0f} windows")
-
+    rows = (("before (dicts)", old), ("after (compact JSON)", new), ("after, as counted", counted))
+    for label, held in rows:
+        print(f"  {label:<22} {held / per:>9,.0f} bytes per restaurant "
+              f"({held / per / WINDOWS:,.0f} a window)")
+    windows = 64 * 2**20 // (counted / per / WINDOWS)
+    print(f"  5,000 restaurants x 60 windows: before {old * 5 / 2**30:.2f} GiB, "
+          f"after {new * 5 / 2**30:.2f} GiB; the default bound (64 MiB) holds ~{windows:,.0f} windows")
 
 if __name__ == "__main__":
     main()
