@@ -55,6 +55,7 @@ from agents.outbox import Outbox
 from streams import metrics
 from streams.clean_stop import stop_now
 from streams.logs import event as log_event
+from streams.memory import str_bytes
 from streams.protocol import (
     H_ID,
     H_TRACE,
@@ -148,6 +149,25 @@ class Job:
     owed: bool = False  # counted in StageCore._owed: its enrichment is queued, in flight or unjoined
     failures: int = 0  # this worker's failed tries at enriching or emitting it (agents.enrichment)
     given_up: str | None = None  # why its tries were spent: it is emitted as FALLBACK + dead letter
+    size_bytes: int = 0  # job_bytes(), counted against enrich_backlog_max_bytes while owed
+
+
+# Objects an owed review holds besides its payloads: Faust's Event and Message, the Item, its
+# Origin, this Job, and the record's dicts (entity, metadata). tracemalloc measured ~2.6 KB
+# (tests/unit/agents/test_enrichment_memory.py); rounded up.
+JOB_OVERHEAD_BYTES = 4096
+
+
+def job_bytes(job: Job) -> int:
+    """What an owed review holds in memory, estimated once, without a walk (issue 30, finding 9).
+
+    The by-restaurant record's bytes twice (its value, and what decoding it made: the record's
+    strings and the original record's bytes it carries), its text again as Python holds it
+    (up to 4 bytes a character: one emoji widens the whole string), and the objects.
+    """
+    value = job.event.message.value or b""
+    text = job.item.record.get("entity", {}).get("text")
+    return 2 * len(value) + str_bytes(text if isinstance(text, str) else None) + JOB_OVERHEAD_BYTES
 
 
 @dataclass
@@ -178,7 +198,8 @@ class StageCore:
                                  concurrency=settings.llm_concurrency,
                                  max_pending=settings.enrich_max_pending,
                                  max_attempts=enrich_attempts(settings),
-                                 linger_s=settings.llm_batch_linger_ms / 1000)
+                                 linger_s=settings.llm_batch_linger_ms / 1000,
+                                 max_bytes=settings.enrich_backlog_max_bytes)
         self.lock = asyncio.Lock()
         # The last batch's publication (marks durable, then its changelog records sent, then
         # its events acked), each chained after the one before: see _publish.
@@ -518,9 +539,10 @@ class StageCore:
         for job in jobs:
             job.generation = self.generation
             job.owed = True
+            job.size_bytes = job_bytes(job)
             self._owed[job.item.event_id] = self._owed.get(job.item.event_id, 0) + 1
         refused = self.enricher.submit(jobs)
-        if refused:  # a full backlog: the heuristic now, the flow goes on
+        if refused:  # a full backlog (reviews or bytes): the heuristic now, the flow goes on
             metrics.ENRICH_SHED.inc(len(refused))
             outcomes = [fallback_outcome(enrich_request(j.item.record), reason=BACKLOG_REASON)
                         for j in refused]

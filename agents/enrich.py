@@ -77,7 +77,8 @@ class LLMServices:
             on_request=on_request,
             on_retry=on_retry,
         )
-        cache = ResultCache(max_entries=settings.cache_size) if settings.cache_size else None
+        cache = (ResultCache(max_entries=settings.cache_size, max_bytes=settings.cache_max_bytes)
+                 if settings.cache_size else None)
         return cls(client=client, cache=cache, breaker=breaker,
                    budget=TokenBudget(tokens_per_minute=settings.token_budget_per_minute))
 

@@ -6,9 +6,11 @@ call (one LLM request, plus split retries on a malformed answer) and hands the o
 back to the stage's ``complete``, which emits and joins them. LLM parallelism is therefore
 ``concurrency`` requests of ``batch_size`` reviews, whatever the stage's batch looks like.
 
-The queue is bounded (``max_pending``): past it, :meth:`Enricher.submit` refuses reviews and
-the stage gives them the heuristic at once, so a slow LLM degrades enrichment, never the
-worker's memory or the flow. The job objects are the stage's; this module only needs
+The queue is bounded in reviews (``max_pending``) and in bytes (``max_bytes``, each job
+counted as its ``size_bytes``; issue 30, finding 9: 20,000 reviews of up to ~70 KB each
+was no bound on memory): past either, :meth:`Enricher.submit` refuses reviews and the stage
+gives them the heuristic at once, so a slow LLM degrades enrichment, never the worker's
+memory or the flow. The job objects are the stage's; this module only needs
 their ``partition`` to abandon the queued ones of partitions a rebalance takes away, and
 their ``failures`` to bound their attempts.
 
@@ -41,6 +43,7 @@ RETRY_AFTER_FAILURE_S = 1.0  # the producer retries internally; this only spaces
 class Job(Protocol):
     partition: int
     failures: int  # failed attempts at enriching or completing it, counted here
+    size_bytes: int  # what it holds in memory, estimated once by its owner
 
 
 Enrich = Callable[[Sequence[Any]], Awaitable[list[EnrichOutcome]]]
@@ -51,7 +54,8 @@ GiveUp = Callable[[Sequence[Any], BaseException], list[EnrichOutcome]]
 
 class Enricher:
     def __init__(self, *, enrich: Enrich, complete: Complete, give_up: GiveUp, batch_size: int,
-                 concurrency: int, max_pending: int, max_attempts: int, linger_s: float = 0.0) -> None:
+                 concurrency: int, max_pending: int, max_attempts: int, linger_s: float = 0.0,
+                 max_bytes: int | None = None) -> None:
         if batch_size < 1 or concurrency < 1 or max_pending < 1 or max_attempts < 1:
             raise ValueError("batch_size, concurrency, max_pending and max_attempts must be at least 1")
         self._enrich = enrich
@@ -61,11 +65,15 @@ class Enricher:
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
         self.linger_s = linger_s
         self._queue: deque[Any] = deque()
         self._ready = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self.in_flight = 0
+        self._queued_bytes = 0
+        self._in_flight_bytes = 0
+        self.shed_for_bytes = 0  # refused while under max_pending: the byte bound held them off
         self._in_flight_jobs: dict[int, list[Any]] = {}  # per worker: the chunk it is enriching
 
     @property
@@ -73,18 +81,33 @@ class Enricher:
         """Reviews queued or in flight."""
         return len(self._queue) + self.in_flight
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the reviews queued or in flight."""
+        return self._queued_bytes + self._in_flight_bytes
+
     def submit(self, jobs: Iterable[Any]) -> list[Any]:
-        """Queue ``jobs``; returns the ones refused because the backlog is full."""
+        """Queue ``jobs``; returns the ones refused because the backlog is full (in reviews
+        or in bytes). A refused job is never dropped: the caller gives it the heuristic."""
         refused = []
         for job in jobs:
             if self.pending >= self.max_pending:
                 refused.append(job)
+            elif self.max_bytes is not None and self.pending_bytes + job.size_bytes > self.max_bytes:
+                refused.append(job)
+                self.shed_for_bytes += 1
+                metrics.MEMORY_EVICTED.labels("enrich_backlog").inc()
             else:
                 self._queue.append(job)
+                self._queued_bytes += job.size_bytes
         if self._queue:
             self._ready.set()
-        metrics.ENRICH_PENDING.set(self.pending)
+        self._report()
         return refused
+
+    def _report(self) -> None:
+        metrics.ENRICH_PENDING.set(self.pending)
+        metrics.MEMORY_BYTES.labels("enrich_backlog").set(self.pending_bytes)
 
     def abandon(self, partitions: Iterable[int] | None = None) -> list[Any]:
         """Drop the queued (not in flight) jobs of ``partitions`` (all when None) and return them."""
@@ -93,7 +116,8 @@ class Enricher:
         for job in self._queue:
             (dropped if wanted is None or job.partition in wanted else kept).append(job)
         self._queue = kept
-        metrics.ENRICH_PENDING.set(self.pending)
+        self._queued_bytes -= sum(job.size_bytes for job in dropped)
+        self._report()
         return dropped
 
     def in_flight_jobs(self) -> list[Any]:
@@ -170,7 +194,9 @@ class Enricher:
                         await asyncio.wait_for(self._ready.wait(), left)
                 if not self._queue:  # another worker took them meanwhile
                     continue
-            return [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+            taken = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+            self._queued_bytes -= sum(job.size_bytes for job in taken)
+            return taken
 
     async def _finish(self, chunk: list[Any], outcomes: list[EnrichOutcome]) -> None:
         """Complete ``chunk`` until it is done; a failure is tried again with the same outcomes.
@@ -220,6 +246,7 @@ class Enricher:
         try:
             await asyncio.sleep(RETRY_AFTER_FAILURE_S)
             self._queue.extendleft(reversed(chunk))
+            self._queued_bytes += sum(job.size_bytes for job in chunk)
             self._ready.set()
         finally:
             self._done(chunk)
@@ -227,10 +254,12 @@ class Enricher:
     def _fly(self, chunk: list[Any]) -> list[Any]:
         """``chunk`` is in flight (abandon() sees it) until :meth:`_done`."""
         self.in_flight += len(chunk)
+        self._in_flight_bytes += sum(job.size_bytes for job in chunk)
         self._in_flight_jobs[id(chunk)] = chunk
         return chunk
 
     def _done(self, chunk: list[Any]) -> None:
         self.in_flight -= len(chunk)
+        self._in_flight_bytes -= sum(job.size_bytes for job in chunk)
         self._in_flight_jobs.pop(id(chunk), None)
-        metrics.ENRICH_PENDING.set(self.pending)
+        self._report()

@@ -58,9 +58,11 @@ class AsyncRegistryClient:
         url: str | RegistryConnection,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        cache_by_id: bool = True,
         **connection: Any,
     ) -> None:
         self.connection = connection_from(url, **connection)
+        self.cache_by_id = cache_by_id  # False: the caller keeps (and bounds) its own cache
         self._http = httpx.AsyncClient(transport=transport, **self.connection.httpx_options())
         self._schemas_by_id: dict[int, str] = {}
         self._ids_by_registration: dict[tuple[str, str], int] = {}
@@ -96,7 +98,8 @@ class AsyncRegistryClient:
         if key not in self._ids_by_registration:
             schema_id = await self._run(rest.register(subject, schema_str))
             self._ids_by_registration[key] = schema_id
-            self._schemas_by_id.setdefault(schema_id, schema_str)
+            if self.cache_by_id:
+                self._schemas_by_id.setdefault(schema_id, schema_str)
         return self._ids_by_registration[key]
 
     async def lookup(self, subject: str, schema_str: str) -> RegisteredSchema:
@@ -104,10 +107,15 @@ class AsyncRegistryClient:
         return await self._run(rest.lookup(subject, schema_str))
 
     async def get_schema(self, schema_id: int) -> str:
-        """The schema text with this id; cached forever (ids are immutable)."""
-        if schema_id not in self._schemas_by_id:
-            self._schemas_by_id[schema_id] = await self._run(rest.get_schema(schema_id))
-        return self._schemas_by_id[schema_id]
+        """The schema text with this id; cached forever (ids are immutable) unless
+        ``cache_by_id`` is False."""
+        cached = self._schemas_by_id.get(schema_id)
+        if cached is not None:
+            return cached
+        text: str = await self._run(rest.get_schema(schema_id))
+        if self.cache_by_id:
+            self._schemas_by_id[schema_id] = text
+        return text
 
     async def get_latest(self, subject: str) -> RegisteredSchema:
         return await self._run(rest.get_version(subject, "latest"))

@@ -84,6 +84,12 @@ def _parse_loaded(loaded: Any) -> ParsedSchema:
         raise InvalidSchemaError(f"not a valid Avro schema: {exc}") from exc
 
 
+def parse_schema_uncached(schema_str: str) -> ParsedSchema:
+    """Parse JSON text without this module's cache: for a caller that keeps, and bounds in
+    bytes, its own (a writer schema cache); the LRU here would hold what it lets go."""
+    return _parse_text.__wrapped__(schema_str)
+
+
 def parse_schema(schema: str | Mapping[str, Any] | list[Any] | ParsedSchema) -> ParsedSchema:
     """Parse an Avro schema (JSON text or loaded JSON) once; the same text hits a cache."""
     if isinstance(schema, str):

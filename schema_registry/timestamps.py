@@ -163,6 +163,12 @@ class _Plans:
                 self._by_pair[key] = entry
         return entry[2], entry[3]
 
+    def forget(self, writer: Any) -> None:
+        """Drop the plans of a writer schema its cache let go (they hold it alive)."""
+        with self._lock:
+            for key in [k for k in self._by_pair if k[0] == id(writer)]:
+                del self._by_pair[key]
+
 
 PLANS = _Plans()
 

@@ -35,9 +35,10 @@ def plain_record(record: dict[str, Any]) -> dict[str, Any]:
     return {k: to_ms(v) if isinstance(v, datetime) else v for k, v in record.items()}
 
 
-def registry_client(settings: Settings) -> AsyncRegistryClient:
+def registry_client(settings: Settings, *, cache_by_id: bool = True) -> AsyncRegistryClient:
     return AsyncRegistryClient(
         settings.schema_registry_url,
+        cache_by_id=cache_by_id,
         username=settings.schema_registry_username,
         password=settings.schema_registry_password,
         ca_path=str(settings.schema_registry_ca_file) if settings.schema_registry_ca_file else None,
@@ -49,8 +50,10 @@ class AvroCodecs:
 
     def __init__(self, settings: Settings, client: AsyncRegistryClient | None = None) -> None:
         self.settings = settings
-        self.client = client or registry_client(settings)
-        self.cache = SchemaCache()
+        # The SchemaCache is the one cache of writer schemas, bounded in bytes: the client's
+        # own (texts by id, kept forever) would hold every schema the bound let go.
+        self.client = client or registry_client(settings, cache_by_id=False)
+        self.cache = SchemaCache(max_bytes=settings.schema_cache_max_bytes)
         self._readers = {name: serde.parse_schema(avro_schemas.schema_text(name))
                          for name in avro_schemas.record_names()}
         self._writer_ids: dict[str, int] = {}
@@ -84,7 +87,7 @@ class AvroCodecs:
         from the count and ask a rate-limited registry again before it said to.
         """
         schema_id, _ = serde.unframe(data)
-        if schema_id not in self.cache:
-            await self.cache.ensure(schema_id, self.client)
+        # The parsed schema itself, not a lookup after it: the byte bound may let go of it.
+        writer = await self.cache.ensure(schema_id, self.client)
         return decode_record(data, reader_schema=self._readers[record_name],
-                             fetch_writer_schema=self.cache.get)
+                             fetch_writer_schema=lambda _: writer)

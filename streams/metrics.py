@@ -117,8 +117,19 @@ ENRICH_UNJOINED = Gauge(
 )
 ENRICH_SHED = Counter(
     "reviewpulse_enrichment_shed", "Reviews enriched by the heuristic at once because the "
-    "enrichment backlog was full (REVIEWPULSE_ENRICH_MAX_PENDING) or their pane owed its cap "
-    "of reviews (REVIEWPULSE_PANE_MAX_PENDING).", registry=REGISTRY,
+    "enrichment backlog was full (REVIEWPULSE_ENRICH_MAX_PENDING or _ENRICH_BACKLOG_MAX_BYTES) "
+    "or their pane owed its cap of reviews (REVIEWPULSE_PANE_MAX_PENDING).", registry=REGISTRY,
+)
+MEMORY_BYTES = Gauge(
+    "reviewpulse_memory_bytes", "Bytes a bounded in-memory part holds, as its own estimate counts "
+    "them (payloads plus a per-entry overhead): enrich_backlog, llm_cache, web_history, "
+    "web_recent, schema_cache. Each stays under its REVIEWPULSE_*_MAX_BYTES.",
+    ["part"], registry=REGISTRY,
+)
+MEMORY_EVICTED = Counter(
+    "reviewpulse_memory_evicted", "Entries a bounded in-memory part let go at its byte bound: "
+    "the oldest cache entries and history windows; for enrich_backlog, reviews shed to the "
+    "heuristic (FALLBACK) instead of queued.", ["part"], registry=REGISTRY,
 )
 INPUT_OUTCOMES = Counter(
     "reviewpulse_input_outcomes", "Where each consumed input record ended, per input topic: "
@@ -153,6 +164,7 @@ WINDOW_KINDS = ("TUMBLING", "HOPPING")
 INPUT_TOPICS = ("reviews.created", "orders.delivered")  # streams.topics (no import: no Faust here)
 WEB_ROUTE_OUTCOMES = ("local", "proxied", "unavailable", "error")
 REGISTRY_WAIT_REASONS = RETRIABLE_REASONS  # a wait's reason is its error's (schema_registry.errors)
+MEMORY_PARTS = ("enrich_backlog", "llm_cache", "web_history", "web_recent", "schema_cache")
 INPUT_OUTCOME_NAMES = ("enriched", "folded", "dead_lettered", "duplicate", "retry_scheduled",
                        "retry_returned")
 _input_outcome_children: dict[tuple[str, str], Any] = {}
@@ -186,6 +198,9 @@ def _initialise_labels() -> None:
         WEB_ROUTED.labels(outcome)
     for reason in REGISTRY_WAIT_REASONS:
         REGISTRY_WAITS.labels(reason)
+    for part in MEMORY_PARTS:
+        MEMORY_BYTES.labels(part)
+        MEMORY_EVICTED.labels(part)
 
 
 _initialise_labels()

@@ -31,7 +31,7 @@ from streams.delivery import translate
 from streams.dlq import DeadLetters
 from streams.faust_internals import BatchedTable, BoundMarks, BoundTable, ReviewPulseApp
 from tables.state import PartitionTables
-from tables.webdata import recent
+from tables.webdata import configure, recent
 
 # httpx (the registry and web-routing clients) logs every request at INFO ("HTTP Request:
 # POST ... 200 OK"): noise in the worker's log. Metrics count what matters.
@@ -68,6 +68,8 @@ class Runtime:
 
     async def start(self) -> None:
         app, settings = self.app, self.app.settings
+        configure(history_max_bytes=settings.web_history_max_bytes,
+                  recent_max_bytes=settings.web_recent_max_bytes)
         topics, tables = app.topics_, app.tables_
         # Faust creates the internal topics it consumes; the ones we only produce to must be
         # declared here, or the first send waits on metadata for a topic that never comes.

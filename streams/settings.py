@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streams.errors import ReviewPulseError
 
 MICRO = 1_000_000
+MIB = 1024 * 1024
 
 
 class SettingsError(ReviewPulseError):
@@ -89,6 +90,13 @@ class Settings(BaseSettings):
     pane_max_pending: int = Field(1_000, ge=1, le=100_000, description="Reviews one restaurant's pane may owe their enrichment (each is an entry of the pane record, written whole per batch); beyond it a review gets the heuristic at once (FALLBACK, counted in reviewpulse_enrichment_shed). Lowered so that a pane of the longest ids stays under 512 KiB.")
     enrich_max_unjoined: int = Field(500, ge=1, description="Reviews per worker whose enrichment was sent but has not yet joined its pane durably; past it the LLM workers wait before sending more. After a kill -9 these are the reviews that can be enriched twice, so this bounds the repeats on reviews.enriched.")
     cache_size: int = Field(20_000, ge=0, description="Entries in the enrichment result cache (0 disables it).")
+
+    # --- Memory bounds (issue 30, finding 9): each part has its own, the chart sums them -----
+    enrich_backlog_max_bytes: int = Field(256 * MIB, ge=MIB, description="Bytes of the reviews queued or in flight for enrichment per worker (each counted from its by-restaurant record, original bytes and decoded text); beyond it new reviews get the heuristic at once (FALLBACK, counted in reviewpulse_enrichment_shed and reviewpulse_memory_evicted_total, part enrich_backlog).")
+    cache_max_bytes: int = Field(32 * MIB, ge=64 * 1024, description="Bytes of the enrichment result cache; past it the least recently used answers go (a later identical review pays the LLM again).")
+    web_history_max_bytes: int = Field(64 * MIB, ge=64 * 1024, description="Bytes of the closed-window history the web view charts (every restaurant's windows, kept as compact JSON); past it the oldest windows of all go first.")
+    web_recent_max_bytes: int = Field(32 * MIB, ge=64 * 1024, description="Bytes of the recent critical reviews and alerts the web view shows; past it the oldest go first.")
+    schema_cache_max_bytes: int = Field(16 * MIB, ge=MIB, description="Bytes of the writer schemas cached by id (text and parsed form); past it the least recently used are fetched from the registry again when next needed.")
 
     # --- Pipeline ----------------------------------------------------------------------------
     text_max_chars: int = Field(5_000, ge=1, description="Longest review text accepted; longer goes to the DLQ (text_too_long).")

@@ -101,7 +101,7 @@ def windows_of(restaurant_id: str) -> list[dict[str, Any]]:
             "closed": True,
             "alerts": window_alerts(pane_from_record(r), thresholds=thresholds),
         }
-        for r in history.get(restaurant_id, ())
+        for r in history.windows(restaurant_id)
         if r["window_start"] not in by_window
     ]
     for start in sorted(by_window):
@@ -249,7 +249,7 @@ app.web.add_static("/static/", STATIC_DIR)
 
 @app.timer(max(1.0, settings.window_size_s / 4), name="web-history")
 async def collect_history() -> None:
-    """Windows close once per window size: a quarter of it catches every one (ring above)."""
+    """Windows close once per window size: a quarter of it catches every one (tables.webdata)."""
     for restaurant_id, record in tables.latest.items():
         if record:
             observe_latest(restaurant_id, record)

@@ -3,9 +3,12 @@ readings of table values (stats, alerts, summary rows). No routes here."""
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
 from typing import Any
 
+import orjson
+
+from streams import metrics
+from streams.memory import Rings, compact_json
 from tables.rules import RuleThresholds, judge_window
 from tables.values import Histogram, PaneAggregate
 from tables.windows import WindowKind, WindowSpec
@@ -13,28 +16,40 @@ from tables.windows import WindowKind, WindowSpec
 SEVERITY_RANK = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
 
 
-# --- recent critical reviews and alerts (owner's memory) -------------------------------------
+# --- recent critical reviews and alerts, window history (worker's memory) --------------------
+# Both are bounded in bytes (issue 30, finding 9), the default bounds below until the runtime
+# applies the settings (:func:`configure`). Entries are kept as compact JSON: their length is
+# the size counted, and a dict of the same record costs several times its JSON
+# (bench/memory_history.py prints both).
+RECENT_MAX_BYTES = 32 * 1024 * 1024  # Settings.web_recent_max_bytes
+HISTORY_MAX_BYTES = 64 * 1024 * 1024  # Settings.web_history_max_bytes
+
+
 class RecentActivity:
     """The last critical reviews and alerts per restaurant, kept by the worker that emits them.
 
-    In memory and bounded (``per_restaurant`` items, ``restaurants`` LRU entries): after a
-    restart or rebalance the new owner starts empty; the topics hold the full history.
+    In memory and bounded: ``per_restaurant`` items each, and ``max_bytes`` over both kinds
+    and every restaurant (the oldest item of all goes first). After a restart or rebalance
+    the new owner starts empty; the topics hold the full history.
     """
 
-    def __init__(self, *, per_restaurant: int = 20, restaurants: int = 5_000) -> None:
+    def __init__(self, *, per_restaurant: int = 20, max_bytes: int = RECENT_MAX_BYTES) -> None:
         self.per_restaurant = per_restaurant
-        self.restaurants = restaurants
-        self._critical: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
-        self._alerts: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
+        self._critical = Rings(part="web_recent", max_bytes=max_bytes // 2, per_key=per_restaurant)
+        self._alerts = Rings(part="web_recent", max_bytes=max_bytes - max_bytes // 2, per_key=per_restaurant)
 
-    def _ring(self, rings: OrderedDict[str, deque[dict[str, Any]]], key: str) -> deque[dict[str, Any]]:
-        ring = rings.get(key)
-        if ring is None:
-            ring = rings[key] = deque(maxlen=self.per_restaurant)
-            if len(rings) > self.restaurants:
-                rings.popitem(last=False)
-        rings.move_to_end(key)
-        return ring
+    @property
+    def bytes(self) -> int:
+        return self._critical.bytes + self._alerts.bytes
+
+    @property
+    def evicted(self) -> int:
+        return self._critical.evicted + self._alerts.evicted
+
+    def set_max_bytes(self, max_bytes: int) -> None:
+        """Half for critical reviews (they carry text), half for alerts."""
+        self._critical.max_bytes = max_bytes // 2
+        self._alerts.max_bytes = max_bytes - max_bytes // 2
 
     def remember_critical(self, enriched: dict[str, Any]) -> None:
         """A CRITICAL ``ReviewEnriched`` record (text already redacted)."""
@@ -50,39 +65,84 @@ class RecentActivity:
             "enriched_at",
             "trace_id",
         )
-        self._ring(self._critical, enriched["restaurant_id"]).appendleft({k: enriched.get(k) for k in keep})
+        self._critical.append(enriched["restaurant_id"], compact_json({k: enriched.get(k) for k in keep}))
+        metrics.MEMORY_BYTES.labels("web_recent").set(self.bytes)
 
     def remember_alert(self, alert: dict[str, Any]) -> None:
         """A ``RestaurantAlert`` record, as sent."""
-        self._ring(self._alerts, alert["restaurant_id"]).appendleft(dict(alert))
+        self._alerts.append(alert["restaurant_id"], compact_json(alert))
+        metrics.MEMORY_BYTES.labels("web_recent").set(self.bytes)
 
     def critical(self, restaurant_id: str) -> list[dict[str, Any]]:
-        return list(self._critical.get(restaurant_id, ()))
+        """Newest first."""
+        return [orjson.loads(b) for b in reversed(self._critical.entries(restaurant_id))]
 
     def alerts(self, restaurant_id: str) -> list[dict[str, Any]]:
-        return list(self._alerts.get(restaurant_id, ()))
+        """Newest first."""
+        return [orjson.loads(b) for b in reversed(self._alerts.entries(restaurant_id))]
 
     def alerted_restaurants(self) -> list[str]:
-        return list(self._alerts)
+        return self._alerts.keys()
 
 
-recent = RecentActivity()
+class WindowHistory:
+    """Closed tumbling windows per restaurant, as every worker sees them in ``latest``: the
+    chart history beyond the panes the owner keeps (one hopping window; nothing once a
+    restaurant is quiet). In memory, from start-up.
 
-# Closed tumbling windows per restaurant, as every worker sees them in ``latest``: the chart
-# history beyond the panes the owner keeps (one hopping window; nothing once a restaurant
-# is quiet). 60 windows = an hour of the default 60 s windows. In memory, from start-up.
+    At most ``per_restaurant`` windows each (60 = an hour of the default 60 s windows) and
+    ``max_bytes`` in all: past it the oldest windows of all restaurants go first, and a
+    window no newer than one that went is not taken in again (the timer offers every
+    restaurant's latest window every few seconds: without that floor, an evicted latest
+    window would come back at once and push out another).
+    """
+
+    def __init__(self, *, per_restaurant: int = 60, max_bytes: int = HISTORY_MAX_BYTES) -> None:
+        self._rings = Rings(part="web_history", max_bytes=max_bytes, per_key=per_restaurant)
+
+    @property
+    def bytes(self) -> int:
+        return self._rings.bytes
+
+    @property
+    def evicted(self) -> int:
+        return self._rings.evicted
+
+    def __len__(self) -> int:
+        """Windows held."""
+        return len(self._rings)
+
+    def set_max_bytes(self, max_bytes: int) -> None:
+        self._rings.max_bytes = max_bytes
+
+    def observe(self, restaurant_id: str, record: dict[str, Any]) -> None:
+        """Take in the restaurant's latest closed window, if it is newer than what is held."""
+        start = record["window_start"]
+        floor = self._rings.evicted_tag
+        if floor is not None and start <= floor:
+            return
+        last = self._rings.last_tag(restaurant_id)
+        if last is None or last < start:
+            self._rings.append(restaurant_id, compact_json(record), tag=start)
+
+    def windows(self, restaurant_id: str) -> list[dict[str, Any]]:
+        """The restaurant's windows, oldest first."""
+        return [orjson.loads(b) for b in self._rings.entries(restaurant_id)]
+
+
 HISTORY_WINDOWS = 60
-history: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
+recent = RecentActivity()
+history = WindowHistory(per_restaurant=HISTORY_WINDOWS)
+
+
+def configure(*, history_max_bytes: int, recent_max_bytes: int) -> None:
+    """Apply the settings' bounds (the runtime calls it at start; the module holds defaults)."""
+    history.set_max_bytes(history_max_bytes)
+    recent.set_max_bytes(recent_max_bytes)
 
 
 def observe_latest(restaurant_id: str, record: dict[str, Any]) -> None:
-    ring = history.get(restaurant_id)
-    if ring is None:
-        ring = history[restaurant_id] = deque(maxlen=HISTORY_WINDOWS)
-        if len(history) > recent.restaurants:
-            history.popitem(last=False)
-    if not ring or ring[-1]["window_start"] < record["window_start"]:
-        ring.append(record)
+    history.observe(restaurant_id, record)
 
 
 # --- pure reading of table values ----------------------------------------------------------

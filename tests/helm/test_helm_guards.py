@@ -50,6 +50,15 @@ GUARDS: dict[str, tuple[dict[str, Any], str]] = {
         "llm.apiKey.enabled is true but no key is given",
     ),
     "web-auth-without-token": ({"web": {"auth": {"enabled": True}}}, "web.auth.enabled is true"),
+    "memory-bounds-over-limit": (
+        {"memory": {"enrichBacklog": "600Mi"}},
+        "memory.baseAllowance plus the memory bounds (memory.enrichBacklog, llmCache, webHistory, "
+        "webRecent, schemaCache) come to 1192 MiB, more than resources.limits.memory (1Gi, 1024 MiB)",
+    ),
+    "memory-limit-not-a-quantity": (
+        {"resources": {"limits": {"memory": "1.5Gi"}}},
+        '"1.5Gi" is not a byte quantity',
+    ),
     "extra-env-overrides-managed": (
         {"extraEnv": [{"name": "REVIEWPULSE_WEB_HOST", "value": "127.0.0.1"}]},
         "extraEnv sets REVIEWPULSE_WEB_HOST, which the chart manages",
@@ -97,3 +106,31 @@ def test_schema_rejects_values_the_app_would_misread(override: dict[str, Any], p
     with pytest.raises(helm_python.HelmValuesError) as caught:
         render(deep_merge(REQUIRED, override))
     assert path in str(caught.value)
+
+
+def _memory_env(values: dict[str, Any]) -> dict[str, str]:
+    config = next(d for d in render(deep_merge(REQUIRED, values)) if d and d.get("kind") == "ConfigMap")
+    return {k: v for k, v in config["data"].items() if k.endswith("_MAX_BYTES")}
+
+
+def test_memory_bounds_reach_the_worker_in_bytes() -> None:
+    assert _memory_env({}) == {
+        "REVIEWPULSE_ENRICH_BACKLOG_MAX_BYTES": str(256 * 2**20),
+        "REVIEWPULSE_CACHE_MAX_BYTES": str(32 * 2**20),
+        "REVIEWPULSE_WEB_HISTORY_MAX_BYTES": str(64 * 2**20),
+        "REVIEWPULSE_WEB_RECENT_MAX_BYTES": str(32 * 2**20),
+        "REVIEWPULSE_SCHEMA_CACHE_MAX_BYTES": str(16 * 2**20),
+    }
+    env = _memory_env({"memory": {"enrichBacklog": 5_000_000, "llmCache": "2M", "webHistory": "1Gi"},
+                       "resources": {"limits": {"memory": "4Gi"}}})
+    assert env["REVIEWPULSE_ENRICH_BACKLOG_MAX_BYTES"] == "5000000"
+    assert env["REVIEWPULSE_CACHE_MAX_BYTES"] == "2000000"
+    assert env["REVIEWPULSE_WEB_HISTORY_MAX_BYTES"] == str(2**30)
+
+
+def test_memory_bounds_that_fit_the_limit_render() -> None:
+    # Exactly at the limit: 448 + 256 + 32 + 64 + 32 + 16 = 848 MiB, the base raised by 176 MiB.
+    render(deep_merge(REQUIRED, {"memory": {"baseAllowance": "624Mi"}}))
+    # No memory limit: nothing to check against.
+    render(deep_merge(REQUIRED, {"resources": {"limits": {"memory": None}},
+                                 "memory": {"enrichBacklog": "8Gi"}}))

@@ -22,6 +22,12 @@ FIRST_CLASS = {
     "llm_model": "llm.model",
     "web_port": "web.port",
     "data_dir": "dataDir",
+    # Byte bounds, beside resources.limits.memory (the chart checks their sum against it).
+    "enrich_backlog_max_bytes": "memory.enrichBacklog",
+    "cache_max_bytes": "memory.llmCache",
+    "web_history_max_bytes": "memory.webHistory",
+    "web_recent_max_bytes": "memory.webRecent",
+    "schema_cache_max_bytes": "memory.schemaCache",
 }
 # Secret settings: read from the Secret, never from values in a ConfigMap.
 SECRET = {

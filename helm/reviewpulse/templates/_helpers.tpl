@@ -127,3 +127,29 @@ toString would turn 1000000 into "1e+06"; whole numbers are printed as integers.
 {{- $p := index .Values.config "topic_partitions" -}}
 {{- if not (kindIs "invalid" $p) -}}{{ int $p }}{{- end -}}
 {{- end -}}
+
+{{/* The memory.* values that are settings, and their variables. */}}
+{{- define "reviewpulse.memoryBounds" -}}
+enrichBacklog: REVIEWPULSE_ENRICH_BACKLOG_MAX_BYTES
+llmCache: REVIEWPULSE_CACHE_MAX_BYTES
+webHistory: REVIEWPULSE_WEB_HISTORY_MAX_BYTES
+webRecent: REVIEWPULSE_WEB_RECENT_MAX_BYTES
+schemaCache: REVIEWPULSE_SCHEMA_CACHE_MAX_BYTES
+{{- end -}}
+
+{{/* A Kubernetes byte quantity (512Mi, 1Gi, 500M, 1048576) as an integer number of bytes. */}}
+{{- define "reviewpulse.bytes" -}}
+{{- $q := . -}}
+{{- if or (kindIs "float64" $q) (kindIs "int" $q) (kindIs "int64" $q) -}}
+{{- int64 $q -}}
+{{- else -}}
+{{- $s := toString $q -}}
+{{- $num := regexFind "^[0-9]+" $s -}}
+{{- $unit := trimPrefix $num $s -}}
+{{- $mult := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- if or (not $num) (not (hasKey $mult $unit)) -}}
+{{- fail (printf "reviewpulse: %q is not a byte quantity: write an integer, or one followed by Ki, Mi, Gi, Ti, k, M, G or T." $s) -}}
+{{- end -}}
+{{- mul (int64 $num) (index $mult $unit) -}}
+{{- end -}}
+{{- end -}}

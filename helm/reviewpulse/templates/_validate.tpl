@@ -62,6 +62,16 @@ template run passes through here. Types and enums are values.schema.json's job.
 {{- fail "reviewpulse: web.auth.enabled is true: set secrets.webAuthToken or secrets.existingSecret." -}}
 {{- end -}}
 {{- end -}}
+{{- with $v.resources.limits -}}{{- with .memory -}}
+{{- $limit := int64 (include "reviewpulse.bytes" .) -}}
+{{- $total := int64 (include "reviewpulse.bytes" $v.memory.baseAllowance) -}}
+{{- range $value, $_ := include "reviewpulse.memoryBounds" $ | fromYaml -}}
+{{- $total = add $total (int64 (include "reviewpulse.bytes" (index $v.memory $value))) -}}
+{{- end -}}
+{{- if gt $total $limit -}}
+{{- fail (printf "reviewpulse: memory.baseAllowance plus the memory bounds (memory.enrichBacklog, llmCache, webHistory, webRecent, schemaCache) come to %d MiB, more than resources.limits.memory (%s, %d MiB): lower a bound or raise the limit (a worker past its limit is OOM-killed)." (div $total 1048576) (toString .) (div $limit 1048576)) -}}
+{{- end -}}
+{{- end -}}{{- end -}}
 {{- range $e := $v.extraEnv -}}
 {{- if and (hasPrefix "REVIEWPULSE_" $e.name) (has $e.name (list "REVIEWPULSE_WEB_HOST" "REVIEWPULSE_WEB_ADVERTISED_URL" "REVIEWPULSE_LLM_API_KEY_FILE")) -}}
 {{- fail (printf "reviewpulse: extraEnv sets %s, which the chart manages; remove it." $e.name) -}}

@@ -23,6 +23,7 @@ class FakeJob:
     name: str
     partition: int = 0
     failures: int = 0
+    size_bytes: int = 0
 
 
 def outcome(job: FakeJob) -> EnrichOutcome:
