@@ -21,6 +21,7 @@ from agents.stage.fold import provisional_of
 from agents.stage.jobs import Job, OwedReviews
 from agents.stage.ports import Ports
 from streams import metrics
+from tables.panes import TUMBLING_CLOSED
 from tables.windows import WindowSpec
 
 
@@ -80,7 +81,7 @@ class Joins:
     def _join(self, batch: PartitionBatch, job: Job, outcome: EnrichOutcome) -> None:
         state, item = batch.state, job.item
         restaurant_id, event_id = item.restaurant_id, item.event_id
-        closed_end = state.closure(restaurant_id)["t"]
+        closed_end = state.closure(restaurant_id)[TUMBLING_CLOSED]
         window_end = self.spec.tumbling_of(item.occurred_ms)[1]
         if job.late or (closed_end is not None and window_end <= closed_end):
             metrics.ENRICHED_AFTER_CLOSE.inc()
