@@ -1,6 +1,6 @@
 """The restaurant stage: the one agent that reads the by-restaurant topic and writes all state.
 
-A thin loop over :class:`agents.core.StageCore`. It reads with ``noack_take``: the core
+A thin loop over :class:`agents.stage.StageCore`. It reads with ``noack_take``: the core
 acks each event when its outcome is durable, a review only once its enrichment is
 (Faust then commits each partition up to its first unacked offset). A batch that fails
 stops the worker (:func:`streams.clean_stop.stop_now`): it restarts from its last commit.
@@ -23,14 +23,13 @@ settings = app.settings
 async def restaurant_stage(stream: Any) -> None:
     await runtime.ready()
     core = runtime.core
-    core.ports.ack = stream.ack
     # Where enrichment goes, once per worker.
     client = runtime.llm.client
     log_event("llm_client", endpoint=f"{client.base_url}/chat/completions", model=client.model,
               batch_size=settings.llm_batch_size, concurrency=settings.llm_concurrency)
     async for events in handled_batches(stream, settings.take_max_events, within_s=settings.take_within_s):
         try:
-            await core.process(events)
+            await core.process(events, stream.ack)
         except Exception as exc:  # DESIGN §12: never skip a batch; restart from the last commit
             # Faust would restart this agent on the same stream and the batch would never come
             # again, while later batches moved its panes past it: replayed, it would read as seen.

@@ -31,7 +31,7 @@ COMPONENTS = [  # first match, leaf first
     ("tables (RocksDB, JSON codec)",
      r"faust_internals\.py|rocksdict|faust/stores|faust/tables|faust/utils/json"),
     ("stage core: dedupe, fold, join, close",
-     r"agents/core\.py|agents/enrichment\.py|tables/|streams/protocol\.py"),
+     r"agents/stage/|agents/enrichment\.py|tables/|streams/protocol\.py"),
     ("decode + validate", r"agents/decode\.py|streams/validation\.py|agents/settle\.py"),
     ("Kafka client I/O (aiokafka connections)", r"aiokafka/"),
     ("asyncio: loop, tasks, futures", r"asyncio/|selectors\.py|mode/"),

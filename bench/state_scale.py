@@ -1,7 +1,7 @@
 """State at scale (issue 12): 100,000 distinct restaurants through the stage core, no broker.
 
 Run: ``.venv/bin/python -m bench.state_scale`` (``--help`` for sizes). It drives
-:class:`agents.core.StageCore` directly, as the unit tests do (``tests/unit/agents/conftest.py``):
+:class:`agents.stage.StageCore` directly, as the unit tests do (``tests/unit/agents/conftest.py``):
 tables are plain dicts, the senders are fakes that acknowledge at once, the LLM is a fake
 that answers at once. Events are built with ``streams.protocol.write_item`` /
 ``write_tick`` as decode and the tick agent would put them on the by-restaurant topic.
@@ -43,10 +43,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents.core import Job, OutputTopics, Ports, StageCore
 from agents.llm.labels import Enrichment
 from agents.llm.outcome import EnrichOutcome, EnrichStatus
 from agents.outbox import Outbox
+from agents.stage import Job, OutputTopics, Ports, StageCore
 from streams.protocol import REVIEW, Item, Origin, Tick, write_item, write_tick
 from streams.settings import Settings, load_settings
 from tables import panes as panes_module
@@ -147,7 +147,7 @@ class World:
 
     def ports(self) -> Ports:
         return Ports(tables_for=self.tables_for, send=self.send, dead_letter=self.dead_letter,
-                     encode=self.encode, ack=self.ack, flush_producer=self.flush_producer,
+                     encode=self.encode, flush_producer=self.flush_producer,
                      clock_ms=lambda: self.now_ms)
 
     def sizes(self) -> dict[str, int]:
@@ -293,7 +293,7 @@ async def scenario(args: argparse.Namespace, settings: Settings, *, report: bool
                 events = [feed.review(i, occurred_ms=BASE_MS + (i * 7) % 50_000)
                           for i in range(first, min(n, first + size))]
                 t0 = time.perf_counter()
-                await core.process(events)
+                await core.process(events, world.ack)
                 t1 = time.perf_counter()
                 await drain(core, world, first + len(events))
                 process_ms.append((t1 - t0) * 1000)
@@ -346,7 +346,7 @@ async def scenario(args: argparse.Namespace, settings: Settings, *, report: bool
             acked = world.acked
             with counter:
                 t0 = time.perf_counter()
-                await core.process(events)
+                await core.process(events, world.ack)
                 elapsed_ms = (time.perf_counter() - t0) * 1000
             await drain(core, world, acked + len(events))
             gc.collect()

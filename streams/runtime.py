@@ -20,11 +20,11 @@ import httpx
 import mode
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from agents.core import Job, OutputTopics, Ports, StageCore
 from agents.enrich import LLMServices, enrich_request
 from agents.llm.enricher import enrich_batch
 from agents.llm.outcome import EnrichOutcome
 from agents.outbox import Outbox, kafka_scanner
+from agents.stage import Job, OutputTopics, Ports, StageCore
 from streams import metrics
 from streams.codecs import AvroCodecs
 from streams.delivery import translate
@@ -112,14 +112,11 @@ class Runtime:
                     deliveries += await getattr(partition_tables, name).publish(send)
             return deliveries
 
-        async def not_attached(event: Any) -> None:
-            raise RuntimeError("the restaurant agent has not attached its stream's ack yet")
-
         outbox = Outbox([topics.aggregates.get_topic_name(), topics.restaurant_alerts.get_topic_name()],
                         scan=kafka_scanner(self._consumer_config()))
         self.core = StageCore(
             ports=Ports(tables_for=tables_for, send=send, dead_letter=self.dead_letters.send,
-                        encode=self.codecs.encode, ack=not_attached, flush_producer=app.producer.flush,
+                        encode=self.codecs.encode, flush_producer=app.producer.flush,
                         publish_tables=publish_tables,
                         remember_critical=recent.remember_critical, remember_alert=recent.remember_alert),
             topics=OutputTopics(enriched=topics.enriched.get_topic_name(),

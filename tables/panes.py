@@ -25,7 +25,19 @@ from tables.rules import RuleThresholds, alert_record, judge_window
 from tables.values import PaneAggregate
 from tables.windows import WindowKind, WindowSpec
 
-EMPTY_CLOSURE: dict[str, Any] = {"t": None, "h": None, "panes": []}
+# A restaurant's closure record: the end of the last window closed, per kind, and its panes.
+TUMBLING_CLOSED = "tumbling_closed_end"
+HOPPING_CLOSED = "hopping_closed_end"
+CLOSED_SLOTS = ((WindowKind.TUMBLING, TUMBLING_CLOSED), (WindowKind.HOPPING, HOPPING_CLOSED))
+EMPTY_CLOSURE: dict[str, Any] = {TUMBLING_CLOSED: None, HOPPING_CLOSED: None, "panes": []}
+_OLD_SLOTS = {"t": TUMBLING_CLOSED, "h": HOPPING_CLOSED}  # before issue 31: changelogs may hold them
+
+
+def read_closure(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A closure record as stored (a fresh copy), its keys of before issue 31 renamed."""
+    if not stored:
+        return dict(EMPTY_CLOSURE)
+    return {_OLD_SLOTS.get(key, key): value for key, value in stored.items()}
 ACTIVE = 0  # index value of a restaurant with panes (otherwise: when its state may be retired)
 
 
@@ -101,8 +113,7 @@ class PartitionState:
     def closure(self, restaurant_id: str) -> dict[str, Any]:
         record = self._closures.get(restaurant_id)
         if record is None:
-            stored = self.closures_table.get(closure_key(restaurant_id))
-            record = dict(stored) if stored else dict(EMPTY_CLOSURE)
+            record = read_closure(self.closures_table.get(closure_key(restaurant_id)))
             self._closures[restaurant_id] = record
         return record
 
@@ -148,7 +159,7 @@ class PartitionState:
     # --- folding ---------------------------------------------------------------------------
     def target_pane(self, restaurant_id: str, occurred_ms: int, *, watermark_ms: int) -> tuple[int, bool]:
         """(pane an event counts in, is it late). A late event counts as late in the open pane."""
-        closed_end = self.closure(restaurant_id)["t"]
+        closed_end = self.closure(restaurant_id)[TUMBLING_CLOSED]
         if self.spec.is_late(occurred_ms, watermark_ms=watermark_ms, last_closed_end_ms=closed_end):
             # The open pane: after a restart the watermark restarts at 0, but the closure
             # record still says how far windows have closed.
@@ -180,7 +191,7 @@ class PartitionState:
         horizon = spec.close_horizon_ms(watermark_ms)
         starts = closure["panes"]
         changed = False
-        for kind, slot in ((WindowKind.TUMBLING, "t"), (WindowKind.HOPPING, "h")):
+        for kind, slot in CLOSED_SLOTS:
             step, size = spec.step_ms(kind), spec.size_ms(kind)
             aligned = horizon - horizon % step  # greatest window end on the grid <= horizon
             last = closure[slot]
@@ -232,7 +243,7 @@ class PartitionState:
         if len(keep) != len(closure["panes"]):
             closure["panes"] = keep
             if not keep:
-                ends = [end for end in (closure["t"], closure["h"]) if end is not None]
+                ends = [end for end in (closure[TUMBLING_CLOSED], closure[HOPPING_CLOSED]) if end is not None]
                 self._index_set(restaurant_id, max(ends, default=0) + self.retention_ms)
 
     # --- when to look again ------------------------------------------------------------------
@@ -248,7 +259,7 @@ class PartitionState:
         if not starts:
             return self._bucket(restaurant_id).get(restaurant_id)
         spec, best = self.spec, None
-        for kind, slot in ((WindowKind.TUMBLING, "t"), (WindowKind.HOPPING, "h")):
+        for kind, slot in CLOSED_SLOTS:
             step, size, last = spec.step_ms(kind), spec.size_ms(kind), closure[slot]
             for start in starts:
                 after = start if last is None else max(start, last)

@@ -36,7 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams import metrics
 from streams.app import app, runtime
 from streams.protocol import closure_key, day_key, day_of_key, pane_key, restaurant_of_day_key
-from tables.panes import EMPTY_CLOSURE
+from tables.panes import TUMBLING_CLOSED, read_closure
 from tables.routing import (
     H_WORKER,
     _ident,
@@ -75,7 +75,7 @@ tables = app.tables_
 
 # --- the owner's answers ------------------------------------------------------------------------
 def _closure(restaurant_id: str) -> dict[str, Any]:
-    return tables.closures.get(closure_key(restaurant_id)) or EMPTY_CLOSURE
+    return read_closure(tables.closures.get(closure_key(restaurant_id)))
 
 
 def _cost_today(restaurant_id: str, now_ms: int) -> int:
@@ -106,7 +106,7 @@ def windows_of(restaurant_id: str) -> list[dict[str, Any]]:
     ]
     for start in sorted(by_window):
         window = by_window[start]
-        closed = closure["t"] is not None and start + size <= closure["t"]
+        closed = closure[TUMBLING_CLOSED] is not None and start + size <= closure[TUMBLING_CLOSED]
         row = {**window_stats(window, start_ms=start, end_ms=start + size), "closed": closed}
         row["alerts"] = (window_alerts(window, by_window.get(start - size), thresholds=thresholds)
                          if closed else [])

@@ -1,6 +1,6 @@
 """Fakes for the restaurant stage core: tables as dicts, recording senders, a scripted LLM.
 
-No broker and no Faust: :class:`agents.core.StageCore` receives every collaborator through
+No broker and no Faust: :class:`agents.stage.StageCore` receives every collaborator through
 ``Ports``, so these tests drive it with dicts and fakes. Every fake notifies the
 :class:`World` when something happens, and tests wait on a condition over the fakes
 (``await world.until(...)``), never on a sleep.
@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from agents.core import Job, OutputTopics, Ports, StageCore
 from agents.llm.labels import Enrichment
 from agents.llm.outcome import EnrichOutcome, EnrichStatus
 from agents.outbox import Outbox
+from agents.stage import Job, OutputTopics, Ports, StageCore
 from streams.protocol import ORDER, REVIEW, Item, Origin, Tick, pane_key, write_item, write_tick
 from streams.settings import load_settings
 from tables.state import PartitionTables
@@ -288,7 +288,7 @@ class World:
 
     def ports(self) -> Ports:
         return Ports(tables_for=self.tables_for, send=self.send, dead_letter=self.dead_letter,
-                     encode=self.encode, ack=self.ack, flush_producer=self.flush_producer,
+                     encode=self.encode, flush_producer=self.flush_producer,
                      publish_tables=self.publish_tables, clock_ms=self.clock)
 
     # --- reading what happened ----------------------------------------------------------------
@@ -393,6 +393,18 @@ def llm(world: World) -> FakeLLM:
     return FakeLLM(world)
 
 
+class DrivenStage(StageCore):
+    """The stage as the restaurant agent drives it: each batch with its stream's ack, here
+    the world's (``process(events)``), unless a test passes another."""
+
+    def __init__(self, world: World, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.world = world
+
+    async def process(self, events: Any, ack: Any = None) -> None:
+        await super().process(events, ack or self.world.ack)
+
+
 @pytest.fixture
 async def make_stage(world: World, llm: FakeLLM) -> AsyncIterator[Callable[..., StageCore]]:
     """``make_stage(already_sent=(), **settings)``: a started core on the world's tables.
@@ -409,9 +421,9 @@ async def make_stage(world: World, llm: FakeLLM) -> AsyncIterator[Callable[..., 
             return ids, {}
 
         settings = load_settings(**{**WINDOWS, **overrides})
-        core = StageCore(ports=world.ports(), topics=TOPICS, settings=settings,
-                         outbox=Outbox([TOPICS.aggregates, TOPICS.restaurant_alerts], scan=scan),
-                         enrich=llm)
+        core = DrivenStage(world, ports=world.ports(), topics=TOPICS, settings=settings,
+                           outbox=Outbox([TOPICS.aggregates, TOPICS.restaurant_alerts], scan=scan),
+                           enrich=llm)
         core.start()
         cores.append(core)
         return core

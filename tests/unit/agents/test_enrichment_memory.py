@@ -11,7 +11,7 @@ import tracemalloc
 from faust.events import Event
 from faust.types.tuples import Message
 
-from agents.core import Job, job_bytes
+from agents.stage.jobs import Job, job_bytes
 from streams import metrics
 from streams.protocol import REVIEW, Item, Origin, read_item, write_item
 from streams.settings import MIB

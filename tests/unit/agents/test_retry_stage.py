@@ -2,7 +2,7 @@
 
 The agent runs through Faust's ``agent.test_context()`` with the runtime's senders replaced
 by the stage fakes of ``conftest`` (:class:`World`), so what it sends back to the
-by-restaurant topic can be handed to a :class:`~agents.core.StageCore` and enriched. Its
+by-restaurant topic can be handed to a :class:`~agents.stage.StageCore` and enriched. Its
 wait for a record's not-before time goes through :class:`GatedSleep`: a test says when
 the wait ends, or cancels the agent inside it.
 """

@@ -103,7 +103,7 @@ async def test_answers_wait_while_enrich_max_unjoined_of_them_are_not_durably_jo
     await core.process(reviews)
 
     await world.until(lambda: len(world.enriched()) >= min(limit, 4), what="the answers the limit lets out")
-    assert core.unjoined == min(limit, 4)
+    assert core.unjoined.count == min(limit, 4)
     world.flush_gate.set()
     await world.until_acked(*reviews)
     await core.published()
@@ -111,7 +111,7 @@ async def test_answers_wait_while_enrich_max_unjoined_of_them_are_not_durably_jo
     third = [i for i, step in enumerate(world.history) if step == "enriched"][2]
     first_ack = next(i for i, step in enumerate(world.history) if step.startswith("ack"))
     assert (third > first_ack) == (limit == 2), world.history
-    assert len(world.enriched()) == 4 and core.unjoined == 0
+    assert len(world.enriched()) == 4 and core.unjoined.count == 0
 
 
 # --- dedupe -----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from agents import core as core_module
+from agents.stage import coordinator
 
 
 async def test_a_failed_joiner_batch_stops_the_worker(make_stage, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -15,13 +15,12 @@ async def test_a_failed_joiner_batch_stops_the_worker(make_stage, monkeypatch: p
     stops: list[str] = []
     core.stop_worker = stops.append
 
-    async def failing_process(events: object) -> None:
+    async def failing_process(events: object, ack: object = None) -> None:
         raise ConnectionError("broker gone")
 
-    monkeypatch.setattr(core_module, "JOIN_IDLE_S", 0.0)
+    monkeypatch.setattr(coordinator, "JOIN_IDLE_S", 0.0)
     monkeypatch.setattr(core, "process", failing_process)
-    core._ready.append(object())  # an answer waiting for its join
-    core._ready_event.set()
+    core.joins.queue([], [])  # an answer waiting for its join
     joiner = asyncio.create_task(core._joiner())
     try:
         for _ in range(200):

@@ -17,10 +17,10 @@ async def test_a_dead_workers_input_partition_holds_windows_open_until_its_new_o
     await core.process([review])
     # Two workers own one input partition each; worker-2 then dies at w0 + 1 s.
     await core.process([feed.tick(t.closing(t.w0), sender="worker-1", input_partitions=2)])
-    assert core.watermark(0) == 0  # partition 1 has no mark yet: no watermark at all
+    assert core.watermarks.of(0) == 0  # partition 1 has no mark yet: no watermark at all
     await core.process([feed.tick(t.w0 + 1_000, sender="worker-2", input_partition="reviews.created:1",
                                   input_partitions=2)])
-    assert core.watermark(0) == t.w0 + 1_000
+    assert core.watermarks.of(0) == t.w0 + 1_000
     # Only worker-1 keeps ticking, for as long as it likes: no expiry lets it close alone.
     for later in range(1, 30):
         await core.process([feed.tick(t.closing(t.w0) + later * 1_000, sender="worker-1",
@@ -36,7 +36,7 @@ async def test_a_dead_workers_input_partition_holds_windows_open_until_its_new_o
 async def test_a_forged_tick_far_ahead_is_capped_at_the_clock_plus_the_skew(world, feed, llm, make_stage):
     core = make_stage(event_time_max_skew_s=60)
     await core.process([feed.tick(world.clock.now_ms + 10 * 86_400_000)])
-    assert core.watermark(0) == world.clock.now_ms + 60_000
+    assert core.watermarks.of(0) == world.clock.now_ms + 60_000
 
 
 async def test_a_tick_closes_only_the_restaurants_that_are_due(world, feed, llm, make_stage, t, monkeypatch):

@@ -50,9 +50,7 @@ async def test_a_failed_stage_batch_stops_the_worker_and_is_never_skipped(
     processed: list[Any] = []
 
     class FailingCore:
-        ports = type("Ports", (), {})()
-
-        async def process(self, events: Any) -> None:
+        async def process(self, events: Any, ack: Any) -> None:
             processed.append(list(events))
             raise OSError("No space left on device")
 

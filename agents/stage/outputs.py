@@ -1,0 +1,103 @@
+"""Everything the stage sends: a review's outcome, its retry record or dead letter, and the
+final aggregates and alerts of closed windows (once each, through :mod:`agents.outbox`).
+
+Each send returns its delivery; the caller awaits the acknowledgements before any state
+says "applied" (a crash before that sends them again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+from agents.enrich import count_outcome, critical_alert_record, enriched_record
+from agents.llm.outcome import EnrichOutcome
+from agents.outbox import Outbox
+from agents.stage.jobs import Job
+from agents.stage.ports import OutputTopics, Ports
+from streams import metrics
+from streams.logs import event as log_event
+from streams.protocol import H_ID, H_TRACE, RETRY, Item, write_item
+from streams.settings import Settings
+
+Sent = tuple[str, int, Any]  # (topic, partition, delivery) of a final output
+
+
+class Outputs:
+    def __init__(self, *, ports: Ports, topics: OutputTopics, settings: Settings, outbox: Outbox) -> None:
+        self.ports, self.topics, self.settings, self.outbox = ports, topics, settings, outbox
+
+    async def enriched(self, job: Job, outcome: EnrichOutcome, *, now_ms: int) -> list[Awaitable[Any]]:
+        """The review's ``reviews.enriched`` record, and its critical alert when it is one."""
+        count_outcome(outcome)
+        record = enriched_record(job.item.record, outcome, attempts=job.attempt, enriched_at_ms=now_ms,
+                                 received_ms=job.item.origin.timestamp_ms)
+        metrics.PROCESSING_LAG.observe(record["processing_lag_ms"] / 1000)
+        metrics.EVENT_AGE.observe(record["event_age_ms"] / 1000)
+        key = job.item.restaurant_id.encode()
+        headers = [(H_TRACE, record["trace_id"].encode())]
+        ports = self.ports
+        futures = [await ports.send(self.topics.enriched, key=key, headers=headers,
+                                    value=ports.encode("ReviewEnriched", record))]
+        if record["sentiment"] == "CRITICAL":
+            metrics.CRITICAL_ALERTS.inc()
+            log_event("critical_review", restaurant=job.item.restaurant_id, trace_id=record["trace_id"])
+            ports.remember_critical(record)
+            futures.append(await ports.send(
+                self.topics.critical_alert, key=key, headers=headers,
+                value=ports.encode("CriticalAlert", critical_alert_record(record))))
+        return futures
+
+    async def retry(self, job: Job, *, now_ms: int) -> Awaitable[Any]:
+        """The review again on ``reviews.retry``, after an exponential delay per attempt."""
+        delay_ms = int(self.settings.llm_retry_delay_s * 1000 * 2 ** (job.attempt - 1))
+        item = job.item
+        retry = Item(kind=RETRY, record=item.record, origin=item.origin, attempt=job.attempt + 1,
+                     not_before_ms=now_ms + delay_ms, pane_start_ms=job.pane_start_ms, late=job.late,
+                     first_failure_ms=item.first_failure_ms or now_ms)
+        metrics.EVENTS_RETRIED.inc()
+        metrics.input_outcome(item.origin.topic, "retry_scheduled")
+        log_event("retry_scheduled", restaurant=item.restaurant_id, attempt=job.attempt + 1,
+                  delay_ms=delay_ms, trace_id=item.trace_id)
+        return await self.ports.send(self.topics.retry, key=item.restaurant_id.encode(),
+                                     value=write_item(retry),
+                                     headers=[(H_TRACE, (item.trace_id or "").encode())])
+
+    async def exhausted(self, job: Job, outcome: EnrichOutcome, *, now_ms: int,
+                        attempts: int | None = None) -> Awaitable[Any]:
+        """Fallback keeps the flow live; the dead letter keeps the review replayable for the LLM."""
+        item = job.item
+        return await self.ports.dead_letter(
+            item.origin, stage="enrich", reason="llm_exhausted",
+            error=RuntimeError(outcome.error or "LLM unavailable"),
+            attempts=job.attempt if attempts is None else attempts,
+            first_failure_ms=item.first_failure_ms or now_ms, trace_id=item.trace_id)
+
+    async def finals(self, aggregates: list[tuple[int, dict[str, Any]]],
+                     alerts: list[tuple[int, dict[str, Any]]]) -> list[Sent]:
+        """Send final aggregates and alerts not sent before a crash (see agents.outbox)."""
+        outputs = [(self.topics.aggregates, "RestaurantWindowAggregate", "aggregate_id", p, r)
+                   for p, r in aggregates]
+        outputs += [(self.topics.restaurant_alerts, "RestaurantAlert", "alert_id", p, r) for p, r in alerts]
+        sent = []
+        for topic, record_name, id_field, partition, record in outputs:
+            if self.outbox.already_sent(partition, record[id_field]):
+                log_event("already_sent", id=record[id_field])
+                continue
+            if record_name == "RestaurantAlert":
+                metrics.ALERTS.labels(record["rule"]).inc()
+                self.ports.remember_alert(record)
+                log_event("restaurant_alert", restaurant=record["restaurant_id"], rule=record["rule"],
+                          severity=record["severity"], value=round(record["value"], 3))
+            else:
+                metrics.AGGREGATES.labels(record["window_kind"]).inc()
+            future = await self.ports.send(
+                topic, key=record["restaurant_id"].encode(), value=self.ports.encode(record_name, record),
+                partition=partition, headers=[(H_ID, record[id_field].encode())])
+            sent.append((topic, partition, future))
+        return sent
+
+    def acknowledged(self, sent: list[Sent]) -> None:
+        """Their offsets go into the partition's outbox checkpoint (written with the batch)."""
+        for topic, partition, future in sent:
+            self.outbox.acknowledged(topic, partition, future.result().offset)
