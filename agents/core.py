@@ -193,6 +193,8 @@ class StageCore:
         self._owed: dict[str, int] = {}
         self._joiner_task: asyncio.Task[None] | None = None
         self.stop_worker: Callable[[str], None] = stop_now  # a test replaces it
+        # Told of each endless task (streams.health.Health.watch): its end is the worker's death.
+        self.watch: Callable[[asyncio.Task[Any]], None] = lambda task: None
         # Reviews whose outputs are sent (or being sent) and whose join is not yet durable:
         # what a kill -9 enriches again. Completions wait while it is at the limit.
         self.unjoined = 0
@@ -818,6 +820,8 @@ class StageCore:
         self.enricher.start()
         if self._joiner_task is None:
             self._joiner_task = asyncio.create_task(self._joiner(), name="enrichment-joiner")
+            for task in (*self.enricher.tasks, self._joiner_task):
+                self.watch(task)
 
     async def stop(self) -> None:
         await self.enricher.stop()

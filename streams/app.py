@@ -16,6 +16,7 @@ from typing import Any
 import faust
 
 from streams.faust_internals import ReviewPulseApp
+from streams.health import Health
 from streams.readiness import Readiness
 from streams.runtime import Runtime, install
 from streams.settings import BrokerFlavor, Settings, load_settings
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> ReviewPulseApp:
     app.topics_ = declare_topics(app, app_id=settings.app_id, partitions=settings.topic_partitions)
     app.tables_ = declare_tables(app, settings)
     app.readiness = Readiness(app)
+    app.health = Health(app, commit_stuck_s=settings.commit_stuck_s)
     return app
 
 
