@@ -124,6 +124,11 @@ class Enricher:
         """The jobs whose enrichment call is under way."""
         return [job for chunk in self._in_flight_jobs.values() for job in chunk]
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The LLM workers' tasks: each runs until :meth:`stop` (the worker's health watches them)."""
+        return list(self._workers)
+
     def start(self) -> None:
         if not self._workers:
             self._workers = [asyncio.create_task(self._work(), name=f"enricher-{i}")

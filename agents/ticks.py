@@ -154,6 +154,7 @@ def input_marks(assigned: set[TP], *, now_ms: int) -> dict[str, int]:
 async def send_ticks() -> None:
     assigned = app.assignor.assigned_actives()
     await settle_markers(assigned)
+    app.health.observe_commits()
     for tp in assigned:
         lag = lag_of(tp)
         if lag is not None:

@@ -17,6 +17,7 @@ import faust
 
 from streams import admin
 from streams.faust_internals import MarksTable, ReviewPulseApp
+from streams.health import Health
 from streams.readiness import Readiness
 from streams.runtime import Runtime, install
 from streams.settings import BrokerFlavor, Settings, load_settings
@@ -119,6 +120,7 @@ def create_app(settings: Settings) -> ReviewPulseApp:
     app.tables_ = declare_tables(app, settings)
     app.readiness = Readiness(app)
     app.before_first_start = _before_first_start
+    app.health = Health(app, commit_stuck_s=settings.commit_stuck_s)
     return app
 
 

@@ -475,6 +475,7 @@ class ReviewPulseApp(faust.App):
     topics_: Any  # streams.topics.Topics
     tables_: Any  # tables.state.Tables
     readiness: Any  # streams.readiness.Readiness
+    health: Any  # streams.health.Health
     before_wait_empty: Callable[[], Iterable[Any]] | None = None
 
     # Run once before any child service (the consumer included) starts; the composition
@@ -493,6 +494,13 @@ class ReviewPulseApp(faust.App):
         producer = super()._new_producer()
         producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
         return producer
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        """Every agent's error handler: Faust's own (it commits), then the worker's health is
+        told. Faust then restarts the actor without the batch it held, and ``app.crashed``
+        stays False (streams.health)."""
+        await super()._on_agent_error(agent, exc)
+        await self.health.agent_crashed(agent, exc)
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         if self.before_wait_empty is not None:

@@ -145,6 +145,16 @@ REGISTRY_WAITS = Counter(
     "verdict), redirected (3xx), unexpected_answer. The record is neither acked nor "
     "dead-lettered meanwhile.", ["reason"], registry=REGISTRY,
 )
+WORKER_HEALTHY = Gauge(
+    "reviewpulse_worker_healthy", "1 while /health answers 200; 0 once the app crashed, an agent "
+    "or an endless task died, or a commit is stuck (/health's JSON says which; streams.health).",
+    registry=REGISTRY,
+)
+COMMIT_STALLED = Gauge(
+    "reviewpulse_commit_stalled_seconds", "Per assigned partition an agent reads: seconds its "
+    "committed offset has not moved while records wait behind it (0 when none wait); /health "
+    "fails at REVIEWPULSE_COMMIT_STUCK_S.", ["topic", "partition"], registry=REGISTRY,
+)
 WEB_ROUTED = Counter(
     "reviewpulse_web_routed_requests", "Per-restaurant web requests, by how they were answered "
     "(local: this worker owns the partition; proxied: forwarded to the owner; unavailable: "
@@ -201,6 +211,7 @@ def _initialise_labels() -> None:
     for part in MEMORY_PARTS:
         MEMORY_BYTES.labels(part)
         MEMORY_EVICTED.labels(part)
+    WORKER_HEALTHY.set(1)  # alive until a check says otherwise (a gauge starts at 0)
 
 
 _initialise_labels()

@@ -126,6 +126,7 @@ class Runtime:
                                 retry=topics.retry.get_topic_name()),
             settings=settings, outbox=outbox, enrich=self._enrich)
         app.before_wait_empty = self.core.abandon
+        self.core.watch = app.health.watch
         app.on_partitions_assigned.connect(self._on_assigned)
         self.core.start()
         gc.collect()

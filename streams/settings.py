@@ -17,6 +17,9 @@ from streams.errors import ReviewPulseError
 
 MICRO = 1_000_000
 MIB = 1024 * 1024
+# Faust commits every 2.8 s (broker_commit_interval), and ticks keep records waiting on every
+# by-restaurant partition: a healthy commit can stand for one interval plus a tick interval.
+COMMIT_STUCK_MIN_S = 10.0
 
 
 class SettingsError(ReviewPulseError):
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
     processing_lag_critical_s: float = Field(30.0, gt=0, description="…and is CRITICAL above this (seed 000: 30 s).")
     delivery_delay_slo_s: float = Field(600.0, gt=0, description="delivery_delay fires when the window p95 delivery delay exceeds this.")
 
+    # --- Health ------------------------------------------------------------------------------
+    # 300 s: comfortably above the longest pin a healthy worker holds with the defaults. A
+    # review's call takes at most llm_timeout_s x (llm_max_retries + 1) plus two backoffs
+    # (12 x 3 + 5 x 2 = 46 s), tried llm_max_attempts (3) times: about 140 s; a retry record
+    # waits llm_retry_delay_s x 2^(attempts - 1) = 20 s; windows hold no offsets.
+    commit_stuck_s: float = Field(300.0, ge=0, description="/health fails (503, commit_stuck) when the committed offset of a partition the worker reads has not moved for this long while records wait behind it; 0 turns the check off. Keep it above the longest an owed review may pin the commit: llm_timeout_s x (llm_max_retries + 1) x llm_max_attempts plus backoffs, about 140 s with the defaults.")
+
     # --- Web, storage, logs ------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the web view and /metrics bind to (0.0.0.0 in a container).")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the web view and /metrics.")
@@ -151,6 +161,8 @@ class Settings(BaseSettings):
             problems.append("state_retention_s must be at least event_time_max_age_s + hopping_size_s + window_grace_s")
         if self.event_time_max_age_s > self.dedupe_ttl_s:
             problems.append("event_time_max_age_s must be at most dedupe_ttl_s (an older replay could be counted twice)")
+        if 0 < self.commit_stuck_s < COMMIT_STUCK_MIN_S:
+            problems.append(f"commit_stuck_s must be 0 (off) or at least {COMMIT_STUCK_MIN_S:g} s: a healthy commit moves only every few seconds")
         if self.llm_backoff_max_s < self.llm_backoff_base_s:
             problems.append("llm_backoff_max_s must be >= llm_backoff_base_s")
         if self.kafka_security_protocol.startswith("SASL") and not (

@@ -265,11 +265,13 @@ def _page(view: Any, name: str) -> Any:
 
 @app.page("/health")
 async def health(web: Any, request: Any) -> Any:
-    """Liveness: the event loop answers and the app has not crashed. A crashed Faust app keeps
-    its process and this web server alive while nothing flows (seen when a timer raised):
-    503 then, so Kubernetes restarts the worker (issue 30, finding 8)."""
-    if app.crashed:
-        return web.json({"status": "crashed", "reason": type(app.crash_reason).__name__}, status=503)
+    """Liveness: the event loop answers, and nothing is dead (streams.health): the app has not
+    crashed, no agent or endless task died, no commit is stuck while records wait. Such a
+    worker keeps its process and this web server while nothing flows: 503 then, with every
+    problem found, so Kubernetes restarts it from its last commit (issue 30, finding 8)."""
+    problems = app.health.problems()
+    if problems:
+        return web.json({"status": "unhealthy", "problems": problems}, status=503)
     return web.json({"status": "ok"})
 
 
@@ -286,6 +288,7 @@ async def ready(web: Any, request: Any) -> Any:
 @app.page("/metrics")
 async def prometheus_metrics(web: Any, request: Any) -> Any:
     """Prometheus text format; gauges that drift with time are read at scrape time."""
+    app.health.problems()  # reviewpulse_worker_healthy and the commit stalls, as /health sees them now
     if hasattr(runtime, "llm"):  # started
         metrics.BUDGET_REMAINING.set(runtime.llm.budget.remaining)
         _ = runtime.llm.breaker.state  # an open breaker past its timeout reads (and reports) half-open

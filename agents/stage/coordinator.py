@@ -107,6 +107,8 @@ class StageCore:
                                  max_bytes=settings.enrich_backlog_max_bytes)
         self._joiner_task: asyncio.Task[None] | None = None
         self.stop_worker: Callable[[str], None] = stop_now  # a test replaces it
+        # Told of each endless task (streams.health.Health.watch): its end is the worker's death.
+        self.watch: Callable[[asyncio.Task[Any]], None] = lambda task: None
 
     # --- 1. a batch of the by-restaurant topic ---------------------------------------------
     async def process(self, events: Sequence[Any], ack: Ack) -> None:
@@ -258,6 +260,8 @@ class StageCore:
         self.enricher.start()
         if self._joiner_task is None:
             self._joiner_task = asyncio.create_task(self._joiner(), name="enrichment-joiner")
+            for task in (*self.enricher.tasks, self._joiner_task):
+                self.watch(task)
 
     async def stop(self) -> None:
         await self.enricher.stop()

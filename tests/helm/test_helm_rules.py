@@ -24,6 +24,9 @@ METRICS = {
     "reviewpulse_llm_retries_total": "counter",
     "reviewpulse_llm_cost_micro_usd_total": "counter",
     "reviewpulse_events_enriched_total": "counter",  # {status}
+    "reviewpulse_worker_healthy": "gauge",  # 1, or 0 while /health fails
+    "reviewpulse_commit_stalled_seconds": "gauge",  # {topic, partition}
+    "reviewpulse_llm_breaker_state": "gauge",  # 0 closed, 1 half-open, 2 open
 }
 ALERTS = {
     "ReviewPulseQueueDepthHigh",
@@ -31,7 +34,11 @@ ALERTS = {
     "ReviewPulseLlmLatencyHigh",
     "ReviewPulseDlqRateHigh",
     "ReviewPulseLlmRetryRateHigh",
+    "ReviewPulseWorkerUnhealthy",
+    "ReviewPulseCommitStuck",
+    "ReviewPulseLlmBreakerOpen",
 }
+HEALTH_ALERTS = {"ReviewPulseWorkerUnhealthy", "ReviewPulseCommitStuck", "ReviewPulseLlmBreakerOpen"}
 
 
 def rule_groups(values: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -77,7 +84,7 @@ def test_every_alert_is_shown_firing_by_the_rules_test() -> None:
 
 
 def test_rules_use_only_contract_metrics() -> None:
-    text = yaml.safe_dump(rule_groups())
+    text = "\n".join(r["expr"] for g in rule_groups()["groups"] for r in g["rules"])
     used = set(re.findall(r"\b(reviewpulse_[a-z_]+)", text))
     suffixes = ("_bucket", "_count", "_sum")
     base = {next((u.removesuffix(s) for s in suffixes if u.endswith(s)), u) for u in used}
@@ -95,3 +102,26 @@ def test_thresholds_come_from_values() -> None:
     groups = rule_groups({"prometheusRule": {"enabled": True, "thresholds": {"queueDepthMessages": 5000}}})
     rules = {r.get("alert"): r for g in groups["groups"] for r in g["rules"]}
     assert rules["ReviewPulseQueueDepthHigh"]["expr"].endswith("> 5000")
+
+
+def test_each_health_alert_says_what_to_do_with_metrics_the_worker_exports() -> None:
+    from streams.metrics import REGISTRY
+
+    exported = {m.name for m in REGISTRY.collect()}
+    rules = {r["alert"]: r for g in rule_groups()["groups"] for r in g["rules"] if "alert" in r}
+    for name in HEALTH_ALERTS:
+        runbook = rules[name]["annotations"]["runbook"]
+        assert len(runbook) > 80, name
+        named = {m.removesuffix("_total") for m in re.findall(r"\b(reviewpulse_[a-z_]+)", runbook)}
+        assert named <= exported, f"{name}'s runbook names metrics not exported: {named - exported}"
+
+
+def test_health_alert_durations_and_threshold_come_from_values() -> None:
+    groups = rule_groups({"prometheusRule": {
+        "enabled": True, "thresholds": {"commitStalledSeconds": 90},
+        "for": {"workerUnhealthy": "3m", "commitStuck": "4m", "llmBreakerOpen": "7m"}}})
+    rules = {r.get("alert"): r for g in groups["groups"] for r in g["rules"]}
+    assert rules["ReviewPulseCommitStuck"]["expr"].endswith("> 90")
+    names = ("WorkerUnhealthy", "CommitStuck", "LlmBreakerOpen")
+    durations = [rules[f"ReviewPulse{n}"]["for"] for n in names]
+    assert durations == ["3m", "4m", "7m"]

@@ -27,11 +27,12 @@ RATE_WINDOW = "10s"  # >= 4 scrapes at 1 s: rate() has two samples even after a 
 COST_WINDOW = "30s"
 
 
-def chart_rule_groups() -> list[dict[str, Any]]:
-    """The PrometheusRule's groups as the chart renders them, with test-speed windows."""
-    values = deep_merge(REQUIRED, {"prometheusRule": {
+def chart_rule_groups(rule_values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The PrometheusRule's groups as the chart renders them, with test-speed windows and
+    ``rule_values`` (thresholds, durations) merged into ``prometheusRule``."""
+    values = deep_merge(REQUIRED, {"prometheusRule": deep_merge({
         "enabled": True, "interval": INTERVAL, "rateWindow": RATE_WINDOW, "costWindow": COST_WINDOW,
-    }})
+    }, rule_values or {})})
     return list(one(render(values), "PrometheusRule")["spec"]["groups"])
 
 

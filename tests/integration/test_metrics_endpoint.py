@@ -45,6 +45,8 @@ MUST_MOVE: dict[str, str | None] = {
     "reviewpulse_aggregates_emitted_total": 'reviewpulse_aggregates_emitted_total{kind="TUMBLING"}',
     "reviewpulse_late_events_total": "reviewpulse_late_events_total",
     "reviewpulse_events_enriched_total": 'reviewpulse_events_enriched_total{status="ENRICHED"}',
+    "reviewpulse_worker_healthy": "reviewpulse_worker_healthy",  # 1: /health answers 200
+    "reviewpulse_commit_stalled_seconds": None,  # a gauge per partition; 0 while commits move
 }
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$")
 

@@ -118,3 +118,18 @@ def test_every_dashboard_panel_query_returns_samples(prometheus: PrometheusServe
         counts, timeout_s=90, what="samples for every panel query", interval_s=1,
         done=lambda rows: all(n >= 5 for _, _, n in rows))
     print("\n" + "\n".join(f"  {title:28} {n:4} points  {expr}" for title, expr, n in found))
+
+
+def test_the_health_alerts_stay_silent_on_a_worker_under_traffic(prometheus: PrometheusServer):
+    """Their series reach Prometheus, and neither alert is even pending: commits move under
+    traffic (by-restaurant's ticks wait after every commit) and /health answers 200."""
+    healthy = until(lambda: prometheus.finite_samples("reviewpulse_worker_healthy"), timeout_s=60,
+                    what="reviewpulse_worker_healthy scraped", interval_s=1)
+    longest_30s = "max_over_time(reviewpulse_commit_stalled_seconds[30s])"
+    stalls = until(lambda: prometheus.finite_samples(longest_30s), timeout_s=60,
+                   what="reviewpulse_commit_stalled_seconds scraped", interval_s=1)
+    longest = max(float(s["value"][1]) for s in stalls)
+    print(f"\n{len(stalls)} partitions' commits watched; longest stall over 30 s: {longest} s")
+    assert [float(s["value"][1]) for s in healthy] == [1.0]
+    assert longest < 10  # the smallest REVIEWPULSE_COMMIT_STUCK_S allowed
+    assert prometheus.query('ALERTS{alertname=~"ReviewPulseWorkerUnhealthy|ReviewPulseCommitStuck"}') == []

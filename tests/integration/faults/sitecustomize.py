@@ -3,6 +3,12 @@ start-up when its folder is on the worker's PYTHONPATH (tests/integration/test_s
 
 ``FAULT_FAIL_ONE_SEND_TO=<topic>``: the first send of the worker's producer to that topic
 raises, as a send the broker refused would; every later send goes through.
+
+``FAULT_CRASH_AGENT_READING=<topic>``: the first batch an agent takes from that topic raises
+inside the agent's loop, as a bug would; Faust restarts the agent (tests/integration/test_health.py).
+
+``FAULT_KILL_DURING_REFETCH=<topic>``: after a rebalance one record of that topic never
+reaches its stream, and the process SIGKILLs itself while the partition is fetched again.
 """
 
 from __future__ import annotations
@@ -62,3 +68,20 @@ if _refetch_topic:
             yield tp, message
 
     _consumer.Consumer.getmany = _dropping_getmany
+
+_crash_topic = os.environ.get("FAULT_CRASH_AGENT_READING")
+
+if _crash_topic:
+    from faust import streams as _streams
+
+    _noack_take = _streams.Stream.noack_take
+    _crashed: list[str] = []
+
+    async def _crashing_take(self: Any, max_: int, within: Any) -> Any:
+        async for batch in _noack_take(self, max_, within):
+            if not _crashed and batch and getattr(batch[0].message, "topic", None) == _crash_topic:
+                _crashed.append(_crash_topic)
+                raise RuntimeError(f"injected by the test: an agent reading {_crash_topic} raised")
+            yield batch
+
+    _streams.Stream.noack_take = _crashing_take
