@@ -21,7 +21,7 @@ from streams.app import app, runtime
 from streams.codecs import plain_record, to_ms
 from streams.delivery import is_too_large, translate
 from streams.errors import OutputTooLarge
-from streams.faust_internals import handled_batches
+from streams.faust.commits import handled_batches
 from streams.logs import event as log_event
 from streams.protocol import H_TRACE, ORDER, REVIEW, Item, Origin, write_item
 from streams.validation import Bounds, Invalid, check_record_size, validate_order, validate_review
@@ -37,7 +37,7 @@ BY_RESTAURANT = app.topics_.by_restaurant.get_topic_name()
 _consumed: dict[str, Any] = {}
 
 
-def count_outcome(topic: str, outcome: str) -> None:
+def count_input_outcome(topic: str, outcome: str) -> None:
     """Where an input record ended (streams.metrics.INPUT_OUTCOMES)."""
     metrics.input_outcome(topic, outcome)
 
@@ -102,7 +102,7 @@ class Sent(list[Awaitable[Any]]):
 
 async def _dead_letter(message: Any, error: BaseException, *, reason: str,
                        trace_id: str | None) -> Awaitable[Any]:
-    count_outcome(message.topic, "dead_lettered")
+    count_input_outcome(message.topic, "dead_lettered")
     return await runtime.dead_letters.send(Origin.of(message), stage="decode", reason=reason,
                                            error=error, trace_id=trace_id)
 
@@ -194,7 +194,7 @@ async def _dead_letter_refused(outputs: Outputs, results: list[Any]) -> None:
         if isinstance(result, BaseException):
             origin, trace_id = forwarded[index]
             error = translate(result)
-            count_outcome(origin.topic, "dead_lettered")
+            count_input_outcome(origin.topic, "dead_lettered")
             letters.append(await runtime.dead_letters.send(
                 origin, stage="decode", reason=OutputTooLarge.reason, error=error, trace_id=trace_id))
     await asyncio.gather(*letters)

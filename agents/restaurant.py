@@ -13,7 +13,7 @@ from typing import Any
 from agents.ticks import record_progress
 from streams.app import app, runtime
 from streams.clean_stop import stop_now
-from streams.faust_internals import handled_batches
+from streams.faust.commits import handled_batches
 from streams.logs import event as log_event
 
 settings = app.settings

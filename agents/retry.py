@@ -25,7 +25,7 @@ from typing import Any
 
 from agents.ticks import record_progress
 from streams.app import app, runtime
-from streams.faust_internals import handled_batches
+from streams.faust.commits import handled_batches
 from streams.logs import event as log_event
 from streams.protocol import Item, Origin, ProtocolError, read_item
 

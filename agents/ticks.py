@@ -31,7 +31,7 @@ from faust.types import TP
 
 from streams import metrics
 from streams.app import app
-from streams.faust_internals import committed_offset, holds_no_record, last_fetched_ms
+from streams.faust.transport import committed_offset, holds_no_record, last_fetched_ms
 from streams.logs import event as log_event
 from streams.protocol import Tick, write_tick
 from streams.topics import ORDERS_DELIVERED, REVIEWS_CREATED
@@ -113,7 +113,7 @@ async def settle_markers(assigned: set[TP]) -> None:
     """An input partition whose stage stopped short of the high watermark over a whole tick
     interval is checked once per (last offset done, high watermark): when the offsets between
     hold only transaction markers or aborted records, it is caught up, and those offsets are
-    acked so its commit reaches the end (streams/faust_internals.py, point 10). Without
+    acked so its commit reaches the end (streams/faust/, point 10). Without
     this, a quiet partition of a transactional producer held every window open. A stage
     stalled on a record (a registry outage) is probed once, not at every tick."""
     for tp in assigned:

@@ -29,7 +29,7 @@ COMPONENTS = [  # first match, leaf first
     ("LLM HTTP client (aiohttp)", r"aiohttp/|yarl/|multidict"),
     ("LLM request: prompt, parse, redact, cache, budget", r"agents/llm/|agents/enrich\.py"),
     ("tables (RocksDB, JSON codec)",
-     r"faust_internals\.py|rocksdict|faust/stores|faust/tables|faust/utils/json"),
+     r"streams/faust/|rocksdict|faust/stores|faust/tables|faust/utils/json"),
     ("stage core: dedupe, fold, join, close",
      r"agents/stage/|agents/enrichment\.py|tables/|streams/protocol\.py"),
     ("decode + validate", r"agents/decode\.py|streams/validation\.py|agents/settle\.py"),

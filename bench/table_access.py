@@ -3,7 +3,7 @@
 ``python -m bench.table_access`` prints microseconds per read (a key present, a key
 absent), per write and per dedupe mark, and per pane write one at a time or a batch's in
 one RocksDB write, on Faust's own RocksDB store in a temporary directory, no broker
-(streams/faust_internals.py, point 8). Figures, not assertions.
+(streams/faust/, point 8). Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import faust
 from faust.types import TP
 from faust.types.tuples import Message
 
-from streams.faust_internals import BatchedTable, BoundMarks, MarksTable, ReviewPulseApp, partition_of
+from streams.faust.app import ReviewPulseApp
+from streams.faust.tables import BatchedTable, BoundMarks, MarksTable, partition_of
 
 PARTITION = 1
 PANES_PER_BATCH = 130  # a0: batches of ~210 events write ~0.64 panes an event (bench/HISTORY.md, session 8)

@@ -33,7 +33,7 @@ from mode.utils.times import want_seconds
 from streams.errors import ReviewPulseError
 
 if TYPE_CHECKING:
-    from streams.faust_internals import ReviewPulseApp
+    from streams.faust.app import ReviewPulseApp
     from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from typing import Any
 import faust
 
 from streams import admin
-from streams.faust_internals import MarksTable, ReviewPulseApp
+from streams.faust.app import ReviewPulseApp
+from streams.faust.tables import MarksTable
 from streams.health import Health
 from streams.readiness import Readiness
 from streams.runtime import Runtime, install
@@ -61,7 +62,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         # RocksDB's TTL expires local entries; compact+delete with retention bounds the
         # changelog, so a week of event ids never grows without limit.
-        # One changelog record per batch of marks (streams.faust_internals point 6).
+        # One changelog record per batch of marks (streams.faust point 6).
         dedupe=marks_table(DEDUPE, options={"ttl": settings.dedupe_ttl_s},
                      extra_topic_configs={"cleanup.policy": "compact,delete",
                                           "retention.ms": str(ttl_ms)}),

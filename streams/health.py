@@ -31,7 +31,7 @@ from typing import Any
 from faust.types import TP
 
 from streams import metrics
-from streams.faust_internals import committed_offset
+from streams.faust.transport import committed_offset
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Offsets read from Kafka fetches, for brokers whose ListOffsets answer cannot be trusted.
 
 aiokafka only: no Faust here, so the outbox (agents.outbox) and the Faust shim
-(streams.faust_internals, point 2) share it without one importing the other.
+(streams.faust, point 2) share it without one importing the other.
 """
 
 from __future__ import annotations

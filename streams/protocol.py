@@ -278,7 +278,7 @@ def dedupe_mark(offset: int) -> int:
 
 
 # A batch's dedupe marks travel in one changelog record under a key of their own
-# (streams.faust_internals.MarksTable); the key never reaches the table, so it cannot
+# (streams.faust.MarksTable); the key never reaches the table, so it cannot
 # shadow an event id (event ids are printable, but nothing forbids one to start with "~").
 MARKS_PREFIX = "~marks:"
 

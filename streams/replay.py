@@ -209,9 +209,9 @@ async def _reenrich(settings: Settings, codecs: Any, reviews: Sequence[dict[str,
     """Enrich ``reviews`` with the LLM and write the ENRICHED ones to reviews.enriched."""
     from confluent_kafka import Producer
 
-    from agents.enrich import enrich_request, enriched_record
-    from agents.llm.enricher import enrich_batch
+    from agents.llm.batch import enrich_batch
     from agents.llm.outcome import EnrichStatus
+    from agents.llm.records import enrich_request, enriched_record
 
     stats = ReenrichStats()
     producer = Producer({**kafka_config(settings), "linger.ms": 5})

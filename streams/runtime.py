@@ -20,16 +20,18 @@ import httpx
 import mode
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from agents.enrich import LLMServices, enrich_request
-from agents.llm.enricher import enrich_batch
+from agents.llm.batch import enrich_batch
 from agents.llm.outcome import EnrichOutcome
+from agents.llm.records import enrich_request
+from agents.llm.services import LLMServices
 from agents.outbox import Outbox, kafka_scanner
 from agents.stage import Job, OutputTopics, Ports, StageCore
 from streams import metrics
 from streams.codecs import AvroCodecs
 from streams.delivery import translate
 from streams.dlq import DeadLetters
-from streams.faust_internals import BatchedTable, BoundMarks, BoundTable, ReviewPulseApp
+from streams.faust.app import ReviewPulseApp
+from streams.faust.tables import BatchedTable, BoundMarks, BoundTable
 from tables.state import PartitionTables
 from tables.webdata import configure, recent
 
@@ -44,7 +46,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 # the oldest generation's took up to 85 ms each, in the stage's path; see bench/HISTORY.md.
 GC_THRESHOLDS = (20_000, 20, 20)
 
-# The stage's busy tables send their changelog records once per batch (streams.faust_internals
+# The stage's busy tables send their changelog records once per batch (streams.faust
 # point 7); the global table of latest aggregates keeps Faust's own write path (a few writes
 # per closed window) and the dedupe table its one marks record per batch (point 6).
 BATCHED_TABLES = ("panes", "closures", "daily_cost")
@@ -64,7 +66,7 @@ class Runtime:
 
     def __init__(self, app: ReviewPulseApp) -> None:
         self.app = app
-        self._ready = asyncio.Event()
+        self._started = asyncio.Event()
 
     async def start(self) -> None:
         app, settings = self.app, self.app.settings
@@ -132,7 +134,7 @@ class Runtime:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        self._ready.set()
+        self._started.set()
 
     async def stop(self) -> None:
         if hasattr(self, "core"):
@@ -145,7 +147,7 @@ class Runtime:
             await self.codecs.stop()
 
     async def ready(self) -> None:
-        await self._ready.wait()
+        await self._started.wait()
 
     async def _on_assigned(self, sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         self.core.outbox.reset()

@@ -304,7 +304,7 @@ class PartitionState:
     def flush(self) -> None:
         """Write each touched record once (every write is a changelog record)."""
         panes, closures = self.panes_table, self.closures_table
-        # ``update``: a worker's table writes them in one store write (streams.faust_internals).
+        # ``update``: a worker's table writes them in one store write (streams.faust).
         panes.update({pane_key(restaurant_id, start): self._panes[(restaurant_id, start)].to_json()
                       for restaurant_id, start in self._dirty_panes})
         for restaurant_id, start in self._deleted_panes:

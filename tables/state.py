@@ -35,7 +35,7 @@ class PartitionTables:
     """The tables as one partition sees them: plain mappings, so the stage core is testable.
 
     In the worker each is a Faust table bound to an event of the partition
-    (``streams.faust_internals.BoundTable``); in unit tests, dicts.
+    (``streams.faust.BoundTable``); in unit tests, dicts.
     """
 
     dedupe: MutableMapping[str, Any]

@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from agents.enrich import enrich_request
 from agents.llm.outcome import EnrichOutcome, EnrichStatus, fallback_outcome
+from agents.llm.records import enrich_request
 from agents.stage.jobs import Job
 from agents.stage.outputs import Outputs
 from streams import metrics

@@ -11,7 +11,7 @@ The LLM is beside the flow, never in front of it (DESIGN §3):
    the batch's tables are written once its outputs are acknowledged, and made durable behind
    it (:mod:`.publish`: the next batch does not wait; batches publish in order). Every event
    is acked once that is done, except the reviews, which go to the
-   :class:`~agents.enrichment.Enricher`.
+   :class:`~agents.stage.enricher.Enricher`.
 2. :meth:`StageCore.complete` runs when an enrichment call answers: it sends the review's
    ``reviews.enriched`` (and critical alert), or its retry record, or its dead letter
    (:mod:`.completion`); the next batch joins the final label into the review's pane
@@ -37,14 +37,14 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from agents.enrich import enrich_request
-from agents.enrichment import Enricher
 from agents.llm.outcome import EnrichOutcome, fallback_outcome
+from agents.llm.records import enrich_request
 from agents.outbox import Outbox
 from agents.stage.batch import PartitionBatch, States
 from agents.stage.closing import Closer
 from agents.stage.completion import emit, give_up
 from agents.stage.costs import Costs
+from agents.stage.enricher import Enricher
 from agents.stage.fold import Folder, Read
 from agents.stage.jobs import Job, OwedReviews, enrich_attempts, job_bytes
 from agents.stage.joins import Joined, Joins
@@ -184,7 +184,7 @@ class StageCore:
         """The batch's state into the local stores; its changelog records go out behind it.
         The marks first: they are made durable before the panes (agents.stage.publish)."""
         for batch in batches.values():
-            if batch.marks:  # in the worker, one changelog record (streams.faust_internals point 6)
+            if batch.marks:  # in the worker, one changelog record (streams.faust point 6)
                 batch.tables.dedupe.update(batch.marks)
         for partition, batch in batches.items():
             batch.tables.daily_cost.update(batch.daily)

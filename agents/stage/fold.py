@@ -18,10 +18,10 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.enrich import enrich_request
 from agents.llm.heuristic import provisional_label
 from agents.llm.labels import ReviewInput
 from agents.llm.outcome import fallback_outcome
+from agents.llm.records import enrich_request
 from agents.stage.batch import PartitionBatch
 from agents.stage.jobs import Job, OwedReviews
 from agents.stage.outputs import Outputs

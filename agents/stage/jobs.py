@@ -43,7 +43,7 @@ class Job:
     provisional: tuple[str, float, tuple[str, ...]] | None = None  # what the fold counted, if known
     generation: int = 0  # the stage's generation when submitted; an older one was abandoned
     owed: bool = False  # counted in OwedReviews: its enrichment is queued, in flight or unjoined
-    failures: int = 0  # this worker's failed tries at enriching or emitting it (agents.enrichment)
+    failures: int = 0  # this worker's failed tries at enriching or emitting it (agents.stage.enricher)
     given_up: str | None = None  # why its tries were spent: it is emitted as FALLBACK + dead letter
     ack: Ack = _not_acked  # the ack of the stream its event came from, given with its batch
     size_bytes: int = 0  # job_bytes(), counted against enrich_backlog_max_bytes while owed

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
-from agents.enrich import count_outcome, critical_alert_record, enriched_record
 from agents.llm.outcome import EnrichOutcome
+from agents.llm.records import count_enrich_outcome, critical_alert_record, enriched_record
 from agents.outbox import Outbox
 from agents.stage.jobs import Job
 from agents.stage.ports import OutputTopics, Ports
@@ -29,7 +29,7 @@ class Outputs:
 
     async def enriched(self, job: Job, outcome: EnrichOutcome, *, now_ms: int) -> list[Awaitable[Any]]:
         """The review's ``reviews.enriched`` record, and its critical alert when it is one."""
-        count_outcome(outcome)
+        count_enrich_outcome(outcome)
         record = enriched_record(job.item.record, outcome, attempts=job.attempt, enriched_at_ms=now_ms,
                                  received_ms=job.item.origin.timestamp_ms)
         metrics.PROCESSING_LAG.observe(record["processing_lag_ms"] / 1000)

@@ -34,7 +34,7 @@ class Ports:
     encode: Callable[[str, dict[str, Any]], bytes]
     flush_producer: Callable[[], Awaitable[None]]
     # Sends the changelog records of the tables a batch wrote (the worker's tables hold them
-    # until then: streams.faust_internals point 7) and returns their deliveries; dicts have none.
+    # until then: streams.faust point 7) and returns their deliveries; dicts have none.
     publish_tables: Callable[[Sequence[PartitionTables]], Awaitable[Sequence[Awaitable[Any]]]] = (
         _nothing_to_publish)
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)

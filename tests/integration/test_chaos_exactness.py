@@ -11,7 +11,7 @@ wall-clock event time for 20 restaurants, counted by restaurant and 5 s tumbling
 - Two workers, one killed under load: the survivor takes the dead worker's partitions
   after the session timeout; every window is still exact and nothing is lost. Around the
   takeover Faust's fetch loop can drop records the survivor must handle: the consumer
-  fetches them again (streams/faust_internals.py, point 5); the survivor's log says
+  fetches them again (streams/faust/, point 5); the survivor's log says
   "missed offsets" when it did.
 """
 

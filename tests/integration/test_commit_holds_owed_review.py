@@ -2,7 +2,7 @@
 
 The restaurant stage acks a review only once its enrichment is durable; everything after it
 (orders, ticks) is acked at once. Faust's own commit bookkeeping committed past such a
-review when it sat at the head of the partition (streams/faust_internals.py, point 4), and
+review when it sat at the head of the partition (streams/faust/, point 4), and
 a kill -9 then lost it: the restarted worker resumed after it. Here one review waits on an
 LLM call that does not answer for minutes while orders after it are folded and committed;
 the by-restaurant commit must stay at the review, and after kill -9 and a restart (LLM fast

@@ -12,7 +12,7 @@ the bound. (Before the bound existed this test assumed one stage batch, 250, and
 
 The kill waits for the first dedupe marks in the changelog, so the restarted worker always
 has state to restore: the fresh case once lost every input record fetched while it
-restored (see streams/faust_internals.py, point 3) and passed only because it rarely restored.
+restored (see streams/faust/, point 3) and passed only because it rarely restored.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def test_kill_9_mid_stream_loses_no_review(data: str, crash_stack: Stack, tmp_pa
 
 def test_copies_after_a_restart_from_the_changelogs_alone_are_duplicates(
         crash_stack: Stack, tmp_path: Path, review_factory) -> None:
-    """A batch's dedupe marks are one changelog record (streams/faust_internals.py, point 6):
+    """A batch's dedupe marks are one changelog record (streams/faust/, point 6):
     a worker that rebuilt its tables from the changelogs alone still knows every event id
     it folded, so a copy at a new offset is a duplicate, not a second review."""
     worker = crash_stack.add_worker(data_dir=tmp_path / "first", extra_env=WORKER_ENV, name="marks-worker")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from agents.enrichment import Enricher
 from agents.llm.outcome import EnrichOutcome, EnrichStatus
+from agents.stage.enricher import Enricher
 
 WAIT_S = 5.0
 
@@ -98,7 +98,7 @@ async def test_next_call_starts_while_the_previous_outcomes_are_still_being_emit
 @pytest.mark.parametrize(("failing", "calls"), [("enrich", 2), ("complete", 1)])
 async def test_a_failed_call_or_completion_is_tried_again_and_a_completion_without_a_new_call(
         monkeypatch, failing: str, calls: int) -> None:
-    monkeypatch.setattr("agents.enrichment.RETRY_AFTER_FAILURE_S", 0.01)
+    monkeypatch.setattr("agents.stage.enricher.RETRY_AFTER_FAILURE_S", 0.01)
     recorder = Recorder(complete_fails_first=failing == "complete", enrich_fails_first=failing == "enrich")
     workers = enricher(recorder)
     workers.start()

@@ -23,7 +23,8 @@ class BrokerNotAnswering(ReviewPulseError):
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("agents.enrichment.RETRY_AFTER_FAILURE_S", 0.001)  # the pause, not a wait for luck
+    # the pause, not a wait for luck
+    monkeypatch.setattr("agents.stage.enricher.RETRY_AFTER_FAILURE_S", 0.001)
 
 
 def assert_fallback_and_dead_letter(world, t, *, attempts: int, error: str) -> None:

@@ -58,7 +58,7 @@ async def test_a_batch_does_not_wait_for_its_state_to_be_durable_and_batches_pub
 async def test_a_failed_publication_still_sends_the_tables_acks_nothing_and_fails_the_next_batch(
         world, feed, make_stage) -> None:
     """The worker's tables send their changelog records when the batch publishes them
-    (streams.faust_internals point 7): when making the marks durable fails, the records of
+    (streams.faust point 7): when making the marks durable fails, the records of
     what the batch wrote to its local stores still go out, or a recovery elsewhere would
     miss what this worker reads; its events stay unacked, and the next batch raises."""
     core = make_stage()
@@ -198,7 +198,7 @@ async def test_review_and_its_copy_replayed_after_a_restart_are_enriched_once(wo
 
 async def test_review_fetched_again_while_its_enrichment_is_under_way_is_not_enriched_twice(
         world, feed, llm, make_stage, t):
-    # The consumer seeks back over offsets a stream missed (streams.faust_internals, point 5):
+    # The consumer seeks back over offsets a stream missed (streams.faust, point 5):
     # the same record can come again to the same worker while its LLM call is in flight.
     core = make_stage()
     review = await in_llm_call(world, feed, llm, core)

@@ -1,4 +1,4 @@
-"""The private API of Faust and aiokafka that streams/faust_internals.py relies on, recorded.
+"""The private API of Faust and aiokafka that streams/faust/ relies on, recorded.
 
 The shim overrides private methods, reads and writes private attributes and replaces private
 structures (points 1-11 of its docstring). An upgrade that renames one, changes a signature,
@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 
-from streams import faust_internals
+from streams.faust import app as shim_app
+from streams.faust import commits as shim_commits
+from streams.faust import transport as shim_transport
 
 FAUST = "faust.transport.drivers.aiokafka"
 
@@ -139,16 +141,16 @@ def test_every_private_method_we_override_or_call_keeps_its_signature(
     try:
         target = resolve(module, dotted)
     except AttributeError:
-        pytest.fail(f"{module}.{dotted} is gone; used by {used_by} (streams/faust_internals.py)")
+        pytest.fail(f"{module}.{dotted} is gone; used by {used_by} (streams/faust/)")
     assert bare(inspect.signature(target)) == signature, (
-        f"{module}.{dotted} changed its signature; used by {used_by} (streams/faust_internals.py)")
+        f"{module}.{dotted} changed its signature; used by {used_by} (streams/faust/)")
 
 
 @pytest.mark.parametrize(("module", "dotted", "line", "why"), SOURCE_FACTS,
                          ids=[f"{m}:{d}" for m, d, _, _ in SOURCE_FACTS])
 def test_the_libraries_still_use_what_the_shim_changes(module, dotted, line, why) -> None:
     source = inspect.getsource(resolve(module, dotted))
-    assert line in source, f"{module}.{dotted} no longer has `{line}`: {why} (streams/faust_internals.py)"
+    assert line in source, f"{module}.{dotted} no longer has `{line}`: {why} (streams/faust/)"
 
 
 def test_faust_acks_under_the_module_lock_the_shim_takes() -> None:
@@ -160,8 +162,8 @@ def test_faust_acks_under_the_module_lock_the_shim_takes() -> None:
 
     assert "with ack_lock:" in inspect.getsource(faust_consumer.Consumer.ack), (
         "faust's Consumer.ack no longer takes ack_lock: find what guards _acked/_acked_index now "
-        "and take it in streams/faust_internals.py (point 11)")
-    assert faust_consumer.ack_lock is tuples.ack_lock is faust_internals.ack_lock
+        "and take it in streams/faust/ (point 11)")
+    assert faust_consumer.ack_lock is tuples.ack_lock is shim_commits.ack_lock
     assert type(tuples.ack_lock).__name__ == "RLock", "the shim re-enters ack_lock: it must be re-entrant"
 
 
@@ -182,7 +184,7 @@ def test_the_module_level_names_the_shim_uses_exist() -> None:
 
 @pytest.fixture
 async def consumer():
-    app = faust_internals.ReviewPulseApp("canary", broker="kafka://127.0.0.1:1")
+    app = shim_app.ReviewPulseApp("canary", broker="kafka://127.0.0.1:1")
     yield app.consumer
     app.consumer._thread.thread_loop.close()  # built with the consumer, never started
 
@@ -192,9 +194,9 @@ async def test_the_consumer_has_the_private_structures_the_shim_reads_and_writes
     assert isinstance(consumer._acked_index, defaultdict) and consumer._acked_index.default_factory is set
     assert isinstance(consumer._committed_offset, dict)
     assert isinstance(consumer._unacked_messages, weakref.WeakSet)  # release() discards from it
-    assert isinstance(consumer._read_offset, faust_internals._ReadOffsets), "point 5's replacement took"
-    assert isinstance(consumer._thread, faust_internals.ConsumerThread)
+    assert isinstance(consumer._read_offset, shim_commits._ReadOffsets), "point 5's replacement took"
+    assert isinstance(consumer._thread, shim_transport.ConsumerThread)
     assert consumer._thread.consumer is consumer
     assert consumer._thread.transport is not None
     assert consumer.in_transaction is False
-    assert consumer.app.producer.buffer.max_messages == faust_internals.PRODUCER_BUFFER_MAX_MESSAGES
+    assert consumer.app.producer.buffer.max_messages == shim_app.PRODUCER_BUFFER_MAX_MESSAGES

@@ -1,4 +1,4 @@
-"""The stage's tables send their changelog records once per batch (streams/faust_internals.py,
+"""The stage's tables send their changelog records once per batch (streams/faust/,
 point 7).
 
 A changelog that disagrees with the local store is state lost or resurrected at the next
@@ -21,7 +21,8 @@ from faust.types.tuples import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.faust_internals import BatchedTable, ReviewPulseApp
+from streams.faust.app import ReviewPulseApp
+from streams.faust.tables import BatchedTable
 
 PARTITION = 2
 

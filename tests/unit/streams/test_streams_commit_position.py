@@ -1,5 +1,5 @@
 """The consumer never commits past an unacked offset, and fetches again what a stream missed
-(streams/faust_internals.py, points 4 and 5).
+(streams/faust/, points 4 and 5).
 
 A review's offset stays unacked until its enrichment is durable; a commit past it loses the
 review at the next crash or takeover. These drive our Consumer's commit bookkeeping the way
@@ -18,7 +18,8 @@ from faust.types.tuples import ack_lock
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.faust_internals import Deliveries, ReviewPulseApp, commit_position, without_superseded
+from streams.faust.app import ReviewPulseApp
+from streams.faust.commits import Deliveries, commit_position, without_superseded
 
 TP0 = TP("reviewpulse-by-restaurant", 0)
 

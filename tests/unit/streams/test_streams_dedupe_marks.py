@@ -1,5 +1,5 @@
 """A batch's dedupe marks travel in one changelog record and come back key by key
-(streams/faust_internals.py, point 6).
+(streams/faust/, point 6).
 
 A mark lost at recovery lets a copy of a review at a new offset (a re-forward after a decode
 crash, a producer's retry) be counted twice. These drive the real Faust table class and its
@@ -18,7 +18,8 @@ from faust.types.tuples import Message
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.faust_internals import BoundMarks, MarksTable, ReviewPulseApp, expand_marks
+from streams.faust.app import ReviewPulseApp
+from streams.faust.tables import BoundMarks, MarksTable, expand_marks
 from streams.protocol import is_marks_key, marks_key
 
 CHANGELOG = "marks-test-dedupe-changelog"

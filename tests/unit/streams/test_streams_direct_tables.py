@@ -1,5 +1,5 @@
 """The stage's RocksDB tables are read and written straight through the partition's database
-(streams/faust_internals.py, point 8).
+(streams/faust/, point 8).
 
 The direct path must be invisible: what it writes, Faust reads back (and recovery, standbys
 and the web view read Faust's way), byte for byte; what Faust wrote, it reads; a missing key
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.faust_internals import BatchedTable, BoundMarks, BoundTable, direct_db, partition_of
+from streams.faust.tables import BatchedTable, BoundMarks, BoundTable, direct_db, partition_of
 from tests.unit.streams.test_streams_batched_table import PARTITION, by_restaurant_event, make_app
 
 keys = st.text(min_size=1, max_size=30)
@@ -115,7 +115,7 @@ def test_a_key_lives_in_its_partition_only(table: Any) -> None:
 
 
 def test_marks_written_directly_are_read_by_faust(app: Any) -> None:
-    from streams.faust_internals import MarksTable
+    from streams.faust.tables import MarksTable
 
     marks = app.tables.add(MarksTable(app, name="dedupe-direct", default=None, key_type=str, partitions=4,
                                       beacon=app.tables.beacon))

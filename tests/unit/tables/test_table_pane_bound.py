@@ -23,7 +23,7 @@ from tables.values import (
     pending_entry_max_bytes,
 )
 
-JSON = get_codec("json")  # what the worker's pane table writes (streams.faust_internals)
+JSON = get_codec("json")  # what the worker's pane table writes (streams.faust)
 HUGE = 2**63 - 1
 WIDE = "\U0001F355"  # 4 UTF-8 bytes: the widest printable character
 

@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_FAILURE_S = 1.0  # the producer retries internally; this only spaces out whole attempts
 
 
-class Job(Protocol):
+class QueuedJob(Protocol):
+    """What the enricher reads of a job (the stage's :class:`agents.stage.jobs.Job`)."""
+
     partition: int
     failures: int  # failed attempts at enriching or completing it, counted here
     size_bytes: int  # what it holds in memory, estimated once by its owner
@@ -68,7 +70,7 @@ class Enricher:
         self.max_bytes = max_bytes
         self.linger_s = linger_s
         self._queue: deque[Any] = deque()
-        self._ready = asyncio.Event()
+        self._queued = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self.in_flight = 0
         self._queued_bytes = 0
@@ -101,7 +103,7 @@ class Enricher:
                 self._queue.append(job)
                 self._queued_bytes += job.size_bytes
         if self._queue:
-            self._ready.set()
+            self._queued.set()
         self._report()
         return refused
 
@@ -184,8 +186,8 @@ class Enricher:
         """Up to ``batch_size`` queued jobs, once there are any (lingering for a fuller batch)."""
         while True:
             while not self._queue:
-                self._ready.clear()
-                await self._ready.wait()
+                self._queued.clear()
+                await self._queued.wait()
             if len(self._queue) < self.batch_size and self.linger_s > 0:
                 # Let the batch fill: a request per few reviews would multiply LLM calls and
                 # the shared prompt's tokens (bench: a0 halved with 1-3 reviews per request).
@@ -194,9 +196,9 @@ class Enricher:
                     left = deadline - asyncio.get_running_loop().time()
                     if left <= 0:
                         break
-                    self._ready.clear()
+                    self._queued.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._ready.wait(), left)
+                        await asyncio.wait_for(self._queued.wait(), left)
                 if not self._queue:  # another worker took them meanwhile
                     continue
             taken = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
@@ -252,7 +254,7 @@ class Enricher:
             await asyncio.sleep(RETRY_AFTER_FAILURE_S)
             self._queue.extendleft(reversed(chunk))
             self._queued_bytes += sum(job.size_bytes for job in chunk)
-            self._ready.set()
+            self._queued.set()
         finally:
             self._done(chunk)
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from agents.llm.batch import EnrichRequest, EnrichStatus, enrich_batch, fallback_outcome
 from agents.llm.breaker import CircuitBreaker
 from agents.llm.budget import TokenBudget
 from agents.llm.cache import ResultCache
-from agents.llm.enricher import EnrichRequest, EnrichStatus, enrich_batch, fallback_outcome
 from agents.llm.heuristic import HEURISTIC_MODEL
 from agents.llm.prompt import extract_reviews
 

@@ -1,0 +1,234 @@
+"""What a commit may pass, and offsets a stream missed fetched again (streams.faust,
+points 4, 5 and 11)."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, NamedTuple
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.tuples import ack_lock
+
+from streams.faust.transport import ConsumerThread
+
+logger = logging.getLogger(__name__)
+
+
+def commit_position(acked: list[int], head: int) -> tuple[int, int]:
+    """Where a partition's commit may go: the first offset from ``head`` not in ``acked``.
+
+    ``acked`` is sorted; ``head`` is the lowest offset whose outcome may still be owed.
+    Returns (position, how many leading entries of ``acked`` it consumed): offsets below the
+    position are done, and the position is what Kafka stores as committed (the next to read).
+    """
+    position, used = head, 0
+    for offset in acked:
+        if offset > position:
+            break
+        position = max(position, offset + 1)
+        used += 1
+    return position, used
+
+
+class _Delivered(faust.Sensor):
+    """Tells the consumer of every offset delivered to a stream (point 5).
+
+    Streams inline Faust's message tracking and call only the sensors, so a sensor is how
+    the consumer learns which offsets a stream actually got.
+    """
+
+    def __init__(self, consumer: Consumer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.consumer = consumer
+
+    def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
+        self.consumer.on_delivered(tp, offset, message)
+
+
+class Delivery(NamedTuple):
+    """What one delivery tells: where to seek back to, offsets found to hold no record, and
+    whether this record will be delivered again (in order, by the fetch from the seek)."""
+
+    seek_to: int | None = None
+    done: range = range(0)
+    again: bool = False
+
+
+NOTHING_TO_DO = Delivery()
+COMES_AGAIN = Delivery(again=True)
+
+
+class Deliveries:
+    """What each partition's stream got since its assignment, and what it must fetch again.
+
+    Pure bookkeeping (point 5), so it is unit-tested without a broker. ``heads`` holds the
+    lowest offset possibly owed, ``refetch`` the offset a partition was sought back to until
+    the records fetched from there arrive.
+    """
+
+    def __init__(self) -> None:
+        self.heads: dict[TP, int] = {}
+        self.refetch: dict[TP, int] = {}
+        self._next: dict[TP, int] = {}  # the offset the stream should get next
+        self._last: dict[TP, int] = {}  # the offset delivered last
+
+    def forget(self, tp: TP) -> None:
+        for known in (self.heads, self.refetch, self._next, self._last):
+            known.pop(tp, None)
+
+    def delivered(self, tp: TP, offset: int, *, committed: int | None) -> Delivery:
+        """Note ``offset`` delivered to its stream, and say what follows from it.
+
+        ``committed`` is the partition's committed offset, the first to expect after assignment.
+        Records fetched before a seek keep arriving, in ascending order; the first one not above
+        the one before it starts the fetch from the target. If that starts above the target, the
+        offsets between hold no records (compaction, transaction markers). A missed record is
+        found when a later one of its partition reaches the stream (on by-restaurant, a tick
+        does within a tick interval); until then its offset holds the commit.
+        """
+        expected = self._next.get(tp)
+        if expected is None:
+            expected = offset if committed is None else min(committed, offset)
+            self.heads[tp] = expected
+        last = self._last.get(tp, offset)
+        self._last[tp] = offset
+        target = self.refetch.get(tp)
+        if target is not None:
+            if offset > last:  # still the records fetched before the seek
+                return COMES_AGAIN
+            del self.refetch[tp]  # the records fetched from the target have begun
+            self._next[tp] = offset + 1
+            return Delivery(done=range(target, offset))
+        if offset > expected:  # the stream never got [expected, offset)
+            self.refetch[tp] = expected
+            return Delivery(seek_to=expected, again=True)
+        self._next[tp] = max(expected, offset + 1)
+        return NOTHING_TO_DO
+
+
+class _ReadOffsets(defaultdict):  # type: ignore[type-arg]
+    """Faust's read offsets: its fetch loop drops a record below its partition's entry.
+
+    A partition being fetched again (point 5) reads as the offset it was sought back to
+    while the records fetched before the seek go by, so the records asked for are not
+    dropped as already read.
+    """
+
+    def __init__(self, refetch: Mapping[TP, int]) -> None:
+        super().__init__(lambda: None)
+        self.refetch = refetch
+
+    def __getitem__(self, tp: TP) -> int | None:
+        value: int | None = super().__getitem__(tp)
+        target = self.refetch.get(tp)
+        if target is not None and (value is None or value > target):
+            return target
+        return value
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """Commits never pass an offset a stream did not ack, and offsets a stream never got are
+    fetched again (points 4 and 5 above)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deliveries = Deliveries()
+        self._read_offset = _ReadOffsets(self.deliveries.refetch)
+        # Records delivered while their partition is fetched again: they come again, in order.
+        self.superseded: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.app.sensors.add(_Delivered(self))
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:  # unknown head: nothing is committed for them until reassigned
+            self.deliveries.forget(tp)
+        await super().on_partitions_revoked(revoked)
+
+    def on_delivered(self, tp: TP, offset: int, message: Any) -> None:
+        delivery = self.deliveries.delivered(tp, offset, committed=self._committed_offset.get(tp))
+        if delivery.done:
+            with ack_lock:  # point 11
+                self._acked[tp].extend(delivery.done)
+        if delivery.again:
+            self.superseded.add(message)
+        if delivery.seek_to is None:
+            return
+        logger.warning("The stream of %s:%d missed offsets %d-%d: fetching them again",
+                       tp.topic, tp.partition, delivery.seek_to, offset - 1)
+        try:
+            self._thread.seek(tp, delivery.seek_to)
+        except Exception as exc:  # revoked meanwhile: the next owner reads from the commit
+            self.deliveries.refetch.pop(tp, None)
+            logger.warning("Could not seek %s:%d back to %d: %r", tp.topic, tp.partition,
+                           delivery.seek_to, exc)
+
+    def settle_empty(self, tp: TP, start: int, end: int) -> bool:
+        """Offsets ``[start, end)`` hold no record (point 10): ack them, so the commit passes
+        them, and expect ``end`` next, so a record there is not taken for a miss. False, and
+        nothing done, when the stream moved meanwhile (its own bookkeeping then applies)."""
+        with ack_lock:  # point 11
+            if self.deliveries.refetch.get(tp) is not None or self.deliveries._next.get(tp) != start:
+                return False
+            self._acked[tp].extend(range(start, end))
+            self.deliveries._next[tp] = end
+            return True
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust's gaps are not recorded: off by one after a seek; point 5 finds real ones."""
+
+    def _new_offset(self, tp: TP) -> int | None:
+        with ack_lock:  # point 11: sorts and trims the lists an ack appends to
+            head, acked = self.deliveries.heads.get(tp), self._acked[tp]
+            if head is None or not acked:
+                return None
+            acked.sort()
+            position, used = commit_position(acked, head)  # also drops acks below the head (stale)
+            self._acked_index[tp].difference_update(acked[:used])
+            del acked[:used]
+            if position == head:
+                return None
+            self.deliveries.heads[tp] = position
+            return position
+
+
+async def without_superseded(stream: Any, events: list[Any]) -> list[Any]:
+    """``events`` less those delivered while their partition is fetched again (point 5),
+    which are released here: the fetch delivers them again, in order, after the records the
+    stream missed. Handled now, they would move the input watermark past those records."""
+    consumer = stream.app.consumer
+    superseded = consumer.superseded
+    if not superseded:
+        return events
+    kept = []
+    for event in events:
+        if event.message in superseded:
+            release(consumer, event.message)
+        else:
+            kept.append(event)
+    return kept
+
+
+def release(consumer: Any, message: Any) -> None:
+    """Let a superseded message go without its offset counting as done: Faust stops waiting
+    for it (a rebalance waits for every unacked message), but its copy fetched again may be a
+    review still owed, and an ack recorded now would let the commit pass that copy (issue 30,
+    finding 2: the commit reached 251 while the copy of 249 was in enrichment). Under Faust's
+    ``ack_lock``, as its own ``Consumer.ack`` changes the same sets."""
+    with ack_lock:
+        message.acked = True
+        consumer._unacked_messages.discard(message)
+
+
+async def handled_batches(stream: Any, max_events: int, *, within_s: float) -> AsyncIterator[list[Any]]:
+    """``stream.noack_take`` batches without the records that come again (:func:`without_superseded`);
+    a batch left empty is not yielded. The loop of every agent that acks its own events."""
+    async for taken in stream.noack_take(max_events, within=within_s):
+        if events := await without_superseded(stream, taken):
+            yield events

@@ -1,0 +1,103 @@
+"""The consumer thread and the fetch probes (streams.faust, points 1-3, 9 and 10)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from streams.kafka_offsets import fetched_highwaters
+
+logger = logging.getLogger(__name__)
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]
+        # Point 9: records of aborted upstream transactions never count. Faust reads
+        # read_committed only under its own exactly_once.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        listed = await super()._highwaters(partitions)
+        if not listed or self.consumer.in_transaction or not self.app.tansu:
+            return listed  # point 2 is Tansu's alone: Kafka's ListOffsets is the log end
+        probe = self._create_client_consumer(self.transport)  # no group: never joins
+        probe._fetch_max_wait_ms = 10
+        await probe.start()
+        try:
+            return await fetched_highwaters(probe, listed)
+        finally:
+            await probe.stop()
+
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        uncommitted = [tp for tp, offset in committed.items()
+                       if not offset and not self.consumer._is_changelog_tp(tp)]
+        if uncommitted:
+            await self.call_thread(self._ensure_consumer().seek_to_beginning, *uncommitted)
+        return committed
+
+
+EMPTY_PROBE_TIMEOUT_S = 2.0  # one fetch round trip; a broker slower than this is asked again later
+
+
+async def holds_no_record(app: Any, tp: TP, *, start: int, end: int) -> bool | None:
+    """Whether offsets ``[start, end)`` of ``tp`` hold no record a read_committed reader gets:
+    only transaction markers and aborted records (point 10). None when unsure: the broker not
+    answering is a reason to ask again later, never to stop the worker."""
+    thread = app.consumer._thread
+    probe = thread._create_client_consumer(thread.transport)  # no group: never joins
+    probe._fetch_max_wait_ms = 10
+    probe._isolation_level = "read_committed"
+    try:
+        await probe.start()
+        return await _no_record_between(probe, tp, start=start, end=end)
+    except KafkaError as exc:
+        logger.info("Could not probe %s:%d for markers: %r", tp.topic, tp.partition, exc)
+        return None
+    finally:
+        await probe.stop()
+
+
+async def _no_record_between(probe: AIOKafkaConsumer, tp: TP, *, start: int, end: int) -> bool | None:
+    target = TopicPartition(tp.topic, tp.partition)
+    probe.assign([target])
+    probe.seek(target, start)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + EMPTY_PROBE_TIMEOUT_S
+    while loop.time() < deadline:
+        for messages in (await probe.getmany(target, timeout_ms=100, max_records=1)).values():
+            if messages:
+                return bool(messages[0].offset >= end)
+        if await probe.position(target) >= end:  # the fetch skipped only markers and aborts
+            return True
+    return None
+
+
+def last_fetched_ms(app: Any, tp: TP) -> int | None:
+    """When a fetch response last gave ``tp``'s high watermark (epoch ms; aiokafka's
+    ``last_poll_timestamp``); None before the first one or once ``tp`` is not assigned.
+    A caught-up partition is fetched every fetch wait, so an old answer means the broker is
+    not answering, and the high watermark known may be stale (agents/ticks.py)."""
+    try:
+        fetched: int | None = app.consumer._thread._ensure_consumer().last_poll_timestamp(tp)
+    except Exception:  # not assigned, or the consumer is not started
+        return None
+    return fetched
+
+
+def committed_offset(app: Any, tp: TP) -> int | None:
+    """The committed offset (next to read) the consumer knows for ``tp``: the one it sought
+    to at assignment or its last commit; None when the partition has none."""
+    offset: int | None = app.consumer._committed_offset.get(tp)
+    return offset
