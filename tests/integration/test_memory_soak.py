@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
-from test_chaos_exactness import ENV, WINDOW_MS, Run
 
 from streams.dev.stack import Process, Stack
 from tests.integration.conftest import NewStack
+from tests.integration.ground_truth import ENV, WINDOW_MS, Run
 from tests.until import until
 
 pytestmark = [pytest.mark.integration]
