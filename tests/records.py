@@ -20,7 +20,7 @@ def now_ms() -> int:
 def review_created(tag: str, n: int = 0, *, restaurant_id: str, occurred_at: int | None = None,
                    rating: int | None = None, text: str | None = None, language: str | None = "pt-BR",
                    order_id: str | None = None, user_id: str = "u", source: str = "test",
-                   **top: Any) -> dict[str, Any]:
+                   review_id: str | None = None, **top: Any) -> dict[str, Any]:
     """A ``ReviewCreated`` record; ``top`` replaces top-level fields (``metadata``, ``event_id``...).
 
     By default ratings cycle 1-5 with ``n`` and every other text is negative, so a run of
@@ -28,7 +28,7 @@ def review_created(tag: str, n: int = 0, *, restaurant_id: str, occurred_at: int
     record: dict[str, Any] = {
         "event_id": f"evt-{tag}-{n}", "event_version": 1,
         "occurred_at": now_ms() if occurred_at is None else occurred_at,
-        "entity": {"review_id": f"rv-{tag}-{n}", "order_id": order_id, "user_id": user_id,
+        "entity": {"review_id": review_id or f"rv-{tag}-{n}", "order_id": order_id, "user_id": user_id,
                    "restaurant_id": restaurant_id, "rating": 1 + n % 5 if rating is None else rating,
                    "text": f"Pedido {n} {tag}: " + ("ótimo" if n % 2 else "frio e atrasado") if text is None
                    else text,

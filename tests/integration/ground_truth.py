@@ -105,7 +105,7 @@ class Run:
         while (elapsed := time.monotonic() - started) < seconds:
             while n < int(elapsed * reviews_per_s):
                 restaurant = self.restaurants[n % len(self.restaurants)]
-                review = review_created(self.tag, n, restaurant_id=restaurant)
+                review = self.review(n, restaurant)
                 now = review["occurred_at"]
                 window = (restaurant, now - now % WINDOW_MS)
                 producer.produce("reviews.created", key=review["event_id"].encode(),
@@ -123,6 +123,10 @@ class Run:
             time.sleep(0.01)  # pacing the producer, not waiting for the system under test
         assert producer.flush(30) == 0, "the ground truth was not all acknowledged"
         self.produced_until_ms = int(time.time() * 1000)
+
+    def review(self, n: int, restaurant: str) -> dict[str, Any]:
+        """The run's ``n``-th review, now: an ordinary one (a subclass may make it another)."""
+        return review_created(self.tag, n, restaurant_id=restaurant)
 
     def read(self) -> Run:
         mine = set(self.restaurants)

@@ -21,7 +21,8 @@ import pytest
 
 from streams.dev.stack import Process, Stack
 from streams.topics import by_restaurant_topic_name
-from tests.integration.conftest import NewStack, Producer, producer_for
+from tests.integration.conftest import SMALL_WINDOWS, NewStack, Producer, producer_for
+from tests.integration.ground_truth import own_stack
 from tests.integration.prometheus import chart_rule_groups, start_prometheus
 from tests.integration.test_metrics_endpoint import family, scrape
 from tests.integration.test_pipeline_support import simulator_config
@@ -35,11 +36,7 @@ BY_RESTAURANT = by_restaurant_topic_name("reviewpulse")
 FIRING = 'ALERTS{alertstate="firing"}'
 ENV = {
     "REVIEWPULSE_COMMIT_STUCK_S": str(STUCK_S),
-    "REVIEWPULSE_WINDOW_SIZE_S": "5",
-    "REVIEWPULSE_HOPPING_SIZE_S": "20",
-    "REVIEWPULSE_HOPPING_STEP_S": "5",
-    "REVIEWPULSE_WINDOW_GRACE_S": "2",
-    "REVIEWPULSE_WINDOW_CLOSE_INTERVAL_S": "0.5",
+    **SMALL_WINDOWS,
     # A long timeout and no retries: the slow answer below is one call the worker waits for.
     "REVIEWPULSE_LLM_TIMEOUT_S": "600",
     "REVIEWPULSE_LLM_MAX_RETRIES": "0",
@@ -48,9 +45,7 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def health_stack(new_stack: NewStack) -> Iterator[Stack]:
-    stack = new_stack("health").start(llm_args=["--latency-ms", "5"])
-    yield stack
-    stack.stop()
+    yield from own_stack(new_stack, "health")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ import pytest
 
 from streams.dev.stack import Process, Stack
 from tests.integration.conftest import NewStack
-from tests.integration.ground_truth import ENV, WINDOW_MS, Run
+from tests.integration.ground_truth import ENV, Run, own_stack
+from tests.records import review_created
 from tests.until import until
 
 pytestmark = [pytest.mark.integration]
@@ -57,46 +57,12 @@ class LongRun(Run):
         super().__init__(stack, tag)
         self.restaurants = [f"rest-{self.tag}-{i:05d}-" + "r" * 100 for i in range(RESTAURANTS)]
 
-    def produce(self, *, seconds: float, reviews_per_s: int, orders_every: int = 7) -> None:
-        from confluent_kafka.serialization import MessageField, SerializationContext
-
-        producer = self.service.producer
-        order_ctx = SerializationContext("orders.delivered", MessageField.VALUE)
-        started, n = time.monotonic(), 0
-        self.started_ms = int(time.time() * 1000)
-        while (elapsed := time.monotonic() - started) < seconds:
-            while n < int(elapsed * reviews_per_s):
-                restaurant = self.restaurants[n % len(self.restaurants)]
-                now = int(time.time() * 1000)
-                window = (restaurant, now - now % WINDOW_MS)
-                event_id = f"evt-{self.tag}-{n}-".ljust(128, "e")
-                review = {
-                    "event_id": event_id, "event_version": 1, "occurred_at": now,
-                    "entity": {"review_id": f"rv-{self.tag}-{n}-".ljust(128, "v"), "order_id": None,
-                               "user_id": "u".ljust(128, "u"), "restaurant_id": restaurant,
-                               "rating": 1 + n % 5, "text": f"{n} {TEXT}"[:4_990],
-                               "language": "pt-BR-x-" + "a" * 27},
-                    "metadata": {"source": "s".ljust(128, "s"), "trace_id": f"trc-{self.tag}-{n}",
-                                 "retries": 0},
-                }
-                producer.produce("reviews.created", key=event_id.encode(),
-                                 value=self.service.review_bytes(review))
-                self.reviews[event_id] = review
-                self.truth_reviews[window] += 1
-                if n % orders_every == 0:
-                    order = {"event_id": f"evo-{self.tag}-{n}", "occurred_at": now,
-                             "order_id": f"o-{self.tag}-{n}", "restaurant_id": restaurant,
-                             "promised_at": now - 60_000, "delivered_at": now,
-                             "metadata": {"source": "test", "trace_id": f"tro-{self.tag}-{n}", "retries": 0}}
-                    producer.produce("orders.delivered", key=order["order_id"].encode(),
-                                     value=self.service.order_serializer(order, order_ctx))
-                    self.truth_orders[window] += 1
-                    self.order_windows[order["event_id"]] = window
-                n += 1
-                producer.poll(0)
-            time.sleep(0.01)  # pacing the producer, not waiting for the system under test
-        assert producer.flush(30) == 0, "the ground truth was not all acknowledged"
-        self.produced_until_ms = int(time.time() * 1000)
+    def review(self, n: int, restaurant: str) -> dict[str, Any]:
+        """Every id at its cap, the language and source at theirs, the text near its own."""
+        return review_created(self.tag, n, restaurant_id=restaurant, text=f"{n} {TEXT}"[:4_990],
+                              user_id="u".ljust(128, "u"), language="pt-BR-x-" + "a" * 27,
+                              source="s".ljust(128, "s"), review_id=f"rv-{self.tag}-{n}-".ljust(128, "v"),
+                              event_id=f"evt-{self.tag}-{n}-".ljust(128, "e"))
 
 
 class Sampler:
@@ -140,9 +106,7 @@ class Sampler:
 
 @pytest.fixture(scope="module")
 def soak_stack(new_stack: NewStack) -> Any:
-    stack = new_stack("memory-soak", partitions=4).start(llm_args=["--latency-ms", "1500"])
-    yield stack
-    stack.stop()
+    yield from own_stack(new_stack, "memory-soak", llm_latency_ms=1500)
 
 
 def test_long_reviews_of_many_restaurants_under_a_slow_llm_stay_under_the_byte_bounds(soak_stack,
