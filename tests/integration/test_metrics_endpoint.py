@@ -74,12 +74,15 @@ def traffic(stack: Stack, worker: Process, producer: Any, review_factory_module:
     # One 500 from the LLM: the client retries once (retries, server_error outcome).
     httpx.post(f"{stack.llm.url}/_sim/config", json={"script": ["500"]}, timeout=5).raise_for_status()
     producer.send_review(review_factory_module(text=f"Metrics probe {uuid.uuid4().hex}"))
-    # A review two minutes old: its window closed long ago, so it is counted late.
+    produce_sample(bootstrap_servers=stack.broker.bootstrap, registry_url=stack.registry.url,
+                   count=80, rate_per_s=400, seed=11, restaurants=8, poison_every=20)
+    # Nothing is late before the watermark is known (a fresh worker, when this module runs
+    # first): once a window has closed, a review two minutes old is counted late.
+    until(lambda: scrape(worker)[1].get('reviewpulse_aggregates_emitted_total{kind="TUMBLING"}', 0),
+          timeout_s=40, what="a window closed: the watermark is known", interval_s=0.5)
     late = review_factory_module(text=f"Late probe {uuid.uuid4().hex}")
     late["occurred_at"] -= 120_000
     producer.send_review(late)
-    produce_sample(bootstrap_servers=stack.broker.bootstrap, registry_url=stack.registry.url,
-                   count=80, rate_per_s=400, seed=11, restaurants=8, poison_every=20)
 
 
 @pytest.fixture(scope="module")
