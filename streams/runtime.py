@@ -132,6 +132,9 @@ class Runtime:
         app.before_wait_empty = self.core.abandon
         self.core.watch = app.health.watch
         app.on_partitions_assigned.connect(self._on_assigned)
+        # The first assignment may come before this service starts (its signal then had no
+        # receiver): without this the worker would enforce the whole group's budgets.
+        self.share_budgets(app.consumer.assignment())
         self.core.start()
         gc.collect()
         gc.freeze()
