@@ -49,7 +49,9 @@ ALERTS = {
 }
 COST_ALERTS = {"ReviewPulseTokenBudgetExhausted", "ReviewPulseSourceQuotaExhausted",
                "ReviewPulseBudgetSkippedRateHigh", "ReviewPulseFallbackRateHigh", "ReviewPulseShedRateHigh"}
-HEALTH_ALERTS = {"ReviewPulseWorkerUnhealthy", "ReviewPulseCommitStuck", "ReviewPulseLlmBreakerOpen", *COST_ALERTS}
+# Alerts that say what to do (a runbook annotation naming metrics the worker exports).
+HEALTH_ALERTS = {"ReviewPulseWorkerUnhealthy", "ReviewPulseCommitStuck", "ReviewPulseLlmBreakerOpen",
+                 *COST_ALERTS}
 
 
 def rule_groups(values: dict[str, Any] | None = None) -> dict[str, Any]:
