@@ -65,10 +65,16 @@ def enriched_record(review: dict[str, Any], outcome: EnrichOutcome, *, attempts:
         "processing_lag_ms": max(0, enriched_at_ms - (received_ms or occurred_ms)),
         "event_age_ms": max(0, enriched_at_ms - occurred_ms),
         "trace_id": review["metadata"]["trace_id"],
-        "source": review["metadata"].get("source"),
+        "source": _text_or_none(review["metadata"].get("source")),
         "budget_reason": (BUDGET_REASONS.get(outcome.error or "")
                           if outcome.status is EnrichStatus.BUDGET_SKIPPED else None),
     }
+
+
+def _text_or_none(value: Any) -> str | None:
+    """An internal record's field as Avro's ["null", "string"] takes it (decode validated the
+    producer's; a forged internal record must not make the encode fail)."""
+    return value if isinstance(value, str) else None
 
 
 def critical_alert_record(enriched: dict[str, Any]) -> dict[str, Any]:
