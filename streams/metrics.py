@@ -102,7 +102,8 @@ SOURCE_SKIPPED = Counter(
 )
 SOURCE_QUOTA_REMAINING = Gauge(
     "reviewpulse_source_token_quota_remaining", "Tokens left in this minute of this worker's "
-    "share of each source's quota.", ["source"], registry=REGISTRY,
+    "share of each source's quota (of the global budget for a source without a quota).",
+    ["source"], registry=REGISTRY,
 )
 SOURCE_DEFAULTED = Counter(
     "reviewpulse_source_defaulted", "Reviews counted under the default source \"*\", by why: "

@@ -45,9 +45,11 @@ class LLMServices:
 
     def report_budgets(self) -> None:
         """The remaining-token gauges, global and per source."""
-        metrics.BUDGET_REMAINING.set(self.budgets.global_budget.remaining)
-        for label, quota in self.budgets.sources.items():
-            metrics.SOURCE_QUOTA_REMAINING.labels(label).set(quota.remaining)
+        remaining = self.budgets.global_budget.remaining
+        metrics.BUDGET_REMAINING.set(remaining)
+        for label in self.budgets.labels.labels:  # a source without a quota: the global budget's
+            quota = self.budgets.quota(label)
+            metrics.SOURCE_QUOTA_REMAINING.labels(label).set(remaining if quota is None else quota.remaining)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMServices:
