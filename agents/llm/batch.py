@@ -152,8 +152,10 @@ class _Run:
     async def resolve(self, items: list[_Item]) -> None:
         """Enrich ``items`` with one call; on a malformed answer keep the valid part and
         re-ask for the rest in halves, down to single reviews, which fall back."""
+        # The prompt is shared by this call's reviews, not by a full batch: a call of one
+        # review pays all of it (estimating it over batch_size let a trickle pass budgets).
         reserved = sum(
-            sum(estimate_review_tokens(i.review, batch_size=self.batch_size)) for i in items
+            sum(estimate_review_tokens(i.review, batch_size=len(items))) for i in items
         )
         if self.budget is not None and not self.budget.try_reserve(reserved):
             self._release_sources(items)
@@ -280,8 +282,10 @@ async def enrich_batch(
     to_send: list[_Item] = []
     projected: Any = (restaurant_spent_micro_usd if reserve and restaurant_spent_micro_usd is not None
                       else dict(restaurant_spent_micro_usd or {}))
+    call_size = max(min(batch_size, len(leaders)), 1)  # the reviews a call shares its prompt with
     for item in leaders.values():
         t_in, t_out = estimate_review_tokens(item.review, batch_size=batch_size)
+        quota_estimate = sum(estimate_review_tokens(item.review, batch_size=call_size))
         estimate = cost_micro_usd(tokens_in=t_in, tokens_out=t_out, prices=client.prices)
         rid = item.request.restaurant_id
         spent = projected.get(rid, 0)
@@ -292,12 +296,12 @@ async def enrich_batch(
         ):
             run._fallback(item, EnrichStatus.BUDGET_SKIPPED, "restaurant daily cost cap reached")
         elif (quota := quotas.quota(item.source) if quotas is not None else None) is not None \
-                and not quota.try_reserve(t_in + t_out):
+                and not quota.try_reserve(quota_estimate):
             run._fallback(item, EnrichStatus.BUDGET_SKIPPED, SOURCE_QUOTA_REASON)
             if quotas is not None and quotas.on_skip is not None:
                 quotas.on_skip(item.source)
         else:
-            item.source_reserved = t_in + t_out if quota is not None else 0
+            item.source_reserved = quota_estimate if quota is not None else 0
             projected[rid] = spent + estimate
             to_send.append(item)
 

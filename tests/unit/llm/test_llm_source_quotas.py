@@ -104,7 +104,7 @@ async def test_the_flooding_source_is_skipped_and_the_quiet_one_keeps_the_llm(ma
 async def test_unlisted_sources_share_the_default_quota_and_unquoted_sources_are_free(make_client) -> None:
     reqs = [request("a", "svc.one"), request("b", ""), request("c", "api.review")]
     quotas = GroupBudgets(global_per_minute=1_000_000,
-                          source_per_minute={"*": estimate(reqs[0]), "api.review": 100_000})
+                          source_per_minute={"*": estimate(reqs[0], batch_size=3), "api.review": 100_000})
     outcomes = await enrich_batch(reqs, client=make_client(), quotas=quotas)
     assert [o.status for o in outcomes] == [EnrichStatus.ENRICHED, EnrichStatus.BUDGET_SKIPPED,
                                             EnrichStatus.ENRICHED]
