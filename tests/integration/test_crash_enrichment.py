@@ -23,12 +23,13 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from test_pipeline_support import DLQ, ENRICHED, Outputs
 
 from streams.dev.reader import TopicReader
 from streams.dev.sample import SampleStats, produce_sample
-from streams.dev.stack import Stack
+from streams.dev.stack import Process, Stack
 from tests.integration.conftest import NewStack, Producer
 from tests.integration.ground_truth import own_stack
 from tests.until import until
@@ -44,6 +45,18 @@ MAX_UNJOINED = 100  # answers sent and not durably joined: what a kill can repea
 WORKER_ENV = {"REVIEWPULSE_LOG_LEVEL": "info", "REVIEWPULSE_LLM_TIMEOUT_S": "5",
               "REVIEWPULSE_TAKE_MAX_EVENTS": str(BATCH),
               "REVIEWPULSE_ENRICH_MAX_UNJOINED": str(MAX_UNJOINED)}
+
+
+def enrichment_gauges(worker: Process) -> str:
+    """The worker's enrichment, budget, memory and commit gauges, as /metrics says now."""
+    try:
+        text = httpx.get(f"{worker.url}/metrics", timeout=5).text
+    except httpx.HTTPError as exc:
+        return f"/metrics unreachable: {exc!r}"
+    wanted = ("reviewpulse_enrichment_", "reviewpulse_commit_stalled", "reviewpulse_memory_bytes",
+              "reviewpulse_llm_token_budget", "reviewpulse_budget_share", "reviewpulse_worker_healthy",
+              "reviewpulse_llm_breaker_state")
+    return "; ".join(line for line in text.splitlines() if line.startswith(wanted))
 
 
 @pytest.fixture
@@ -88,8 +101,12 @@ def test_kill_9_mid_stream_loses_no_review(data: str, crash_stack: Stack, tmp_pa
             assert restarted.proc.poll() is None, f"restarted worker exited; see {restarted.log_path}"
             return len(produced - {r.value["event_id"] for r in outputs.poll().records[ENRICHED]})
 
-        until(missing_count, timeout_s=45, what="every produced review enriched (missing count)",
-              done=lambda missing: missing == 0)
+        try:
+            until(missing_count, timeout_s=45, what="every produced review enriched (missing count)",
+                  done=lambda missing: missing == 0)
+        except AssertionError as exc:  # say where enrichment stands (seen once in CI: it stalled)
+            raise AssertionError(f"{exc}; the restarted worker's enrichment gauges: "
+                                 f"{enrichment_gauges(restarted)}; log {restarted.log_path}") from None
         per_event = Counter(r.value["event_id"] for r in outputs.records[ENRICHED])
         letters = outputs.records[DLQ]
     finally:
