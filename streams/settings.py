@@ -14,7 +14,6 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import ReviewPulseError
-from streams.sources import parse_source_budgets
 
 MICRO = 1_000_000
 MIB = 1024 * 1024
@@ -167,6 +166,8 @@ class Settings(BaseSettings):
         if 0 < self.commit_stuck_s < COMMIT_STUCK_MIN_S:
             problems.append(f"commit_stuck_s must be 0 (off) or at least {COMMIT_STUCK_MIN_S:g} s: a healthy commit moves only every few seconds")
         try:
+            from agents.llm.quotas import parse_source_budgets
+
             parse_source_budgets(self.source_token_budgets)
         except ValueError as exc:
             problems.append(f"source_token_budgets: {exc}")
@@ -196,6 +197,8 @@ class Settings(BaseSettings):
 
     @property
     def source_token_budget_map(self) -> dict[str, int]:
+        from agents.llm.quotas import parse_source_budgets
+
         return parse_source_budgets(self.source_token_budgets)
 
     @property

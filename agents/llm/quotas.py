@@ -18,20 +18,51 @@ owns out of all of them (:meth:`GroupBudgets.set_share`, called on every rebalan
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from agents.llm.budget import TokenBudget
-from streams.sources import (  # noqa: F401  (re-exported: the quota code's vocabulary)
-    DEFAULT_SOURCE,
-    DEFAULTED_REASONS,
-    LABEL_MAX_CHARS,
-    parse_source_budgets,
-    source_reason,
-)
 
+DEFAULT_SOURCE = "*"
+LABEL_MAX_CHARS = 64  # a Prometheus label value we accept from a producer
+_SOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 SOURCE_QUOTA_REASON = "source_quota"
+DEFAULTED_REASONS = ("unlisted", "empty", "malformed", "overlong")
+
+
+def parse_source_budgets(text: str) -> dict[str, int]:
+    """``"api.review=400000,batch.import=50000,*=100000"`` → {source: tokens per minute}.
+
+    Empty text means no quotas. A source name must be a valid label (what
+    :func:`source_reason` accepts) or ``*``; figures are non-negative integers.
+    """
+    budgets: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, figure = part.partition("=")
+        name, figure = name.strip(), figure.strip()
+        if not sep or not figure.isdigit():
+            raise ValueError(f"source budget {part!r} is not source=tokens_per_minute")
+        if name != DEFAULT_SOURCE and source_reason(name) is not None:
+            raise ValueError(f"source budget name {name!r} is not a valid source name")
+        if name in budgets:
+            raise ValueError(f"source {name!r} is given twice")
+        budgets[name] = int(figure)
+    return budgets
+
+
+def source_reason(raw: Any) -> str | None:
+    """None when ``raw`` is usable as a label, else why not (one of DEFAULTED_REASONS)."""
+    if not isinstance(raw, str) or (raw and not _SOURCE_RE.match(raw)):
+        return "malformed" if raw != "" else "empty"
+    if raw == "":
+        return "empty"
+    if len(raw) > LABEL_MAX_CHARS:
+        return "overlong"
+    return None
 
 
 class SourceLabels:
