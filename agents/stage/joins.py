@@ -71,7 +71,8 @@ class Joins:
                     batch = batches[job.partition] = self.states.open(
                         job.partition, self.ports.tables_for(job.partition, job.event))
                 self._join(batch, job, outcome)
-                for alert in self.costs.book(batch, job, outcome, now_ms=now_ms):
+                alert = self.costs.book(batch, job, outcome, now_ms=now_ms)
+                if alert is not None:
                     joined.alerts.append((job.partition, alert))
         self._ready.clear()
         self.waiting.clear()
