@@ -30,7 +30,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from agents.llm.outcome import EnrichOutcome
 from streams import metrics
@@ -48,10 +48,10 @@ class QueuedJob(Protocol):
     size_bytes: int  # what it holds in memory, estimated once by its owner
 
 
-Enrich = Callable[[Sequence[Any]], Awaitable[list[EnrichOutcome]]]
-Complete = Callable[[Sequence[Any], Sequence[EnrichOutcome]], Awaitable[None]]
+Enrich = Callable[[Sequence[QueuedJob]], Awaitable[list[EnrichOutcome]]]
+Complete = Callable[[Sequence[QueuedJob], Sequence[EnrichOutcome]], Awaitable[None]]
 # (jobs whose attempts are spent, the last error) -> one final outcome per job
-GiveUp = Callable[[Sequence[Any], BaseException], list[EnrichOutcome]]
+GiveUp = Callable[[Sequence[QueuedJob], BaseException], list[EnrichOutcome]]
 
 
 class Enricher:
@@ -69,14 +69,14 @@ class Enricher:
         self.max_pending = max_pending
         self.max_bytes = max_bytes
         self.linger_s = linger_s
-        self._queue: deque[Any] = deque()
+        self._queue: deque[QueuedJob] = deque()
         self._queued = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self.in_flight = 0
         self._queued_bytes = 0
         self._in_flight_bytes = 0
         self.shed_for_bytes = 0  # refused while under max_pending: the byte bound held them off
-        self._in_flight_jobs: dict[int, list[Any]] = {}  # per worker: the chunk it is enriching
+        self._in_flight_jobs: dict[int, list[QueuedJob]] = {}  # per worker: the chunk it is enriching
 
     @property
     def pending(self) -> int:
@@ -88,7 +88,7 @@ class Enricher:
         """Bytes of the reviews queued or in flight."""
         return self._queued_bytes + self._in_flight_bytes
 
-    def submit(self, jobs: Iterable[Any]) -> list[Any]:
+    def submit(self, jobs: Iterable[QueuedJob]) -> list[QueuedJob]:
         """Queue ``jobs``; returns the ones refused because the backlog is full (in reviews
         or in bytes). A refused job is never dropped: the caller gives it the heuristic."""
         refused = []
@@ -111,7 +111,7 @@ class Enricher:
         metrics.ENRICH_PENDING.set(self.pending)
         metrics.MEMORY_BYTES.labels("enrich_backlog").set(self.pending_bytes)
 
-    def abandon(self, partitions: Iterable[int] | None = None) -> list[Any]:
+    def abandon(self, partitions: Iterable[int] | None = None) -> list[QueuedJob]:
         """Drop the queued (not in flight) jobs of ``partitions`` (all when None) and return them."""
         wanted = None if partitions is None else set(partitions)
         kept, dropped = deque(), []
@@ -122,7 +122,7 @@ class Enricher:
         self._report()
         return dropped
 
-    def in_flight_jobs(self) -> list[Any]:
+    def in_flight_jobs(self) -> list[QueuedJob]:
         """The jobs whose enrichment call is under way."""
         return [job for chunk in self._in_flight_jobs.values() for job in chunk]
 
@@ -182,7 +182,7 @@ class Enricher:
                 completing.cancel()
                 await asyncio.gather(completing, return_exceptions=True)
 
-    async def _take(self) -> list[Any]:
+    async def _take(self) -> list[QueuedJob]:
         """Up to ``batch_size`` queued jobs, once there are any (lingering for a fuller batch)."""
         while True:
             while not self._queue:
@@ -205,7 +205,7 @@ class Enricher:
             self._queued_bytes -= sum(job.size_bytes for job in taken)
             return taken
 
-    async def _finish(self, chunk: list[Any], outcomes: list[EnrichOutcome]) -> None:
+    async def _finish(self, chunk: list[QueuedJob], outcomes: list[EnrichOutcome]) -> None:
         """Complete ``chunk`` until it is done; a failure is tried again with the same outcomes.
 
         A new LLM call would pay again for answers already here. A job whose attempts are
@@ -231,8 +231,8 @@ class Enricher:
         finally:
             self._done(chunk)
 
-    def _count_failure(self, chunk: list[Any], exc: Exception, what: str, *,
-                       retriable_waits: bool = False) -> tuple[list[Any], list[Any]]:
+    def _count_failure(self, chunk: list[QueuedJob], exc: Exception, what: str, *,
+                       retriable_waits: bool = False) -> tuple[list[QueuedJob], list[QueuedJob]]:
         """Count a failed attempt of each job; returns the jobs to try again and those whose
         attempts are now spent. With ``retriable_waits``, an error flagged ``retriable`` is not
         counted (trying again costs nothing but the wait); a call is always counted (it may
@@ -248,7 +248,7 @@ class Enricher:
                   len(again), RETRY_AFTER_FAILURE_S, len(spent), exc_info=exc)
         return again, spent
 
-    async def _retry_later(self, chunk: list[Any]) -> None:
+    async def _retry_later(self, chunk: list[QueuedJob]) -> None:
         """The chunk's jobs go back to the head of the queue after a pause (still unacked)."""
         try:
             await asyncio.sleep(RETRY_AFTER_FAILURE_S)
@@ -258,14 +258,14 @@ class Enricher:
         finally:
             self._done(chunk)
 
-    def _fly(self, chunk: list[Any]) -> list[Any]:
+    def _fly(self, chunk: list[QueuedJob]) -> list[QueuedJob]:
         """``chunk`` is in flight (abandon() sees it) until :meth:`_done`."""
         self.in_flight += len(chunk)
         self._in_flight_bytes += sum(job.size_bytes for job in chunk)
         self._in_flight_jobs[id(chunk)] = chunk
         return chunk
 
-    def _done(self, chunk: list[Any]) -> None:
+    def _done(self, chunk: list[QueuedJob]) -> None:
         self.in_flight -= len(chunk)
         self._in_flight_bytes -= sum(job.size_bytes for job in chunk)
         self._in_flight_jobs.pop(id(chunk), None)
