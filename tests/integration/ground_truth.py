@@ -10,6 +10,7 @@ starts for itself (its tests kill workers or reconfigure the LLM).
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -30,6 +31,8 @@ GRACE_MS = 2_000
 ON_TIME_MS = 5_000  # end + grace + this: ticks every 0.5 s, a batch, the produce (3.5 s seen in CI)
 RESTAURANTS = 20
 BY_RESTAURANT = "reviewpulse-by-restaurant"
+PANES_CHANGELOG = "reviewpulse-panes-changelog"
+DLQ_TOPIC = "reviewpulse.dlq"
 # The chaos tests' worker: small windows, LLM failures that travel through reviews.retry.
 ENV = {
     **SMALL_WINDOWS,
@@ -194,26 +197,9 @@ class Run:
         return "\n".join(lines)
 
     def locate_missing(self) -> str:
-        """Where the reviews without an enriched record are: by-restaurant offsets and commits."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        from streams.protocol import REVIEW, kind_of, read_item
-
-        missing = set(self.reviews) - set(self.enriched)
-        found: dict[int, list[int]] = {}
-        with TopicReader(self.bootstrap) as raw:
-            for record in raw.read_new(BY_RESTAURANT):
-                if kind_of(record.value) == REVIEW and read_item(record.value).event_id in missing:
-                    found.setdefault(record.partition, []).append(record.offset)
-        group = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "reviewpulse"})
-        try:
-            commits = {tp.partition: tp.offset for tp in group.committed(
-                [TopicPartition(BY_RESTAURANT, p) for p in range(self.partitions)], timeout=10)}
-        finally:
-            group.close()
-        where = {p: (len(o), min(o), max(o)) for p, o in sorted(found.items())}
-        return (f"{len(missing)} reviews not enriched; on {BY_RESTAURANT} by partition (count, first, "
-                f"last offset): {where}; committed offsets there: {commits}")
+        """Where the reviews without an enriched record are (:func:`locate_reviews`)."""
+        return locate_reviews(self.bootstrap, self.registry_url, set(self.reviews) - set(self.enriched),
+                              partitions=self.partitions)
 
     @contextlib.contextmanager
     def traffic(self, *, seconds: float, reviews_per_s: int) -> Iterator[threading.Thread]:
@@ -316,6 +302,73 @@ class Run:
                 wrong.append(f"{key[0]} window {(key[1] - since_ms) / 1000:+.1f}s: (reviews, orders) "
                              f"got {got} truth {truth}, closed at {closed}, late_events {late}")
         return wrong
+
+
+def locate_reviews(bootstrap: str, registry_url: str, missing: set[str], *, partitions: int,
+                   group: str = "reviewpulse") -> str:
+    """Where reviews without an enriched record are, on the input and on the stage's topic:
+    per partition, how many, their first and last offsets, and the group's committed offset
+    and the partition's end. Says whether the worker skipped them (committed past them) or
+    never got there (committed before them: a stalled fetch, not a loss)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from streams.protocol import REVIEW, kind_of, read_item
+    from streams.topics import REVIEWS_CREATED
+
+    found: dict[str, dict[int, list[int]]] = {REVIEWS_CREATED: {}, BY_RESTAURANT: {}}
+    try:
+        with TopicReader(bootstrap, registry_url=registry_url) as decoded:
+            for record in decoded.read_new(REVIEWS_CREATED):
+                if isinstance(record.value, dict) and record.value.get("event_id") in missing:
+                    found[REVIEWS_CREATED].setdefault(record.partition, []).append(record.offset)
+    except Exception as exc:  # a poison record on the input: say so, keep the stage's view
+        found.pop(REVIEWS_CREATED)
+        missing_note = f" ({REVIEWS_CREATED} unreadable here: {exc!r})"
+    else:
+        missing_note = ""
+    with TopicReader(bootstrap) as raw:
+        for record in raw.read_new(BY_RESTAURANT):
+            if kind_of(record.value) == REVIEW and read_item(record.value).event_id in missing:
+                found[BY_RESTAURANT].setdefault(record.partition, []).append(record.offset)
+    owed_latest, owed_ever, letters = set(), set(), Counter()
+    with TopicReader(bootstrap) as raw:
+        latest: dict[bytes | None, Any] = {}
+        for record in raw.read_new(PANES_CHANGELOG):
+            latest[record.key] = record.value
+            owed_ever.update(missing.intersection(_pending_of(record.value)))
+        for value in latest.values():
+            owed_latest.update(missing.intersection(_pending_of(value)))
+        for record in raw.read_new(DLQ_TOPIC):
+            data = record.value if isinstance(record.value, bytes) else b""  # Avro: ids as UTF-8
+            letters.update(event_id for event_id in missing if event_id.encode() in data)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    lines = [f"{len(missing)} reviews not enriched{missing_note}; owed by a pane now {len(owed_latest)}, "
+             f"owed by a pane ever {len(owed_ever)}, in the DLQ {len(letters)}; e.g. {sorted(missing)[:3]}"]
+    try:
+        for topic, by_partition in found.items():
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            commits = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
+            try:
+                ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+            except KafkaException as exc:  # the topic does not exist (yet)
+                lines.append(f"{topic}: {exc}")
+                continue
+            cells = [f"p{p}: {len(by_partition.get(p, []))} missing"
+                     + (f" at {min(by_partition[p])}..{max(by_partition[p])}" if by_partition.get(p) else "")
+                     + f", committed {commits[p]} of end {ends[p]}" for p in range(partitions)]
+            lines.append(f"{topic}: " + "; ".join(cells))
+    finally:
+        consumer.close()
+    return "\n".join(lines)
+
+
+def _pending_of(value: Any) -> set[str]:
+    """The review ids a panes-changelog value owes (its ``pending``); empty for a tombstone."""
+    try:
+        pane = json.loads(value) if value else {}
+    except ValueError:
+        return set()
+    return set(pane.get("pending", {})) if isinstance(pane, dict) else set()
 
 
 def own_stack(new_stack: NewStack, name: str, *, partitions: int = 4,

@@ -31,7 +31,7 @@ from streams.dev.reader import TopicReader
 from streams.dev.sample import SampleStats, produce_sample
 from streams.dev.stack import Process, Stack
 from tests.integration.conftest import NewStack, Producer
-from tests.integration.ground_truth import own_stack
+from tests.integration.ground_truth import locate_reviews, own_stack
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -105,8 +105,12 @@ def test_kill_9_mid_stream_loses_no_review(data: str, crash_stack: Stack, tmp_pa
             until(missing_count, timeout_s=45, what="every produced review enriched (missing count)",
                   done=lambda missing: missing == 0)
         except AssertionError as exc:  # say where enrichment stands (seen once in CI: it stalled)
-            raise AssertionError(f"{exc}; the restarted worker's enrichment gauges: "
-                                 f"{enrichment_gauges(restarted)}; log {restarted.log_path}") from None
+            raise AssertionError(
+                f"{exc}; the restarted worker's enrichment gauges: {enrichment_gauges(restarted)}; "
+                f"log {restarted.log_path}\n" + locate_reviews(
+                    crash_stack.broker.bootstrap, crash_stack.registry.url,
+                    produced - {r.value["event_id"] for r in outputs.records[ENRICHED]},
+                    partitions=crash_stack.partitions)) from None
         per_event = Counter(r.value["event_id"] for r in outputs.records[ENRICHED])
         letters = outputs.records[DLQ]
     finally:
