@@ -84,7 +84,12 @@ class Deliveries:
     def delivered(self, tp: TP, offset: int, *, committed: int | None) -> Delivery:
         """Note ``offset`` delivered to its stream, and say what follows from it.
 
-        ``committed`` is the partition's committed offset, the first to expect after assignment.
+        ``committed`` is the partition's committed offset, the first to expect after assignment;
+        a partition without one is read from its beginning (``auto_offset_reset="earliest"``),
+        so 0 is expected. A stream's first record is not proof of where it starts: a record
+        fetched before the seek to the beginning can arrive first, and taken as the start it
+        let the commit pass every offset below it (a worker killed before its first commit,
+        restarted: 75 reviews never decoded, 71 owed ones never enriched again).
         Records fetched before a seek keep arriving, in ascending order; the first one not above
         the one before it starts the fetch from the target. If that starts above the target, the
         offsets between hold no records (compaction, transaction markers). A missed record is
@@ -93,7 +98,7 @@ class Deliveries:
         """
         expected = self._next.get(tp)
         if expected is None:
-            expected = offset if committed is None else min(committed, offset)
+            expected = min(committed or 0, offset)
             self.heads[tp] = expected
         last = self._last.get(tp, offset)
         self._last[tp] = offset

@@ -41,6 +41,9 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()
+        logger.info("Committed offsets sought to: %s", ", ".join(
+            f"{tp.topic}:{tp.partition}={offset}" for tp, offset in sorted(committed.items())
+            if not self.consumer._is_changelog_tp(tp)))
         uncommitted = [tp for tp, offset in committed.items()
                        if not offset and not self.consumer._is_changelog_tp(tp)]
         if uncommitted:

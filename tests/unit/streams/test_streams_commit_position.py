@@ -60,7 +60,7 @@ async def test_an_owed_offset_at_the_committed_position_holds_the_commit(consume
     assert consumer._acked[TP0] == []
 
 
-async def test_a_partition_never_committed_commits_from_its_first_delivered_offset(consumer) -> None:
+async def test_a_partition_never_committed_commits_from_its_beginning(consumer) -> None:
     deliver(consumer, 0, 1, 2, 3)
     ack(consumer, 1, 2, 3)  # offset 0 owed
     assert consumer._new_offset(TP0) is None
@@ -68,7 +68,37 @@ async def test_a_partition_never_committed_commits_from_its_first_delivered_offs
     assert consumer._new_offset(TP0) == 4
 
 
+async def test_a_partition_never_committed_whose_first_record_is_not_its_first_reads_it_all(
+        consumer, seeks) -> None:
+    # A worker killed before its first commit, restarted: a record fetched before the seek to
+    # the beginning reached the stream first (offset 252). Taken as the start, the commit
+    # passed 0-251 unread (test_crash_enrichment, under load: 146 reviews never enriched).
+    early = deliver(consumer, 252, 253)
+    assert seeks == [(TP0, 0)]
+    assert all(m in consumer.superseded for m in early)
+    ack(consumer, 252, 253)  # whatever acks them meanwhile
+    assert consumer._new_offset(TP0) is None
+    deliver(consumer, *range(0, 254))  # fetched from the beginning
+    ack(consumer, *range(0, 251))
+    assert consumer._new_offset(TP0) == 251  # 251 still owed
+    ack(consumer, 251, 252, 253)
+    assert consumer._new_offset(TP0) == 254
+
+
+async def test_a_partition_never_committed_whose_log_starts_later_commits_from_there(
+        consumer, seeks) -> None:
+    # Retention removed 0-99: the fetch from 0 starts at 100, and 0-99 hold no record.
+    deliver(consumer, 100)
+    assert seeks == [(TP0, 0)]
+    deliver(consumer, 100, 101)  # the fetch from the beginning: the log starts at 100
+    assert seeks == [(TP0, 0)]
+    assert consumer._new_offset(TP0) == 100
+    ack(consumer, 100, 101)
+    assert consumer._new_offset(TP0) == 102
+
+
 async def test_acks_during_a_revocation_commit_nothing_for_the_revoked_partition(consumer) -> None:
+    consumer._committed_offset[TP0] = 100
     deliver(consumer, 100, 101, 102)
     ack(consumer, 100)
     assert consumer._new_offset(TP0) == 101
@@ -122,6 +152,7 @@ async def test_a_first_delivery_past_the_committed_offset_seeks_back_to_it(consu
 
 async def test_offsets_without_records_are_done_once_the_fetch_again_starts_past_them(
         consumer, seeks) -> None:
+    consumer._committed_offset[TP0] = 10
     deliver(consumer, 10)
     ack(consumer, 10)
     assert consumer._new_offset(TP0) == 11
@@ -227,6 +258,7 @@ async def test_a_copy_fetched_again_and_still_owed_holds_the_commit(consumer, se
 async def test_offsets_found_to_hold_only_markers_are_committed_and_the_next_record_is_no_miss(
         consumer, seeks) -> None:
     # A transactional producer's last commit marker at 11 (point 10): nothing comes after it.
+    consumer._committed_offset[TP0] = 10
     deliver(consumer, 10)
     ack(consumer, 10)
     assert consumer._new_offset(TP0) == 11
@@ -239,6 +271,7 @@ async def test_offsets_found_to_hold_only_markers_are_committed_and_the_next_rec
 
 
 async def test_markers_are_not_settled_once_the_stream_moved_past_them(consumer, seeks) -> None:
+    consumer._committed_offset[TP0] = 10
     deliver(consumer, 10)
     deliver(consumer, 13)  # arrived while the probe ran: the stream's own bookkeeping applies
     assert seeks == [(TP0, 11)]
