@@ -81,6 +81,35 @@ BUDGET_REMAINING = Gauge(
     "reviewpulse_llm_token_budget_remaining", "Tokens left in this minute's global budget.",
     registry=REGISTRY,
 )
+BUDGET_SHARE = Gauge(
+    "reviewpulse_budget_share", "Share of the group's token budgets this worker enforces: the "
+    "by-restaurant partitions it owns out of all of them (changes on each rebalance).",
+    registry=REGISTRY,
+)
+# Per upstream service (metadata.source). The label is a source listed in
+# REVIEWPULSE_SOURCE_TOKEN_BUDGETS or "*" (agents.llm.quotas): bounded by configuration.
+SOURCE_TOKENS = Counter(
+    "reviewpulse_source_llm_tokens", "LLM tokens (in and out) spent on each source's reviews.",
+    ["source"], registry=REGISTRY,
+)
+SOURCE_COST = Counter(
+    "reviewpulse_source_llm_cost_micro_usd", "LLM cost of each source's reviews, micro-dollars.",
+    ["source"], registry=REGISTRY,
+)
+SOURCE_SKIPPED = Counter(
+    "reviewpulse_source_budget_skipped", "Reviews BUDGET_SKIPPED because their source's token "
+    "quota was spent (reason source_quota).", ["source"], registry=REGISTRY,
+)
+SOURCE_QUOTA_REMAINING = Gauge(
+    "reviewpulse_source_token_quota_remaining", "Tokens left in this minute of this worker's "
+    "share of each source's quota (of the global budget for a source without a quota).",
+    ["source"], registry=REGISTRY,
+)
+SOURCE_DEFAULTED = Counter(
+    "reviewpulse_source_defaulted", "Reviews counted under the default source \"*\", by why: "
+    "unlisted, empty, malformed, overlong (a producer's source is never a label unbounded).",
+    ["reason"], registry=REGISTRY,
+)
 CRITICAL_ALERTS = Counter(
     "reviewpulse_critical_alerts", "CriticalAlert records emitted.", registry=REGISTRY
 )
@@ -168,7 +197,8 @@ WEB_ROUTED = Counter(
 LLM_OUTCOMES = ("ok", "timeout", "server_error", "rate_limited", "connection_error", "malformed",
                 "breaker_open", "client_error")
 ALERT_RULES = ("negative_share", "sentiment_drop", "window_cost", "processing_lag",
-               "delivery_delay", "budget_exceeded")
+               "delivery_delay", "budget_exceeded", "budget_warning")
+SOURCE_DEFAULTED_REASONS = ("unlisted", "empty", "malformed", "overlong")  # agents.llm.quotas
 ENRICH_STATUSES = ("ENRICHED", "FALLBACK", "BUDGET_SKIPPED")
 WINDOW_KINDS = ("TUMBLING", "HOPPING")
 INPUT_TOPICS = ("reviews.created", "orders.delivered")  # streams.topics (no import: no Faust here)
@@ -211,6 +241,9 @@ def _initialise_labels() -> None:
     for part in MEMORY_PARTS:
         MEMORY_BYTES.labels(part)
         MEMORY_EVICTED.labels(part)
+    for reason in SOURCE_DEFAULTED_REASONS:
+        SOURCE_DEFAULTED.labels(reason)
+    BUDGET_SHARE.set(1)
     WORKER_HEALTHY.set(1)  # alive until a check says otherwise (a gauge starts at 0)
 
 

@@ -22,6 +22,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from agents.llm.batch import enrich_batch
 from agents.llm.outcome import EnrichOutcome
+from agents.llm.quotas import share_of
 from agents.llm.records import enrich_request
 from agents.llm.services import LLMServices
 from agents.outbox import Outbox, kafka_scanner
@@ -32,6 +33,7 @@ from streams.delivery import translate
 from streams.dlq import DeadLetters
 from streams.faust.app import ReviewPulseApp
 from streams.faust.tables import BatchedTable, BoundMarks, BoundTable
+from streams.logs import event as log_event
 from tables.state import PartitionTables
 from tables.webdata import configure, recent
 
@@ -130,6 +132,9 @@ class Runtime:
         app.before_wait_empty = self.core.abandon
         self.core.watch = app.health.watch
         app.on_partitions_assigned.connect(self._on_assigned)
+        # The first assignment may come before this service starts (its signal then had no
+        # receiver): without this the worker would enforce the whole group's budgets.
+        self.share_budgets(app.consumer.assignment())
         self.core.start()
         gc.collect()
         gc.freeze()
@@ -152,16 +157,29 @@ class Runtime:
     async def _on_assigned(self, sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         self.core.outbox.reset()
         self.core.reset_due()
+        self.share_budgets(assigned)
+
+    def share_budgets(self, assigned: Any) -> None:
+        """Budgets are figures for the whole group: this worker enforces the share of the
+        by-restaurant partitions it owns (``assigned`` is its whole new assignment)."""
+        topic = self.app.topics_.by_restaurant.get_topic_name()
+        owned = sum(1 for tp in assigned or () if tp.topic == topic)
+        share = share_of(owned, self.app.settings.topic_partitions)
+        self.llm.budgets.set_share(share)
+        metrics.BUDGET_SHARE.set(share)
+        self.llm.report_budgets()
+        log_event("budget_share", owned=owned, partitions=self.app.settings.topic_partitions,
+                  share=round(share, 4))
 
     async def _enrich(self, jobs: Sequence[Job], spent: dict[str, int]) -> list[EnrichOutcome]:
         settings, llm = self.app.settings, self.llm
         outcomes = await enrich_batch(
             [enrich_request(job.item.record) for job in jobs],
-            client=llm.client, cache=llm.cache, token_budget=llm.budget,
+            client=llm.client, cache=llm.cache, token_budget=llm.budget, quotas=llm.budgets,
             restaurant_spent_micro_usd=spent,
             restaurant_cap_micro_usd=settings.restaurant_daily_cost_cap_micro_usd,
             batch_size=settings.llm_batch_size, concurrency=1, reserve=True)
-        metrics.BUDGET_REMAINING.set(llm.budget.remaining)
+        llm.report_budgets()
         return outcomes
 
     def _consumer_config(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import ReviewPulseError
+from streams.sources import parse_source_budgets
 
 MICRO = 1_000_000
 MIB = 1024 * 1024
@@ -87,8 +88,10 @@ class Settings(BaseSettings):
     llm_retry_delay_s: float = Field(5.0, ge=0, description="Delay before a redelivery from reviews.retry; doubles per attempt.")
     breaker_failure_threshold: int = Field(5, ge=1, description="Consecutive failed calls that open the circuit breaker.")
     breaker_reset_timeout_s: float = Field(30.0, gt=0, description="How long the breaker stays open before a half-open probe.")
-    token_budget_per_minute: int = Field(500_000, ge=0, description="Global LLM tokens per minute per worker; over it reviews are BUDGET_SKIPPED.")
-    restaurant_daily_cost_cap_usd: float = Field(1.0, ge=0, description="LLM spend cap per restaurant per UTC day; over it BUDGET_SKIPPED + one budget_exceeded alert.")
+    token_budget_per_minute: int = Field(500_000, ge=1, description="LLM tokens per minute for the whole consumer group; each worker enforces its share (by-restaurant partitions owned / all), over it reviews are BUDGET_SKIPPED (global_token_budget).")
+    source_token_budgets: str = Field("", description="Token quotas per minute per upstream service (metadata.source) for the whole group, e.g. api.review=400000,batch.import=50000,*=100000; * is shared by every source not listed (and by empty or malformed ones). Over its quota a source's reviews are BUDGET_SKIPPED (source_quota); empty: no quotas.")
+    restaurant_daily_cost_cap_usd: float = Field(1.0, ge=0, description="LLM spend cap per restaurant per UTC day; over it BUDGET_SKIPPED + one budget_exceeded alert (CRITICAL).")
+    budget_warning_share: float = Field(0.8, gt=0, le=1, description="Share of a restaurant's daily cap at which one budget_warning alert (WARNING) goes out, once per restaurant and UTC day.")
     enrich_max_pending: int = Field(20_000, ge=1, description="Reviews queued or in flight for enrichment per worker (their offsets stay uncommitted); beyond it new reviews get the heuristic at once (FALLBACK, counted in reviewpulse_enrichment_shed).")
     pane_max_pending: int = Field(1_000, ge=1, le=100_000, description="Reviews one restaurant's pane may owe their enrichment (each is an entry of the pane record, written whole per batch); beyond it a review gets the heuristic at once (FALLBACK, counted in reviewpulse_enrichment_shed). Lowered so that a pane of the longest ids stays under 512 KiB.")
     enrich_max_unjoined: int = Field(500, ge=1, description="Reviews per worker whose enrichment was sent but has not yet joined its pane durably; past it the LLM workers wait before sending more. After a kill -9 these are the reviews that can be enriched twice, so this bounds the repeats on reviews.enriched.")
@@ -163,6 +166,10 @@ class Settings(BaseSettings):
             problems.append("event_time_max_age_s must be at most dedupe_ttl_s (an older replay could be counted twice)")
         if 0 < self.commit_stuck_s < COMMIT_STUCK_MIN_S:
             problems.append(f"commit_stuck_s must be 0 (off) or at least {COMMIT_STUCK_MIN_S:g} s: a healthy commit moves only every few seconds")
+        try:
+            parse_source_budgets(self.source_token_budgets)
+        except ValueError as exc:
+            problems.append(f"source_token_budgets: {exc}")
         if self.llm_backoff_max_s < self.llm_backoff_base_s:
             problems.append("llm_backoff_max_s must be >= llm_backoff_base_s")
         if self.kafka_security_protocol.startswith("SASL") and not (
@@ -186,6 +193,10 @@ class Settings(BaseSettings):
     @property
     def restaurant_daily_cost_cap_micro_usd(self) -> int:
         return round(self.restaurant_daily_cost_cap_usd * MICRO)
+
+    @property
+    def source_token_budget_map(self) -> dict[str, int]:
+        return parse_source_budgets(self.source_token_budgets)
 
     @property
     def alert_window_cost_micro_usd(self) -> int:

@@ -41,6 +41,7 @@ class Rule(StrEnum):
     PROCESSING_LAG = "processing_lag"
     DELIVERY_DELAY = "delivery_delay"
     BUDGET_EXCEEDED = "budget_exceeded"
+    BUDGET_WARNING = "budget_warning"
 
 
 class Severity(StrEnum):
@@ -258,16 +259,49 @@ def budget_exceeded_record(
 
     The budget module decides when (the first BUDGET_SKIPPED review of the day); the
     deterministic ``alert_id`` (restaurant, rule, day start) lets consumers drop repeats.
-    WARNING: the restaurant is still served by the heuristic, someone should look today.
+    CRITICAL (issue 32.3): the money ran out, the restaurant is served by the heuristic
+    until the day ends; its WARNING came earlier (:func:`budget_warning_record`).
     """
     start, end = utc_day(day_of_ms)
     decision = AlertDecision(
         Rule.BUDGET_EXCEEDED,
-        Severity.WARNING,
+        Severity.CRITICAL,
         float(spent_micro_usd),
         float(cap_micro_usd),
         f"Daily LLM budget reached: ${spent_micro_usd / 1e6:.4f} spent of a "
         f"${cap_micro_usd / 1e6:.4f} cap; reviews use the heuristic until the UTC day ends.",
+    )
+    return alert_record(
+        decision,
+        restaurant_id=restaurant_id,
+        window_start_ms=start,
+        window_end_ms=end,
+        emitted_at_ms=emitted_at_ms,
+    )
+
+
+def budget_warning_record(
+    *,
+    restaurant_id: str,
+    spent_micro_usd: int,
+    cap_micro_usd: int,
+    share: float,
+    day_of_ms: int,
+    emitted_at_ms: int,
+) -> dict[str, Any]:
+    """The once-a-day ``budget_warning`` alert (WARNING): ``share`` of the daily cap is spent.
+
+    Paged before the money runs out, not after (issue 32.3); the threshold is the share of
+    the cap in micro-dollars, the value what was spent.
+    """
+    start, end = utc_day(day_of_ms)
+    decision = AlertDecision(
+        Rule.BUDGET_WARNING,
+        Severity.WARNING,
+        float(spent_micro_usd),
+        float(cap_micro_usd * share),
+        f"Daily LLM budget {share:.0%} spent: ${spent_micro_usd / 1e6:.4f} of a "
+        f"${cap_micro_usd / 1e6:.4f} cap; past the cap reviews use the heuristic until the UTC day ends.",
     )
     return alert_record(
         decision,

@@ -26,7 +26,7 @@ class Tables:
     dedupe: faust.Table  # event_id -> by-restaurant offset where it was first seen (MarksTable)
     panes: faust.Table  # "restaurant|pane_start_ms" -> PaneAggregate.to_json()
     closures: faust.Table  # "r:<restaurant>" -> tables.panes.EMPTY_CLOSURE's shape; "~p<n>" index
-    daily_cost: faust.Table  # "restaurant|day_start_ms" -> {"spent": micro_usd, "alerted": bool}
+    daily_cost: faust.Table  # "restaurant|day_start_ms" -> {"spent", "alerted", "warned"}
     latest: faust.GlobalTable  # restaurant -> latest closed tumbling RestaurantWindowAggregate
 
 

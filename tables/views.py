@@ -290,7 +290,7 @@ async def prometheus_metrics(web: Any, request: Any) -> Any:
     """Prometheus text format; gauges that drift with time are read at scrape time."""
     app.health.problems()  # reviewpulse_worker_healthy and the commit stalls, as /health sees them now
     if hasattr(runtime, "llm"):  # started
-        metrics.BUDGET_REMAINING.set(runtime.llm.budget.remaining)
+        runtime.llm.report_budgets()
         _ = runtime.llm.breaker.state  # an open breaker past its timeout reads (and reports) half-open
     return web.bytes(generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

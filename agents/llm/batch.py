@@ -23,6 +23,7 @@ from agents.llm.labels import Enrichment, ReviewInput
 from agents.llm.outcome import EnrichOutcome, EnrichRequest, EnrichStatus, fallback_outcome
 from agents.llm.pricing import apportion, cost_micro_usd, estimate_tokens
 from agents.llm.prompt import PROMPT_TOKENS_PER_REVIEW_OVERHEAD, estimate_review_tokens
+from agents.llm.quotas import SOURCE_QUOTA_REASON, GroupBudgets
 from agents.llm.redact import redact_pii
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class _Item:
     review: ReviewInput  # redacted, as sent to the LLM
     key: str
     pii_redacted: int
+    source: str = "*"  # the bounded label of its upstream service (agents.llm.quotas)
+    source_reserved: int = 0  # tokens held in its source's quota until its first call books
     tokens_in: int = 0
     tokens_out: int = 0
     cost_micro_usd: int = 0
@@ -46,10 +49,12 @@ class _Run:
     """State of one ``enrich_batch`` call (kept off the module so calls never share it)."""
 
     def __init__(
-        self, *, client: LLMClient, budget: TokenBudget | None, concurrency: int, batch_size: int
+        self, *, client: LLMClient, budget: TokenBudget | None, concurrency: int, batch_size: int,
+        quotas: GroupBudgets | None = None,
     ) -> None:
         self.client = client
         self.budget = budget
+        self.quotas = quotas
         self.batch_size = batch_size
         self.slots = asyncio.Semaphore(concurrency)
 
@@ -97,8 +102,33 @@ class _Run:
         carries the same figures): the budget gets actual tokens, the items their shares."""
         if self.budget is not None:
             self.budget.commit(call.tokens_in + call.tokens_out, reserved=reserved)
+        before = [(i.tokens_in + i.tokens_out, i.cost_micro_usd) for i in items]
         self._charge(items, tokens_in=call.tokens_in, tokens_out=call.tokens_out,
                      cost=call.cost_micro_usd, latency_ms=call.latency_ms)
+        if self.quotas is not None:
+            spent: dict[str, list[int]] = {}
+            for item, (tokens0, cost0) in zip(items, before, strict=True):
+                row = spent.setdefault(item.source, [0, 0, 0])
+                row[0] += item.tokens_in + item.tokens_out - tokens0
+                row[1] += item.cost_micro_usd - cost0
+                row[2] += item.source_reserved
+                item.source_reserved = 0  # a re-ask books its actual use only
+            for label, (tokens, cost, held) in spent.items():
+                quota = self.quotas.quota(label)
+                if quota is not None:
+                    quota.commit(tokens, reserved=held)
+                if self.quotas.on_spend is not None:
+                    self.quotas.on_spend(label, tokens, cost)
+
+    def _release_sources(self, items: list[_Item]) -> None:
+        """Give back the source reservations of items whose call spent nothing."""
+        if self.quotas is None:
+            return
+        for item in items:
+            quota = self.quotas.quota(item.source)
+            if quota is not None and item.source_reserved:
+                quota.release(item.source_reserved)
+            item.source_reserved = 0
 
     @staticmethod
     def _charge(
@@ -122,10 +152,13 @@ class _Run:
     async def resolve(self, items: list[_Item]) -> None:
         """Enrich ``items`` with one call; on a malformed answer keep the valid part and
         re-ask for the rest in halves, down to single reviews, which fall back."""
+        # The prompt is shared by this call's reviews, not by a full batch: a call of one
+        # review pays all of it (estimating it over batch_size let a trickle pass budgets).
         reserved = sum(
-            sum(estimate_review_tokens(i.review, batch_size=self.batch_size)) for i in items
+            sum(estimate_review_tokens(i.review, batch_size=len(items))) for i in items
         )
         if self.budget is not None and not self.budget.try_reserve(reserved):
+            self._release_sources(items)
             for item in items:
                 self._fallback(item, EnrichStatus.BUDGET_SKIPPED, "global token budget exhausted")
             return
@@ -163,6 +196,7 @@ class _Run:
         except LLMError as exc:
             if self.budget is not None:
                 self.budget.release(reserved)
+            self._release_sources(items)
             for item in items:
                 if exc.retriable:
                     self._finish(
@@ -194,6 +228,7 @@ async def enrich_batch(
     client: LLMClient,
     cache: ResultCache | None = None,
     token_budget: TokenBudget | None = None,
+    quotas: GroupBudgets | None = None,
     restaurant_spent_micro_usd: Mapping[str, int] | None = None,
     restaurant_cap_micro_usd: int | None = None,
     batch_size: int = 10,  # seed 000 §4.3: BATCH_SIZE = 10
@@ -208,20 +243,26 @@ async def enrich_batch(
     With ``reserve`` the mapping is the caller's running ledger (a MutableMapping) and
     the estimates of the reviews sent are added to it before the first await, so calls
     in flight together never spend the same headroom twice.
+
+    ``quotas`` holds the per-source quotas: a review whose estimate does not fit in its
+    source's quota is ``BUDGET_SKIPPED`` with reason ``source_quota`` (other sources keep
+    the LLM); ``token_budget`` is then normally ``quotas.global_budget``.
     """
     refs = [r.ref for r in requests]
     if len(set(refs)) != len(refs):
         raise ValueError("request refs in one batch must be unique")
     if batch_size < 1 or concurrency < 1:
         raise ValueError("batch_size and concurrency must be at least 1")
-    run = _Run(client=client, budget=token_budget, concurrency=concurrency, batch_size=batch_size)
+    run = _Run(client=client, budget=token_budget, concurrency=concurrency, batch_size=batch_size,
+               quotas=quotas)
     items: list[_Item] = []
     leaders: dict[str, _Item] = {}
     for request in requests:
         redacted = redact_pii(request.text)
         review = ReviewInput(request.ref, redacted.text, request.rating, request.language)
         key = cache_key(redacted.text, model=client.model, prompt_version=client.prompt_version)
-        item = _Item(request=request, review=review, key=key, pii_redacted=redacted.total)
+        item = _Item(request=request, review=review, key=key, pii_redacted=redacted.total,
+                     source=quotas.labels.label(request.source) if quotas is not None else "*")
         items.append(item)
         cached = cache.get(key) if cache is not None else None
         if cached is not None:
@@ -241,8 +282,10 @@ async def enrich_batch(
     to_send: list[_Item] = []
     projected: Any = (restaurant_spent_micro_usd if reserve and restaurant_spent_micro_usd is not None
                       else dict(restaurant_spent_micro_usd or {}))
+    call_size = max(min(batch_size, len(leaders)), 1)  # the reviews a call shares its prompt with
     for item in leaders.values():
         t_in, t_out = estimate_review_tokens(item.review, batch_size=batch_size)
+        quota_estimate = sum(estimate_review_tokens(item.review, batch_size=call_size))
         estimate = cost_micro_usd(tokens_in=t_in, tokens_out=t_out, prices=client.prices)
         rid = item.request.restaurant_id
         spent = projected.get(rid, 0)
@@ -252,7 +295,13 @@ async def enrich_batch(
             cap_micro_usd=restaurant_cap_micro_usd,
         ):
             run._fallback(item, EnrichStatus.BUDGET_SKIPPED, "restaurant daily cost cap reached")
+        elif (quota := quotas.quota(item.source) if quotas is not None else None) is not None \
+                and not quota.try_reserve(quota_estimate):
+            run._fallback(item, EnrichStatus.BUDGET_SKIPPED, SOURCE_QUOTA_REASON)
+            if quotas is not None and quotas.on_skip is not None:
+                quotas.on_skip(item.source)
         else:
+            item.source_reserved = quota_estimate if quota is not None else 0
             projected[rid] = spent + estimate
             to_send.append(item)
 

@@ -26,6 +26,7 @@ class EnrichRequest:
     text: str
     rating: int
     language: str | None = None
+    source: str = ""  # metadata.source as the producer sent it (agents.llm.quotas bounds it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,18 @@ from streams.codecs import to_ms
 
 def enrich_request(review: dict[str, Any]) -> EnrichRequest:
     entity = review["entity"]
+    source = (review.get("metadata") or {}).get("source")
     return EnrichRequest(ref=review["event_id"], restaurant_id=entity["restaurant_id"],
-                         text=entity["text"], rating=entity["rating"], language=entity["language"])
+                         text=entity["text"], rating=entity["rating"], language=entity["language"],
+                         source=source if isinstance(source, str) else "")
+
+
+# Why a review was BUDGET_SKIPPED, as reviews.enriched says it (the outcome's error text).
+BUDGET_REASONS = {
+    "source_quota": "source_quota",
+    "restaurant daily cost cap reached": "restaurant_daily_cap",
+    "global token budget exhausted": "global_token_budget",
+}
 
 
 def enriched_record(review: dict[str, Any], outcome: EnrichOutcome, *, attempts: int,
@@ -55,7 +65,16 @@ def enriched_record(review: dict[str, Any], outcome: EnrichOutcome, *, attempts:
         "processing_lag_ms": max(0, enriched_at_ms - (received_ms or occurred_ms)),
         "event_age_ms": max(0, enriched_at_ms - occurred_ms),
         "trace_id": review["metadata"]["trace_id"],
+        "source": _text_or_none(review["metadata"].get("source")),
+        "budget_reason": (BUDGET_REASONS.get(outcome.error or "")
+                          if outcome.status is EnrichStatus.BUDGET_SKIPPED else None),
     }
+
+
+def _text_or_none(value: Any) -> str | None:
+    """An internal record's field as Avro's ["null", "string"] takes it (decode validated the
+    producer's; a forged internal record must not make the encode fail)."""
+    return value if isinstance(value, str) else None
 
 
 def critical_alert_record(enriched: dict[str, Any]) -> dict[str, Any]:

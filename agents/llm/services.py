@@ -13,6 +13,7 @@ from agents.llm.breaker import BreakerState, CircuitBreaker
 from agents.llm.budget import TokenBudget
 from agents.llm.cache import ResultCache
 from agents.llm.client import LLMClient
+from agents.llm.quotas import GroupBudgets
 from streams import metrics
 from streams.logs import event as log_event
 from streams.settings import Settings
@@ -30,12 +31,25 @@ BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState
 
 @dataclass
 class LLMServices:
-    """One client, cache, budget and breaker per worker process."""
+    """One client, cache, budgets and breaker per worker process."""
 
     client: LLMClient
     cache: ResultCache | None
-    budget: TokenBudget
+    budgets: GroupBudgets
     breaker: CircuitBreaker
+
+    @property
+    def budget(self) -> TokenBudget:
+        """The global token budget (this worker's share of the group's)."""
+        return self.budgets.global_budget
+
+    def report_budgets(self) -> None:
+        """The remaining-token gauges, global and per source."""
+        remaining = self.budgets.global_budget.remaining
+        metrics.BUDGET_REMAINING.set(remaining)
+        for label in self.budgets.labels.labels:  # a source without a quota: the global budget's
+            quota = self.budgets.quota(label)
+            metrics.SOURCE_QUOTA_REMAINING.labels(label).set(remaining if quota is None else quota.remaining)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMServices:
@@ -74,5 +88,23 @@ class LLMServices:
         )
         cache = (ResultCache(max_entries=settings.cache_size, max_bytes=settings.cache_max_bytes)
                  if settings.cache_size else None)
-        return cls(client=client, cache=cache, breaker=breaker,
-                   budget=TokenBudget(tokens_per_minute=settings.token_budget_per_minute))
+        budgets = GroupBudgets(
+            global_per_minute=settings.token_budget_per_minute,
+            source_per_minute=settings.source_token_budget_map,
+            on_defaulted=lambda reason: metrics.SOURCE_DEFAULTED.labels(reason).inc(),
+            on_spend=_count_source_spend,
+            on_skip=lambda label: metrics.SOURCE_SKIPPED.labels(label).inc())
+        for label in budgets.labels.labels:  # series exist (at 0) before their first event
+            metrics.SOURCE_TOKENS.labels(label)
+            metrics.SOURCE_COST.labels(label)
+            metrics.SOURCE_SKIPPED.labels(label)
+        services = cls(client=client, cache=cache, breaker=breaker, budgets=budgets)
+        services.report_budgets()
+        return services
+
+
+def _count_source_spend(label: str, tokens: int, cost_micro_usd: int) -> None:
+    if tokens:
+        metrics.SOURCE_TOKENS.labels(label).inc(tokens)
+    if cost_micro_usd:
+        metrics.SOURCE_COST.labels(label).inc(cost_micro_usd)

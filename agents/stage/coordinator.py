@@ -89,7 +89,7 @@ class StageCore:
         self.states = States(spec=self.spec, retention_ms=int(settings.state_retention_s * 1000))
         self.outputs = Outputs(ports=ports, topics=topics, settings=settings, outbox=outbox)
         self.costs = Costs(cap_micro_usd=settings.restaurant_daily_cost_cap_micro_usd,
-                           tables_for=ports.tables_for)
+                           tables_for=ports.tables_for, warning_share=settings.budget_warning_share)
         self.folder = Folder(spec=self.spec, watermarks=self.watermarks, owed=self.owed, outputs=self.outputs,
                              pane_pending_cap=pane_pending_cap(max_pending=settings.pane_max_pending,
                                                                id_max_chars=settings.id_max_chars))

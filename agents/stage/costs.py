@@ -5,7 +5,10 @@ restaurant's ``daily_cost`` entries. Before a call, :meth:`Costs.ledger` gives t
 of the call's restaurants as this process knows it (the estimates of calls in flight
 included, so concurrent calls never spend the same headroom twice). When an answer joins,
 :meth:`Costs.book` adds its cost to the day's entry, and the first ``BUDGET_SKIPPED`` for the
-cap gives the restaurant's ``budget_exceeded`` alert, once a day.
+cap gives the restaurant's ``budget_exceeded`` alert (CRITICAL), once a day. Before it, the
+first booking that takes the day's spend to ``warning_share`` of the cap gives its
+``budget_warning`` (WARNING), once a day too: both flags live in the day's entry, so a
+replay or another owner after a rebalance never sends them twice.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from agents.llm.outcome import EnrichOutcome, EnrichStatus
 from agents.stage.batch import PartitionBatch
 from agents.stage.jobs import Job
 from streams.protocol import day_key
-from tables.rules import budget_exceeded_record
+from tables.rules import budget_exceeded_record, budget_warning_record
 from tables.state import PartitionTables
 from tables.windows import DAY_MS, utc_day
 
@@ -25,8 +28,10 @@ BUDGET_CAP_REASON = "restaurant daily cost cap reached"
 
 
 class Costs:
-    def __init__(self, *, cap_micro_usd: int, tables_for: Callable[[int, Any], PartitionTables]) -> None:
+    def __init__(self, *, cap_micro_usd: int, tables_for: Callable[[int, Any], PartitionTables],
+                 warning_share: float = 0.8) -> None:
         self.cap_micro_usd = cap_micro_usd
+        self.warning_share = warning_share
         self.tables_for = tables_for
         self._ledger: dict[str, int] = {}
         self._ledger_day = 0
@@ -45,8 +50,8 @@ class Costs:
         return self._ledger
 
     def book(self, batch: PartitionBatch, job: Job, outcome: EnrichOutcome, *,
-             now_ms: int) -> dict[str, Any] | None:
-        """Add the outcome's cost to today's entry; returns the budget alert when it fires."""
+             now_ms: int) -> list[dict[str, Any]]:
+        """Add the outcome's cost to today's entry; returns the budget alerts that fire."""
         restaurant_id, tables, daily = job.item.restaurant_id, batch.tables, batch.daily
         day = utc_day(now_ms)[0]
         key = day_key(restaurant_id, day)
@@ -57,10 +62,18 @@ class Costs:
             for old in batch.state.note_day(restaurant_id, day, keep_from_ms=day - DAY_MS):
                 tables.daily_cost.pop(day_key(restaurant_id, old), None)
         entry["spent"] += outcome.cost_micro_usd
+        alerts = []
         capped = outcome.status is EnrichStatus.BUDGET_SKIPPED and outcome.error == BUDGET_CAP_REASON
-        if not capped or entry["alerted"]:
-            return None
-        entry["alerted"] = True
-        return budget_exceeded_record(restaurant_id=restaurant_id, spent_micro_usd=entry["spent"],
-                                      cap_micro_usd=self.cap_micro_usd, day_of_ms=now_ms,
-                                      emitted_at_ms=now_ms)
+        if (not entry.get("warned") and self.cap_micro_usd
+                and (capped or entry["spent"] >= self.cap_micro_usd * self.warning_share)):
+            entry["warned"] = True  # a cap reached in one step still warns first, once
+            alerts.append(budget_warning_record(
+                restaurant_id=restaurant_id, spent_micro_usd=entry["spent"],
+                cap_micro_usd=self.cap_micro_usd, share=self.warning_share, day_of_ms=now_ms,
+                emitted_at_ms=now_ms))
+        if capped and not entry["alerted"]:
+            entry["alerted"] = True
+            alerts.append(budget_exceeded_record(
+                restaurant_id=restaurant_id, spent_micro_usd=entry["spent"],
+                cap_micro_usd=self.cap_micro_usd, day_of_ms=now_ms, emitted_at_ms=now_ms))
+        return alerts

@@ -71,8 +71,7 @@ class Joins:
                     batch = batches[job.partition] = self.states.open(
                         job.partition, self.ports.tables_for(job.partition, job.event))
                 self._join(batch, job, outcome)
-                alert = self.costs.book(batch, job, outcome, now_ms=now_ms)
-                if alert is not None:
+                for alert in self.costs.book(batch, job, outcome, now_ms=now_ms):
                     joined.alerts.append((job.partition, alert))
         self._ready.clear()
         self.waiting.clear()

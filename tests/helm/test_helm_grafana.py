@@ -61,10 +61,11 @@ def test_namespace_labels_and_folder_annotation_come_from_values() -> None:
     assert meta["annotations"]["grafana_folder"] == "Streams"
 
 
-def test_panels_are_the_six_seed_rows_plus_throughput_and_consumer_lag() -> None:
+def test_panels_are_the_six_seed_rows_plus_throughput_consumer_lag_and_spend_by_source() -> None:
     board = json.loads(DASHBOARD_FILE.read_text())
     titles = [p["title"] for p in board["panels"]]
-    assert len(titles) == 8 and "Throughput" in titles and "Consumer lag per partition" in titles
+    assert len(titles) == 9 and "Throughput" in titles and "Consumer lag per partition" in titles
+    assert "LLM spend by source" in titles
     exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
     assert {s for s in SEED_RECORDED if s in exprs} == SEED_RECORDED
 

@@ -27,6 +27,10 @@ METRICS = {
     "reviewpulse_worker_healthy": "gauge",  # 1, or 0 while /health fails
     "reviewpulse_commit_stalled_seconds": "gauge",  # {topic, partition}
     "reviewpulse_llm_breaker_state": "gauge",  # 0 closed, 1 half-open, 2 open
+    "reviewpulse_llm_token_budget_remaining": "gauge",  # this worker's share of the group budget
+    "reviewpulse_budget_share": "gauge",  # by-restaurant partitions owned / all
+    "reviewpulse_source_token_quota_remaining": "gauge",  # {source}
+    "reviewpulse_enrichment_shed_total": "counter",
 }
 ALERTS = {
     "ReviewPulseQueueDepthHigh",
@@ -37,8 +41,17 @@ ALERTS = {
     "ReviewPulseWorkerUnhealthy",
     "ReviewPulseCommitStuck",
     "ReviewPulseLlmBreakerOpen",
+    "ReviewPulseTokenBudgetExhausted",
+    "ReviewPulseSourceQuotaExhausted",
+    "ReviewPulseBudgetSkippedRateHigh",
+    "ReviewPulseFallbackRateHigh",
+    "ReviewPulseShedRateHigh",
 }
-HEALTH_ALERTS = {"ReviewPulseWorkerUnhealthy", "ReviewPulseCommitStuck", "ReviewPulseLlmBreakerOpen"}
+COST_ALERTS = {"ReviewPulseTokenBudgetExhausted", "ReviewPulseSourceQuotaExhausted",
+               "ReviewPulseBudgetSkippedRateHigh", "ReviewPulseFallbackRateHigh", "ReviewPulseShedRateHigh"}
+# Alerts that say what to do (a runbook annotation naming metrics the worker exports).
+HEALTH_ALERTS = {"ReviewPulseWorkerUnhealthy", "ReviewPulseCommitStuck", "ReviewPulseLlmBreakerOpen",
+                 *COST_ALERTS}
 
 
 def rule_groups(values: dict[str, Any] | None = None) -> dict[str, Any]:

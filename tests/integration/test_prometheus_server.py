@@ -108,7 +108,8 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 def test_every_dashboard_panel_query_returns_samples(prometheus: PrometheusServer):
     queries = dashboard_queries()
-    assert len({title for title, _ in queries}) == 8  # the six §5.1 rows, throughput, consumer lag
+    # the six §5.1 rows, throughput, consumer lag, spend by source
+    assert len({title for title, _ in queries}) == 9
 
     def counts() -> list[tuple[str, str, int]]:
         return [(title, expr, prometheus.range_points(expr, last_s=30)) for title, expr in queries]
@@ -133,3 +134,85 @@ def test_the_health_alerts_stay_silent_on_a_worker_under_traffic(prometheus: Pro
     assert [float(s["value"][1]) for s in healthy] == [1.0]
     assert longest < 10  # the smallest REVIEWPULSE_COMMIT_STUCK_S allowed
     assert prometheus.query('ALERTS{alertname=~"ReviewPulseWorkerUnhealthy|ReviewPulseCommitStuck"}') == []
+
+
+COST_ALERTS = ("ReviewPulseTokenBudgetExhausted", "ReviewPulseSourceQuotaExhausted",
+               "ReviewPulseBudgetSkippedRateHigh", "ReviewPulseFallbackRateHigh", "ReviewPulseShedRateHigh")
+
+
+def test_the_cost_alerts_stay_silent_on_a_worker_under_traffic(prometheus: PrometheusServer):
+    """Issue 32.3: the budget and rate alerts read series the worker exports, and normal
+    traffic (20% 429s included) leaves them not even pending."""
+    until(lambda: prometheus.finite_samples("reviewpulse_llm_token_budget_remaining")
+          and prometheus.range_points('sum(rate(reviewpulse_events_enriched_total[10s]))', last_s=10) >= 5,
+          timeout_s=60, what="budget and enrichment series scraped", interval_s=1)
+    share = [float(s["value"][1]) for s in prometheus.finite_samples("reviewpulse_budget_share")]
+    assert share == [1.0]  # the session worker owns every partition
+    names = "|".join(COST_ALERTS)
+    assert prometheus.query(f'ALERTS{{alertname=~"{names}"}}') == []
+
+
+class _CraftedExporter:
+    """A /metrics endpoint with crafted series: a worker owning half the partitions whose global
+    budget and batch.import quota are spent, and of 50 enriched reviews a second 10 BUDGET_SKIPPED,
+    20 FALLBACK, with 1 shed."""
+
+    RATES = {'reviewpulse_events_enriched_total{status="ENRICHED"}': 20,
+             'reviewpulse_events_enriched_total{status="BUDGET_SKIPPED"}': 10,
+             'reviewpulse_events_enriched_total{status="FALLBACK"}': 20,
+             "reviewpulse_enrichment_shed_total": 1}
+
+    def __init__(self) -> None:
+        import http.server
+        import time as _time
+
+        started = _time.monotonic()
+        rates = self.RATES
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                elapsed = _time.monotonic() - started
+                lines = ["reviewpulse_budget_share 0.5", "reviewpulse_llm_token_budget_remaining 0",
+                         'reviewpulse_source_token_quota_remaining{source="batch.import"} 0',
+                         'reviewpulse_source_token_quota_remaining{source="api.review"} 390000',
+                         *(f"{series} {rate * elapsed}" for series, rate in rates.items())]
+                body = ("\n".join(lines) + "\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_cost_alerts_fire_on_crafted_series(tmp_path: Path):
+    """Each new alert, as the chart renders it (its durations shortened), fires on a real
+    Prometheus scraping crafted series; the quota alert names the spent source only."""
+    exporter = _CraftedExporter()
+    try:
+        server = start_prometheus(
+            target=f"127.0.0.1:{exporter.port}", work_dir=tmp_path / "prometheus",
+            rule_groups=chart_rule_groups({"for": {"budgetExhausted": "3s", "skipRates": "3s"}}))
+        try:
+            firing = until(lambda: server.query('ALERTS{alertstate="firing"}'), timeout_s=60,
+                           what="every cost alert firing", interval_s=1,
+                           done=lambda rows: set(COST_ALERTS) <= {r["metric"]["alertname"] for r in rows})
+        finally:
+            server.stop()
+    finally:
+        exporter.stop()
+    by_name = {r["metric"]["alertname"]: r["metric"] for r in firing}
+    print("\n" + "\n".join(f"  {name:36} {by_name[name]}" for name in COST_ALERTS))
+    quota = [r["metric"] for r in firing if r["metric"]["alertname"] == "ReviewPulseSourceQuotaExhausted"]
+    assert [m["source"] for m in quota] == ["batch.import"]
+    assert all(by_name[name]["severity"] == "warning" for name in COST_ALERTS)

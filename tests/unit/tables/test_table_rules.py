@@ -12,6 +12,7 @@ from tables.rules import (
     Severity,
     alert_record,
     budget_exceeded_record,
+    budget_warning_record,
     delivery_delay,
     evaluate_hopping,
     evaluate_tumbling,
@@ -263,6 +264,14 @@ def test_every_tumbling_decision_makes_a_valid_record(alert_contract):
         )  # fmt: skip
 
 
+def test_budget_warning_record_follows_the_alert_contract(alert_contract):
+    record = budget_warning_record(restaurant_id="r-1", spent_micro_usd=800_010, cap_micro_usd=1_000_000,
+                                   share=0.8, day_of_ms=T0, emitted_at_ms=T0 + 5)
+    assert alert_contract.validate(record)
+    assert (record["rule"], record["severity"], record["threshold"]) == (
+        "budget_warning", "WARNING", 800_000.0)
+
+
 def test_budget_exceeded_record_covers_the_utc_day(alert_contract):
     record = budget_exceeded_record(
         restaurant_id="r-1",
@@ -276,5 +285,5 @@ def test_budget_exceeded_record_covers_the_utc_day(alert_contract):
     assert record["window_end"] - record["window_start"] == 86_400_000
     assert record["alert_id"] == "r-1:budget_exceeded:1699920000000"
     assert (record["rule"], record["severity"], record["value"], record["threshold"]) == (
-        "budget_exceeded", "WARNING", 1_000_020.0, 1_000_000.0,
+        "budget_exceeded", "CRITICAL", 1_000_020.0, 1_000_000.0,
     )  # fmt: skip
