@@ -100,6 +100,11 @@ SOURCE_SKIPPED = Counter(
     "reviewpulse_source_budget_skipped", "Reviews BUDGET_SKIPPED because their source's token "
     "quota was spent (reason source_quota).", ["source"], registry=REGISTRY,
 )
+BUDGET_ALERTS = Counter(
+    "reviewpulse_budget_alerts", "BudgetAlert records raised (budget.alerts): a source's quota or the "
+    "global budget at its warning share (WARNING) or refusing calls (CRITICAL).",
+    ["scope", "severity"], registry=REGISTRY,
+)
 SOURCE_QUOTA_REMAINING = Gauge(
     "reviewpulse_source_token_quota_remaining", "Tokens left in this minute of this worker's "
     "share of each source's quota (of the global budget for a source without a quota).",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from agents.llm.batch import enrich_batch
 from agents.llm.outcome import EnrichOutcome
-from agents.llm.quotas import share_of
+from agents.llm.quotas import QuotaAlert, share_of
 from agents.llm.records import enrich_request
 from agents.llm.services import LLMServices
 from agents.outbox import Outbox, kafka_scanner
@@ -78,12 +79,15 @@ class Runtime:
         # Faust creates the internal topics it consumes; the ones we only produce to must be
         # declared here, or the first send waits on metadata for a topic that never comes.
         for topic in (topics.enriched, topics.critical_alert, topics.aggregates,
-                      topics.restaurant_alerts, topics.dlq, topics.retry, topics.by_restaurant):
+                      topics.restaurant_alerts, topics.budget_alerts, topics.dlq, topics.retry,
+                      topics.by_restaurant):
             await topic.maybe_declare()
         self.codecs = AvroCodecs(settings)
         await self.codecs.start()
         self.dead_letters = DeadLetters(topic=topics.dlq, codecs=self.codecs)
         self.llm = LLMServices.from_settings(settings)
+        self.llm.budgets.warn_share = settings.budget_warning_share
+        self.llm.budgets.on_alert = self._budget_alert
         self.http = httpx.AsyncClient(timeout=ROUTING_TIMEOUT_S)
         producer = app.producer
 
@@ -171,6 +175,18 @@ class Runtime:
         log_event("budget_share", owned=owned, partitions=self.app.settings.topic_partitions,
                   share=round(share, 4))
 
+    def _budget_alert(self, alert: QuotaAlert) -> None:
+        """A budget's WARNING or CRITICAL to ``budget.alerts``, sent beside the flow: a failed
+        send is logged, never the enrichment's problem (the gauges and rules still see it)."""
+        metrics.BUDGET_ALERTS.labels(alert.scope, alert.severity).inc()
+        log_event("budget_alert", level=30, scope=alert.scope, budget=alert.name, severity=alert.severity,
+                  used_tokens=alert.used_tokens, limit_tokens=alert.limit_tokens)
+        record = alert.record(now_ms=int(time.time() * 1000))
+        task = asyncio.ensure_future(self.send(self.app.topics_.budget_alerts.get_topic_name(),
+                                               key=alert.name.encode(),
+                                               value=self.codecs.encode("BudgetAlert", record)))
+        task.add_done_callback(_log_send_failure)
+
     async def _enrich(self, jobs: Sequence[Job], spent: dict[str, int]) -> list[EnrichOutcome]:
         settings, llm = self.app.settings, self.llm
         outcomes = await enrich_batch(
@@ -201,3 +217,8 @@ def install(app: ReviewPulseApp) -> Runtime:
 
     app.service(RuntimeService)
     return runtime
+
+
+def _log_send_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log_event("budget_alert_send_failed", level=40, error=repr(task.exception()))

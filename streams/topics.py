@@ -19,6 +19,7 @@ REVIEWS_ENRICHED = "reviews.enriched"
 CRITICAL_ALERT = "reviews.critical_alert"
 AGGREGATES = "restaurants.aggregates"
 RESTAURANT_ALERTS = "restaurants.alerts"
+BUDGET_ALERTS = "budget.alerts"
 RETRY = "reviews.retry"
 DLQ = "reviewpulse.dlq"
 
@@ -30,6 +31,7 @@ TOPIC_RECORDS: dict[str, str] = {
     CRITICAL_ALERT: "CriticalAlert",
     AGGREGATES: "RestaurantWindowAggregate",
     RESTAURANT_ALERTS: "RestaurantAlert",
+    BUDGET_ALERTS: "BudgetAlert",
     DLQ: "DeadLetter",
 }
 
@@ -56,6 +58,7 @@ class Topics:
     critical_alert: faust.TopicT
     aggregates: faust.TopicT
     restaurant_alerts: faust.TopicT
+    budget_alerts: faust.TopicT
     dlq: faust.TopicT
 
 
@@ -80,5 +83,6 @@ def declare_topics(app: faust.App, *, app_id: str, partitions: int) -> Topics:
         critical_alert=raw(CRITICAL_ALERT, internal=True),
         aggregates=raw(AGGREGATES, internal=True),
         restaurant_alerts=raw(RESTAURANT_ALERTS, internal=True),
+        budget_alerts=raw(BUDGET_ALERTS, internal=True),
         dlq=raw(DLQ, internal=True),
     )

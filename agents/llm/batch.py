@@ -23,7 +23,7 @@ from agents.llm.labels import Enrichment, ReviewInput
 from agents.llm.outcome import EnrichOutcome, EnrichRequest, EnrichStatus, fallback_outcome
 from agents.llm.pricing import apportion, cost_micro_usd, estimate_tokens
 from agents.llm.prompt import PROMPT_TOKENS_PER_REVIEW_OVERHEAD, estimate_review_tokens
-from agents.llm.quotas import SOURCE_QUOTA_REASON, GroupBudgets
+from agents.llm.quotas import GLOBAL, SOURCE_QUOTA_REASON, GroupBudgets
 from agents.llm.redact import redact_pii
 
 log = logging.getLogger(__name__)
@@ -159,9 +159,13 @@ class _Run:
         )
         if self.budget is not None and not self.budget.try_reserve(reserved):
             self._release_sources(items)
+            if self.quotas is not None:
+                self.quotas.watch(GLOBAL, refused=True)
             for item in items:
                 self._fallback(item, EnrichStatus.BUDGET_SKIPPED, "global token budget exhausted")
             return
+        if self.quotas is not None:
+            self.quotas.watch(GLOBAL)
         try:
             async with self.slots:
                 result: BatchResult = await self.client.complete_batch([i.review for i in items])
@@ -298,9 +302,13 @@ async def enrich_batch(
         elif (quota := quotas.quota(item.source) if quotas is not None else None) is not None \
                 and not quota.try_reserve(quota_estimate):
             run._fallback(item, EnrichStatus.BUDGET_SKIPPED, SOURCE_QUOTA_REASON)
-            if quotas is not None and quotas.on_skip is not None:
-                quotas.on_skip(item.source)
+            if quotas is not None:
+                quotas.watch(item.source, refused=True)
+                if quotas.on_skip is not None:
+                    quotas.on_skip(item.source)
         else:
+            if quota is not None and quotas is not None:
+                quotas.watch(item.source)
             item.source_reserved = quota_estimate if quota is not None else 0
             projected[rid] = spent + estimate
             to_send.append(item)

@@ -22,7 +22,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.llm.heuristic import HEURISTIC_MODEL
+from streams.dev.reader import TopicReader
 from streams.dev.stack import Process, Stack
+from streams.topics import BUDGET_ALERTS
 from tests.integration.conftest import SMALL_WINDOWS, NewStack, ms
 from tests.integration.ground_truth import Run, own_stack, owned_partitions
 from tests.records import review_created
@@ -117,6 +119,17 @@ def test_a_flooding_source_is_skipped_past_its_quota_and_the_quiet_one_keeps_the
         metrics = httpx.get(f"{worker.url}/metrics", timeout=5).text
         skipped = statuses[("BUDGET_SKIPPED", "source_quota")]
         assert f'reviewpulse_source_budget_skipped_total{{source="batch.import"}} {float(skipped)}' in metrics
+        # The flood warned before its quota ran out, then paged, once each in the run's minute;
+        # the quiet source, well within its quota, raised nothing.
+        with TopicReader(cost_stack.broker.bootstrap, registry_url=cost_stack.registry.url) as reader:
+            alerts = [r.value for r in reader.read_new(BUDGET_ALERTS)]
+        print("budget alerts:", [(a["name"], a["severity"], a["used_tokens"], a["limit_tokens"])
+                                 for a in alerts])
+        assert [(a["scope"], a["name"], a["severity"]) for a in alerts] == [
+            ("SOURCE", "batch.import", "WARNING"), ("SOURCE", "batch.import", "CRITICAL")]
+        warning = alerts[0]
+        assert warning["limit_tokens"] == FLOOD_QUOTA
+        assert 0.8 * FLOOD_QUOTA <= warning["used_tokens"] <= FLOOD_QUOTA * 1.05  # actual over estimates
     finally:
         worker.stop()
         cost_stack.workers.remove(worker)
