@@ -629,7 +629,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.phases = set(args.phases.split(","))
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGINT raises KeyboardInterrupt already
+    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT raises KeyboardInterrupt, but only where Python installed that handler: a shell
+    # starting us in the background without job control (`cmd &` in a script, CI) ignores
+    # SIGINT, and Python keeps it ignored; the bench then ran on, its stack left behind.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     bench = Bench(args)
     try:
         results = bench.run()

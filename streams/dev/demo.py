@@ -77,6 +77,7 @@ BROKER_NAMES = {"tansu": "Tansu, memory only", "kafka": "Apache Kafka, log dir i
 
 def run_demo(*, rate: float, count: int, data_dir: Path, broker: str = "tansu") -> None:
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even started with `&` (bench.pipeline)
     started = time.monotonic()
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -89,9 +89,9 @@ def test_bench_stops_every_process_it_started(sig: signal.Signals, tmp_path: Pat
             bench.kill()
             bench.wait()
         log.close()
-    left = {pid: everything[pid] for pid in everything if alive(pid)}
-    for pid in left:  # a failing run must not leave its stack to the next test either
-        os.kill(pid, signal.SIGKILL)
+        left = {pid: everything[pid] for pid in everything if alive(pid)}
+        for pid in left:  # a failing run must not leave its stack to the next test either
+            os.kill(pid, signal.SIGKILL)  # (here, not after: a failed wait raised past that line)
     assert left == {}, f"left behind after {sig.name}: {left} (started: {pids})"
     output = (tmp_path / "bench.out").read_text()
     assert "every process the bench started was stopped" in output, output[-2000:]
