@@ -271,13 +271,8 @@ def budget_exceeded_record(
         f"Daily LLM budget reached: ${spent_micro_usd / 1e6:.4f} spent of a "
         f"${cap_micro_usd / 1e6:.4f} cap; reviews use the heuristic until the UTC day ends.",
     )
-    return alert_record(
-        decision,
-        restaurant_id=restaurant_id,
-        window_start_ms=start,
-        window_end_ms=end,
-        emitted_at_ms=emitted_at_ms,
-    )
+    return alert_record(decision, restaurant_id=restaurant_id, window_start_ms=start, window_end_ms=end,
+                        emitted_at_ms=emitted_at_ms)
 
 
 def budget_warning_record(
@@ -303,10 +298,5 @@ def budget_warning_record(
         f"Daily LLM budget {share:.0%} spent: ${spent_micro_usd / 1e6:.4f} of a "
         f"${cap_micro_usd / 1e6:.4f} cap; past the cap reviews use the heuristic until the UTC day ends.",
     )
-    return alert_record(
-        decision,
-        restaurant_id=restaurant_id,
-        window_start_ms=start,
-        window_end_ms=end,
-        emitted_at_ms=emitted_at_ms,
-    )
+    return alert_record(decision, restaurant_id=restaurant_id, window_start_ms=start, window_end_ms=end,
+                        emitted_at_ms=emitted_at_ms)
