@@ -211,6 +211,10 @@ def _time_ms(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
         raise click.BadParameter(str(exc)) from None
 
 
+def _optional_time_ms(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else _time_ms(ctx, param, value)
+
+
 @main.command()
 @click.option("--from", "from_ms", required=True, callback=_time_ms,
               help="Start (inclusive): ISO 8601 (naive = UTC) or epoch ms.")
@@ -288,6 +292,49 @@ def reconcile(from_ms: int, to_ms: int, by: str, as_json: bool) -> None:
             click.echo(line)
     if rec.any_missing(reports):
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--event-id", default=None, help="The review's event_id (the envelope's).")
+@click.option("--review-id", default=None, help="The review's entity.review_id.")
+@click.option("--trace-id", default=None, help="The correlation id (metadata.trace_id).")
+@click.option("--from", "from_ms", default=None, callback=_optional_time_ms,
+              help="Start (inclusive, Kafka time): ISO 8601 (naive = UTC) or epoch ms. Default: 24 h ago.")
+@click.option("--to", "to_ms", default=None, callback=_optional_time_ms,
+              help="End (exclusive), same forms. Default: now.")
+@click.option("--json", "as_json", is_flag=True, help="Print the timeline as one JSON document.")
+def trace(event_id: str | None, review_id: str | None, trace_id: str | None, from_ms: int | None,
+          to_ms: int | None, as_json: bool) -> None:
+    """Every record of one review, on every topic, in time order; exit 1 if none matches.
+
+    \b
+    Reads reviews.created, the by-restaurant topic, reviews.retry (each attempt and why),
+    reviews.enriched, reviews.critical_alert, the DLQ (with reasons) and
+    restaurants.aggregates (the windows that counted the review, with its final or
+    provisional label), from --from to --to.
+    """
+    import json
+    import time
+
+    from streams import trace as tr
+    from streams.settings import load_settings
+
+    now_ms = int(time.time() * 1000)
+    try:
+        wanted = tr.Wanted(event_id=event_id, review_id=review_id, trace_id=trace_id)
+        timeline = tr.trace(load_settings(), wanted,
+                            from_ms=now_ms - tr.DEFAULT_SPAN_MS if from_ms is None else from_ms,
+                            to_ms=now_ms + 1 if to_ms is None else to_ms)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not timeline.steps:
+        click.echo("no record of that review in the range (try a wider --from/--to)", err=True)
+        raise SystemExit(1)
+    if as_json:
+        click.echo(json.dumps(timeline.to_json(), indent=2))
+    else:
+        for line in tr.format_timeline(timeline):
+            click.echo(line)
 
 
 @main.command()

@@ -30,6 +30,20 @@ def to_ms(value: datetime | int) -> int:
     return (value - _EPOCH) // _MS
 
 
+def parse_time_ms(text: str) -> int:
+    """Epoch milliseconds from ``1767225600000`` or ISO 8601 (naive means UTC)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither epoch milliseconds nor ISO 8601") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 def plain_record(record: dict[str, Any]) -> dict[str, Any]:
     """The decoded record with its top-level timestamps as epoch ms (JSON-ready, for later stages)."""
     return {k: to_ms(v) if isinstance(v, datetime) else v for k, v in record.items()}

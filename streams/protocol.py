@@ -87,6 +87,7 @@ class Item:
     pane_start_ms: int | None = None
     late: bool = False
     first_failure_ms: int | None = None
+    retry_reason: str | None = None  # why the attempt before failed (a retry's, for `trace`)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -105,6 +106,9 @@ class Item:
     @property
     def trace_id(self) -> str | None:
         return self.record.get("metadata", {}).get("trace_id")
+
+
+RETRY_REASON_MAX_CHARS = 200  # an LLM error's text: enough to say why, never the payload
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -133,6 +137,8 @@ def write_item(item: Item) -> bytes:
     if item.kind == RETRY:
         payload.update(a=item.attempt, nb=item.not_before_ms, p=item.pane_start_ms, late=item.late,
                        ff=item.first_failure_ms)
+        if item.retry_reason is not None:
+            payload["why"] = item.retry_reason
     return orjson.dumps(payload)
 
 
@@ -157,6 +163,8 @@ def read_item(data: bytes | None) -> Item:
             item.pane_start_ms = None if payload.get("p") is None else int(payload["p"])
             item.late = bool(payload.get("late"))
             item.first_failure_ms = None if payload.get("ff") is None else int(payload["ff"])
+            why = payload.get("why")
+            item.retry_reason = why[:RETRY_REASON_MAX_CHARS] if isinstance(why, str) else None
             if item.attempt < 1:
                 raise ProtocolError("retry attempt must be at least 1")
         return item

@@ -40,7 +40,7 @@ from agents.llm.labels import ReviewInput
 from agents.llm.pricing import Prices, cost_micro_usd
 from agents.llm.prompt import PROMPT_VERSION, estimate_review_tokens
 from agents.llm.redact import redact_pii
-from streams.codecs import to_ms
+from streams.codecs import parse_time_ms, to_ms  # noqa: F401  (parse_time_ms: re-exported for the CLI)
 from streams.settings import Settings
 from streams.topic_io import (
     KAFKA_TIMEOUT_S,
@@ -66,18 +66,6 @@ REENRICH_CHUNK = 500
 
 
 # --- pure parts ------------------------------------------------------------------------------
-def parse_time_ms(text: str) -> int:
-    """Epoch milliseconds from ``1767225600000`` or ISO 8601 (naive means UTC)."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r} is neither epoch milliseconds nor ISO 8601") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def _iso(value: datetime | int) -> str:

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     # --- Memory bounds (issue 30, finding 9): each part has its own, the chart sums them -----
     enrich_backlog_max_bytes: int = Field(256 * MIB, ge=MIB, description="Bytes of the reviews queued or in flight for enrichment per worker (each counted from its by-restaurant record, original bytes and decoded text); beyond it new reviews get the heuristic at once (FALLBACK, counted in reviewpulse_enrichment_shed and reviewpulse_memory_evicted_total, part enrich_backlog).")
     cache_max_bytes: int = Field(32 * MIB, ge=64 * 1024, description="Bytes of the enrichment result cache; past it the least recently used answers go (a later identical review pays the LLM again).")
+    history_max_range_s: int = Field(8 * 24 * 3600, ge=60, description="Widest range /api/restaurants/{id}/windows?from=&to= reads back from restaurants.aggregates (a wider one gets 400 naming this limit).")
     web_history_max_bytes: int = Field(64 * MIB, ge=64 * 1024, description="Bytes of the closed-window history the web view charts (every restaurant's windows, kept as compact JSON); past it the oldest windows of all go first.")
     web_recent_max_bytes: int = Field(32 * MIB, ge=64 * 1024, description="Bytes of the recent critical reviews and alerts the web view shows; past it the oldest go first.")
     schema_cache_max_bytes: int = Field(16 * MIB, ge=MIB, description="Bytes of the writer schemas cached by id (text and parsed form); past it the least recently used are fetched from the registry again when next needed.")

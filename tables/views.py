@@ -33,8 +33,9 @@ from typing import Any
 from aiohttp import web as aioweb
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import metrics
+from streams import metrics, window_history
 from streams.app import app, runtime
+from streams.codecs import parse_time_ms, plain_record
 from streams.protocol import closure_key, day_key, day_of_key, pane_key, restaurant_of_day_key
 from tables.panes import TUMBLING_CLOSED, read_closure
 from tables.routing import (
@@ -357,4 +358,37 @@ async def api_restaurant(web: Any, request: Any, restaurant_id: str) -> Any:
 
 @app.page("/api/restaurants/{restaurant_id}/windows")
 async def api_restaurant_windows(web: Any, request: Any, restaurant_id: str) -> Any:
+    """The open and recent windows (the owner answers); with ``from`` and ``to``, the closed
+    windows of that range read back from ``restaurants.aggregates`` (any worker answers)."""
+    if "from" in request.query or "to" in request.query:
+        return await restaurant_history(web, request, restaurant_id)
     return await routed(web, request, restaurant_id, restaurant_windows)
+
+
+async def restaurant_history(web: Any, request: Any, restaurant_id: str) -> Any:
+    """``?from=&to=[&kind=TUMBLING|HOPPING]`` (epoch ms or ISO 8601): the windows of the kind
+    starting in the range, oldest first; 400 with the reason for a bad or too wide range."""
+    await runtime.ready()
+    query = request.query
+    kind = query.get("kind", "TUMBLING").upper()
+    try:
+        if "from" not in query or "to" not in query:
+            raise window_history.RangeError("give both 'from' and 'to' (epoch ms or ISO 8601)")
+        from_ms, to_ms = parse_time_ms(query["from"]), parse_time_ms(query["to"])
+        if kind not in window_history.WINDOW_KINDS:
+            raise window_history.RangeError(f"kind must be one of {window_history.WINDOW_KINDS}")
+        window_history.check_range(from_ms, to_ms, max_range_s=settings.history_max_range_s)
+    except ValueError as exc:
+        return web.json({"error": str(exc)}, status=400, headers={H_WORKER: self_url()})
+    started = time.perf_counter()
+    longest_ms = max(SPEC.window_size_s, SPEC.hopping_size_s) * 1000
+    found = await asyncio.to_thread(
+        window_history.scan, settings, restaurant_id, partition=restaurant_partition(restaurant_id),
+        from_ms=from_ms, to_ms=to_ms, longest_window_ms=longest_ms)
+    decoded = [plain_record(await runtime.codecs.decode("RestaurantWindowAggregate", value))
+               for value in found.values]
+    windows = window_history.select(decoded, from_ms=from_ms, to_ms=to_ms, kind=kind)
+    return web.json({"restaurant_id": restaurant_id, "kind": kind, "from_ms": from_ms, "to_ms": to_ms,
+                     "windows": windows, "records_read": found.records_read,
+                     "read_ms": round((time.perf_counter() - started) * 1000, 1)},
+                    headers={H_WORKER: self_url()})

@@ -60,7 +60,7 @@ async def emit(jobs: Sequence[Job], outcomes: Sequence[EnrichOutcome], *, output
         elif outcome.status is EnrichStatus.TRANSIENT_FAILURE:
             if (settings.llm_failure_policy is FailurePolicy.RETRY_THEN_FALLBACK
                     and job.attempt < settings.llm_max_attempts):
-                pending.append(await outputs.retry(job, now_ms=now_ms))
+                pending.append(await outputs.retry(job, now_ms=now_ms, reason=outcome.error))
                 retried(job)
                 continue
             pending.append(await outputs.exhausted(job, outcome, now_ms=now_ms))

@@ -17,7 +17,7 @@ from agents.stage.jobs import Job
 from agents.stage.ports import OutputTopics, Ports
 from streams import metrics
 from streams.logs import event as log_event
-from streams.protocol import H_ID, H_TRACE, RETRY, Item, write_item
+from streams.protocol import H_ID, H_TRACE, RETRY, RETRY_REASON_MAX_CHARS, Item, write_item
 from streams.settings import Settings
 
 Sent = tuple[str, int, Any]  # (topic, partition, delivery) of a final output
@@ -48,13 +48,15 @@ class Outputs:
                 value=ports.encode("CriticalAlert", critical_alert_record(record))))
         return futures
 
-    async def retry(self, job: Job, *, now_ms: int) -> Awaitable[Any]:
-        """The review again on ``reviews.retry``, after an exponential delay per attempt."""
+    async def retry(self, job: Job, *, now_ms: int, reason: str | None = None) -> Awaitable[Any]:
+        """The review again on ``reviews.retry``, after an exponential delay per attempt;
+        ``reason`` (the failed attempt's error) travels with it, for ``reviewpulse trace``."""
         delay_ms = int(self.settings.llm_retry_delay_s * 1000 * 2 ** (job.attempt - 1))
         item = job.item
         retry = Item(kind=RETRY, record=item.record, origin=item.origin, attempt=job.attempt + 1,
                      not_before_ms=now_ms + delay_ms, pane_start_ms=job.pane_start_ms, late=job.late,
-                     first_failure_ms=item.first_failure_ms or now_ms)
+                     first_failure_ms=item.first_failure_ms or now_ms,
+                     retry_reason=None if reason is None else reason[:RETRY_REASON_MAX_CHARS])
         metrics.EVENTS_RETRIED.inc()
         metrics.input_outcome(item.origin.topic, "retry_scheduled")
         log_event("retry_scheduled", restaurant=item.restaurant_id, attempt=job.attempt + 1,

@@ -91,9 +91,45 @@
     box.replaceChildren(root);
   }
 
+  // The range picker: "Live" charts the windows the owner keeps (about an hour, refreshed);
+  // a range reads the closed windows back from restaurants.aggregates (any worker, survives
+  // restarts), once per choice, tumbling windows, oldest first.
+  let spanMs = 0;
+  const note = document.getElementById("range-note");
+  const chartBox = document.getElementById("chart");
+
+  function fromTopic(w) {  // a RestaurantWindowAggregate as the chart draws a window
+    return { window_start_ms: w.window_start, reviews: w.reviews, sentiment_avg: w.sentiment_avg,
+      negative_share: w.reviews ? (w.negative + w.critical) / w.reviews : 0, closed: true };
+  }
+
+  async function loadRange() {
+    const to = Date.now();
+    const { body } = await RP.getJSON(`${api}/windows?from=${to - spanMs}&to=${to}`);
+    chartBox.dataset.source = "history";
+    chartBox.dataset.windows = String(body.windows.length);
+    renderChart(body.windows.map(fromTopic));
+    note.textContent = `${body.windows.length} closed windows from restaurants.aggregates · read in ${Math.round(body.read_ms)} ms`;
+  }
+
+  for (const button of document.querySelectorAll("#range button")) {
+    button.addEventListener("click", async () => {
+      for (const b of document.querySelectorAll("#range button")) b.setAttribute("aria-pressed", String(b === button));
+      spanMs = Number(button.dataset.span || 0);
+      note.textContent = spanMs ? "reading…" : "";
+      if (spanMs) {
+        try { await loadRange(); } catch (err) { note.textContent = err.message; }
+      }
+    });
+  }
+
   RP.poll(async () => {
-    const [detail, history] = await Promise.all([RP.getJSON(api), RP.getJSON(`${api}/windows`)]);
+    const [detail, history] = await Promise.all([RP.getJSON(api), spanMs ? null : RP.getJSON(`${api}/windows`)]);
     renderDetail(detail.body, detail.worker);
-    renderChart(history.body.windows);
+    if (history) {
+      chartBox.dataset.source = "live";
+      chartBox.dataset.windows = String(history.body.windows.length);
+      renderChart(history.body.windows);
+    }
   }, { status: document.getElementById("status") });
 })();

@@ -178,6 +178,36 @@ def test_restaurant_page_draws_window_history_chart(
     screenshot(page, "restaurant")
 
 
+def test_range_picker_charts_the_closed_windows_read_back_from_the_topic(
+        page: Any, worker: Process, traffic: dict[str, str], listed: dict[str, dict[str, Any]]) -> None:
+    """Issue 33.3: "Last hour" charts the restaurant's closed windows from restaurants.aggregates
+    (the API's history answer), "Live" goes back to the owner's windows."""
+    name = traffic["unhappy"]
+    api = f"{worker.url}/api/restaurants/{quote(name, safe='')}/windows"
+
+    def read_back() -> list[dict[str, Any]]:
+        now = int(time.time() * 1000)
+        return httpx.get(api, params={"from": now - 3_600_000, "to": now}, timeout=30).json()["windows"]
+
+    closed = until(read_back, timeout_s=30, what="the module's two windows closed and on the topic",
+                   done=lambda windows: len(windows) == 2)
+    assert all(w["reviews"] == REVIEWS_PER_WINDOW for w in closed)
+    page.goto(f"{worker.url}/restaurants/{quote(name, safe='')}")
+    page.locator('#chart[data-source="live"] svg').wait_for()
+    page.get_by_role("button", name="Last hour").click()
+    page.locator('#chart[data-source="history"] svg').wait_for()
+    assert page.locator("#chart").get_attribute("data-windows") == str(len(closed))
+    points = page.locator("#chart svg circle.point")
+    assert points.count() == len(closed)
+    assert [int(p) for p in points.evaluate_all("ps => ps.map(p => p.dataset.windowStart)")] == [
+        w["window_start"] for w in closed]
+    assert "closed windows from restaurants.aggregates" in page.locator("#range-note").inner_text()
+    assert page.get_by_role("button", name="Last hour").get_attribute("aria-pressed") == "true"
+    screenshot(page, "restaurant-history-range")
+    page.get_by_role("button", name="Live").click()
+    page.locator('#chart[data-source="live"]').wait_for()
+
+
 def test_pages_and_api_answer_without_a_token_when_none_is_set(worker: Process) -> None:
     """The session worker runs without a token (the routing tests set one)."""
     for path in ("/", "/api/restaurants", "/static/style.css", "/health", "/ready", "/metrics"):

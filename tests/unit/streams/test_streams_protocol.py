@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from streams.protocol import (
     ORDER,
     RETRY,
+    RETRY_REASON_MAX_CHARS,
     REVIEW,
     Item,
     Origin,
@@ -56,6 +57,7 @@ def items(draw: st.DrawFn) -> Item:
         item.pane_start_ms = draw(st.none() | longs)
         item.late = draw(st.booleans())
         item.first_failure_ms = draw(st.none() | longs)
+        item.retry_reason = draw(st.none() | texts)
     return item
 
 
@@ -95,3 +97,17 @@ def test_nan_and_numbers_beyond_64_bits_are_refused_on_read() -> None:
         except ProtocolError:
             continue
         raise AssertionError(f"{bad!r} was read")
+
+
+def test_a_retry_reason_is_bounded_and_only_text() -> None:
+    import orjson
+
+    origin = Origin(topic="reviews.created", partition=0, offset=1, key=None, value=b"v")
+    record = {"event_id": "e", "occurred_at": 1, "metadata": {"trace_id": "t"},
+              "entity": {"review_id": "r", "user_id": "u", "order_id": None, "restaurant_id": "rest-1",
+                         "rating": 3, "text": "x", "language": None}}
+    payload = orjson.loads(write_item(Item(kind=RETRY, record=record, origin=origin, retry_reason="500")))
+    long = read_item(orjson.dumps({**payload, "why": "e" * 10_000}))
+    assert long.retry_reason == "e" * RETRY_REASON_MAX_CHARS
+    assert read_item(orjson.dumps({**payload, "why": {"no": "text"}})).retry_reason is None
+    assert read_item(orjson.dumps({k: v for k, v in payload.items() if k != "why"})).retry_reason is None
