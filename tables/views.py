@@ -52,14 +52,15 @@ from tables.values import PaneAggregate
 from tables.webdata import (
     SEVERITY_RANK,
     current_alerts,
+    current_severity,
     history,
     observe_latest,
     pane_from_record,
+    rank_alerts,
     recent,
     summary_row,
     window_alerts,
     window_stats,
-    worst,
 )
 from tables.windows import WindowKind, WindowSpec, utc_day
 
@@ -100,7 +101,8 @@ def windows_of(restaurant_id: str) -> list[dict[str, Any]]:
         {
             **window_stats(pane_from_record(r), start_ms=r["window_start"], end_ms=r["window_end"]),
             "closed": True,
-            "alerts": window_alerts(pane_from_record(r), thresholds=thresholds),
+            "alerts": window_alerts(pane_from_record(r), thresholds=thresholds, start_ms=r["window_start"],
+                                    end_ms=r["window_end"]),
         }
         for r in history.windows(restaurant_id)
         if r["window_start"] not in by_window
@@ -109,8 +111,8 @@ def windows_of(restaurant_id: str) -> list[dict[str, Any]]:
         window = by_window[start]
         closed = closure[TUMBLING_CLOSED] is not None and start + size <= closure[TUMBLING_CLOSED]
         row = {**window_stats(window, start_ms=start, end_ms=start + size), "closed": closed}
-        row["alerts"] = (window_alerts(window, by_window.get(start - size), thresholds=thresholds)
-                         if closed else [])
+        row["alerts"] = (window_alerts(window, by_window.get(start - size), thresholds=thresholds,
+                                       start_ms=start, end_ms=start + size) if closed else [])
         out.append(row)
     return sorted(out, key=lambda w: w["window_start_ms"])
 
@@ -124,7 +126,8 @@ def restaurant_detail(restaurant_id: str, partition: int) -> dict[str, Any]:
     if row is not None and closed and closed[-1]["window_start_ms"] == row["window_start_ms"]:
         row["alerts"] = closed[-1]["alerts"]  # with sentiment_drop: the owner knows the previous window
     emitted = current_alerts(restaurant_id, now_ms=now_ms, spec=SPEC)
-    alerts = _dedupe_alerts((row["alerts"] if row else []) + emitted)
+    alerts = rank_alerts((row["alerts"] if row else []) + emitted,
+                         latest_end_ms=row["window_end_ms"] if row else None, now_ms=now_ms)
     return {
         "restaurant_id": restaurant_id,
         "worker": self_url(),
@@ -134,7 +137,7 @@ def restaurant_detail(restaurant_id: str, partition: int) -> dict[str, Any]:
         "open": [w for w in windows if not w["closed"]],
         "cost_today_micro_usd": _cost_today(restaurant_id, now_ms),
         "daily_cap_micro_usd": settings.restaurant_daily_cost_cap_micro_usd,
-        "severity": worst(alerts),
+        "severity": current_severity(alerts),
         "alerts": alerts,
         "recent_alerts": recent.alerts(restaurant_id),
         "critical_reviews": recent.critical(restaurant_id),
@@ -150,14 +153,6 @@ def restaurant_windows(restaurant_id: str, partition: int) -> dict[str, Any]:
         "window_size_s": settings.window_size_s,
         "windows": windows_of(restaurant_id),
     }
-
-
-def _dedupe_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    best: dict[str, dict[str, Any]] = {}
-    for a in alerts:
-        if a["rule"] not in best or SEVERITY_RANK[a["severity"]] > SEVERITY_RANK[best[a["rule"]]["severity"]]:
-            best[a["rule"]] = a
-    return sorted(best.values(), key=lambda a: -SEVERITY_RANK[a["severity"]])
 
 
 def owned_summary() -> dict[str, Any]:
@@ -315,15 +310,18 @@ async def api_restaurants(web: Any, request: Any) -> Any:
     for part in parts:
         records.update(part["latest"])  # the owner's copy wins
     rows = {r: summary_row(r, rec, thresholds=THRESHOLDS) for r, rec in records.items()}
+    emitted: dict[str, list[dict[str, Any]]] = {}
     for part in parts:
         for restaurant_id, cost in part["cost_today_micro_usd"].items():
             if restaurant_id in rows:
                 rows[restaurant_id]["cost_today_micro_usd"] = cost
         for restaurant_id, alerts in part["alerts"].items():
-            if restaurant_id in rows:
-                row = rows[restaurant_id]
-                row["alerts"] = _dedupe_alerts(row["alerts"] + alerts)
-                row["severity"] = worst(row["alerts"])
+            emitted.setdefault(restaurant_id, []).extend(alerts)
+    now_ms = int(time.time() * 1000)
+    for restaurant_id, row in rows.items():  # ranked by what is true now (issue 33.4)
+        row["alerts"] = rank_alerts(row["alerts"] + emitted.get(restaurant_id, []),
+                                    latest_end_ms=row["window_end_ms"], now_ms=now_ms)
+        row["severity"] = current_severity(row["alerts"])
     ordered = sorted(
         rows.values(),
         key=lambda r: (

@@ -204,25 +204,54 @@ def window_stats(window: PaneAggregate, *, start_ms: int, end_ms: int) -> dict[s
         "late_events": window.late_events,
         "fallbacks": window.fallbacks,
         "budget_skips": window.budget_skips,
+        "llm_calls": window.llm_calls,
+        "cache_hits": window.cache_hits,
     }
 
 
 def window_alerts(window: PaneAggregate, previous: PaneAggregate | None = None, *,
-                  thresholds: RuleThresholds) -> list[dict[str, Any]]:
+                  thresholds: RuleThresholds, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
     """The stream's own rules on one tumbling window (negative_share is a hopping-window
-    rule: the view shows it from the alerts the stream emitted)."""
+    rule: the view shows it from the alerts the stream emitted), each with its window."""
     decisions = judge_window(WindowKind.TUMBLING, window, previous, thresholds)
-    return [{"rule": str(d.rule), "severity": str(d.severity), "message": d.message} for d in decisions]
+    return [{"rule": str(d.rule), "severity": str(d.severity), "message": d.message,
+             "window_start_ms": start_ms, "window_end_ms": end_ms, "emitted_at_ms": None}
+            for d in decisions]
 
 
 def current_alerts(restaurant_id: str, *, now_ms: int, spec: WindowSpec) -> list[dict[str, Any]]:
-    """Alerts this worker emitted for the restaurant that still apply (recent windows, today)."""
+    """Alerts this worker emitted for the restaurant that may still apply (recent windows,
+    today), each with the window it judged and when it went out."""
     recent_ms = 2 * spec.size_ms(WindowKind.TUMBLING) + spec.grace_ms + 5_000
     return [
-        {"rule": a["rule"], "severity": a["severity"], "message": a["message"]}
+        {"rule": a["rule"], "severity": a["severity"], "message": a["message"],
+         "window_start_ms": a["window_start"], "window_end_ms": a["window_end"],
+         "emitted_at_ms": a["emitted_at"]}
         for a in recent.alerts(restaurant_id)
         if a["window_end"] > now_ms or a["emitted_at"] >= now_ms - recent_ms
     ]
+
+
+def rank_alerts(alerts: list[dict[str, Any]], *, latest_end_ms: int | None,
+                now_ms: int) -> list[dict[str, Any]]:
+    """One alert per rule, each marked ``current`` when it judged a window ending at or after
+    the latest closed window (so it describes what the row's numbers show) or older, with its
+    age; current ones first, then by severity. A row's severity is its current alerts' worst
+    (:func:`current_severity`): an alert from a window 30 s earlier no longer ranks the row.
+    """
+    best: dict[str, dict[str, Any]] = {}
+    for alert in alerts:
+        shown = {**alert, "current": latest_end_ms is None or alert["window_end_ms"] >= latest_end_ms,
+                 "age_ms": max(0, now_ms - (alert["emitted_at_ms"] or alert["window_end_ms"]))}
+        kept = best.get(shown["rule"])
+        if kept is None or (shown["current"], SEVERITY_RANK[shown["severity"]]) > (
+                kept["current"], SEVERITY_RANK[kept["severity"]]):
+            best[shown["rule"]] = shown
+    return sorted(best.values(), key=lambda a: (not a["current"], -SEVERITY_RANK[a["severity"]], a["rule"]))
+
+
+def current_severity(alerts: list[dict[str, Any]]) -> str:
+    return worst([a for a in alerts if a.get("current", True)])
 
 
 def worst(alerts: list[dict[str, Any]]) -> str:
@@ -233,7 +262,8 @@ def summary_row(restaurant_id: str, record: dict[str, Any], *, thresholds: RuleT
     stats = window_stats(
         pane_from_record(record), start_ms=record["window_start"], end_ms=record["window_end"]
     )
-    alerts = window_alerts(pane_from_record(record), thresholds=thresholds)
+    alerts = window_alerts(pane_from_record(record), thresholds=thresholds, start_ms=record["window_start"],
+                           end_ms=record["window_end"])
     return {
         "restaurant_id": restaurant_id,
         **stats,

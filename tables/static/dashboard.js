@@ -15,15 +15,24 @@
   function row(r) {
     const href = `/restaurants/${encodeURIComponent(r.restaurant_id)}`;
     const alerts = el("td", { class: "l" });
-    for (const a of r.alerts) alerts.append(el("span", { class: `chip ${a.severity}`, title: a.message }, a.rule));
+    // Each alert says which window it judged; one about an earlier window than the row's
+    // numbers is shown faded with its age and does not rank the row (issue 33.4).
+    for (const a of r.alerts) {
+      const when = `window ${fmt.time(a.window_start_ms)}–${fmt.time(a.window_end_ms)}`;
+      alerts.append(el("span", { class: `chip ${a.severity}${a.current ? "" : " old"}`, "data-rule": a.rule,
+        "data-current": String(a.current), title: `${a.message} (${when}, ${fmt.ms(a.age_ms)} ago)` },
+        a.rule, a.current ? null : el("small", {}, ` · ${fmt.ms(a.age_ms)} ago`)));
+    }
     if (!r.alerts.length) alerts.append(el("span", { class: "muted" }, "—"));
+    const cached = r.cache_hits ? el("small", { class: "cached" }, `${fmt.pct(r.cache_hits / (r.cache_hits + r.llm_calls))} cached`) : null;
     return el("tr", { "data-restaurant": r.restaurant_id, "data-severity": r.severity },
       el("td", {}, RP.pill(r.severity)),
       el("td", { class: "name l" }, el("a", { href, title: r.restaurant_id }, r.restaurant_id)),
       el("td", { class: "l" }, RP.sentiment(r.sentiment_avg)),
       el("td", { class: r.negative_share >= 0.4 ? "bad" : "" }, fmt.pct(r.negative_share)),
       el("td", { title: `${r.reviews} reviews in the window` }, fmt.rate(r.reviews_per_min)),
-      el("td", { class: "cost window" }, fmt.usd(r.cost_micro_usd)),
+      el("td", { class: "cost window", title: `${r.llm_calls} LLM calls, ${r.cache_hits} answers from the cache` },
+        fmt.usd(r.cost_micro_usd), cached),
       el("td", { class: "cost today" }, fmt.usd(r.cost_today_micro_usd)),
       el("td", { title: `event age p95 ${fmt.ms(r.event_age_p95_ms || 0)} (from occurred_at, lateness included)` },
         fmt.ms(r.processing_lag_p95_ms)),

@@ -33,8 +33,10 @@
       tile("Delivery delay p95", w && w.orders_delivered ? fmt.ms(w.delivery_delay_p95_ms) : "—", w ? `${w.orders_delivered} orders delivered` : ""));
 
     const alerts = document.getElementById("alerts");
-    alerts.replaceChildren(...d.alerts.map((a) => el("li", {}, RP.pill(a.severity), " ",
-      el("strong", {}, a.rule), el("div", { class: "small" }, a.message))));
+    alerts.replaceChildren(...d.alerts.map((a) => el("li", { class: a.current ? "" : "old", "data-rule": a.rule },
+      RP.pill(a.severity), " ", el("strong", {}, a.rule),
+      el("div", { class: "small" }, `${a.message} Window ${fmt.time(a.window_start_ms)}–${fmt.time(a.window_end_ms)}`
+        + (a.current ? "." : `, ${fmt.ms(a.age_ms)} ago: an earlier window than the tiles show.`)))));
     if (!d.alerts.length) alerts.append(el("li", { class: "muted" }, "No alert applies to the latest window."));
 
     const list = document.getElementById("critical");

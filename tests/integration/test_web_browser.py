@@ -51,7 +51,8 @@ def traffic(worker: Process, producer: Any) -> dict[str, str]:
     for batch in range(2):  # two consecutive windows: two chart points
         now = int(time.time() * 1000)
         for i in range(REVIEWS_PER_WINDOW):  # >= alert_negative_min_reviews (5)
-            producer.send_review(review(names["happy"], 5, f"Amazing food, arrived hot {i} {run}", now))
+            # One text for every happy review: the second window's are answered from the cache.
+            producer.send_review(review(names["happy"], 5, f"Amazing food, arrived hot {run}", now))
             producer.send_review(review(names["unhappy"], 1, f"Cold and late, terrible {i} {run}", now))
         if batch == 0:
             producer.send_review(review(names["hostile"], 1, XSS_TEXT, now))
@@ -117,11 +118,32 @@ def test_dashboard_lists_restaurants_from_traffic_worst_first(
     assert "/min" in row.inner_text() and "$" in row.inner_text() and "negative_share" in row.inner_text()
     # Costs are fractions of a cent: the cells show them to the micro-dollar, not "$0".
     for cell, micro in (("td.cost.window", unhappy["cost_micro_usd"]), ("td.cost.today", None)):
-        text = row.locator(cell).inner_text()
+        text = row.locator(cell).inner_text().splitlines()[0]  # a cache share may follow
         assert text != "$0" and text.startswith("$"), (cell, text)
         if micro is not None and 0 < micro < 10_000:
             assert round(float(text[1:]) * 1e6) == micro, (cell, text, micro)
+    # Each alert says which window it judged: the unhappy row's is about its latest window.
+    chip = row.locator('.chip[data-rule="negative_share"]')
+    assert chip.get_attribute("data-current") == "true" and "window " in chip.get_attribute("title")
     screenshot(page, "dashboard")
+
+
+def test_dashboard_says_a_window_answered_from_the_cache_is_cached_not_free(
+        page: Any, worker: Process, traffic: dict[str, str], listed: dict[str, dict[str, Any]]) -> None:
+    """Issue 33.4: "$0" where the result cache answered read as broken; the share says why."""
+    happy = traffic["happy"]
+
+    def happy_row() -> dict[str, Any]:
+        rows = httpx.get(f"{worker.url}/api/restaurants", timeout=5).json()["restaurants"]
+        return next(r for r in rows if r["restaurant_id"] == happy)
+
+    row = until(happy_row, timeout_s=40, what="the happy second window, answered from the cache",
+                done=lambda r: r["cache_hits"] == REVIEWS_PER_WINDOW, interval_s=0.5)
+    assert row["llm_calls"] == 0 and row["cost_micro_usd"] == 0
+    page.goto(f"{worker.url}/")
+    cell = page.locator(f'tr[data-restaurant="{happy}"] td.cost.window')
+    cell.locator("small.cached").wait_for()
+    assert cell.inner_text().splitlines() == ["$0", "100% cached"]
 
 
 # (micro-dollars, what a person reads): exact below a cent, 4 decimals to a dollar, then cents.
