@@ -18,6 +18,12 @@ that looks at the flow gets it restarted from its last commit (DESIGN §12). It 
 The commit is sampled (every tick interval, and on each ``/health`` and ``/metrics``), so a
 stall is measured from the first sample that saw its offset while records waited: it can
 read short by one sampling interval, never long.
+
+Blind spot: "records wait" is judged against the high watermark of the partition's last
+fetch response. A partition that stops being fetched (or never is, after an assignment)
+keeps its old high watermark and reads as idle; so did the partitions a restarted worker
+had skipped before the fix of streams.faust point 5 (session 17). Judging the age of the
+last fetch would flag idle partitions on Tansu, which parks fetches.
 """
 
 from __future__ import annotations
