@@ -22,7 +22,7 @@ from streams.codecs import AvroCodecs, plain_record
 from streams.dev.broker import BROKER_KINDS, start_broker
 from streams.dev.stack import start_registry
 from streams.settings import load_settings
-from streams.topic_io import _consumer, read_to_end
+from streams.topic_io import read_to_end, reader_consumer
 from streams.topics import AGGREGATES
 from streams.window_history import scan, select
 from tables.values import PaneAggregate
@@ -81,28 +81,32 @@ def write(settings: Any, restaurants: list[str], *, partition: int, end_ms: int)
 def history(settings: Any, restaurant: str, *, partition: int, from_ms: int,
             to_ms: int) -> tuple[int, int, float]:
     """(windows, records read, seconds) of one read as the web view does it."""
-    codecs = AvroCodecs(settings)
     started = time.perf_counter()
     found = scan(settings, restaurant, partition=partition, from_ms=from_ms, to_ms=to_ms,
                  longest_window_ms=settings.hopping_size_s * 1000)
+    windows = _windows(settings, found.values, from_ms=from_ms, to_ms=to_ms)
+    return len(windows), found.records_read, time.perf_counter() - started
+
+
+def _windows(settings: Any, values: list[bytes], *, from_ms: int, to_ms: int) -> list[dict[str, Any]]:
+    """The values decoded with the worker's codecs and selected as the web view does."""
+    codecs = AvroCodecs(settings)
 
     async def decode() -> list[dict[str, Any]]:
         try:
-            return [plain_record(await codecs.decode("RestaurantWindowAggregate", v)) for v in found.values]
+            return [plain_record(await codecs.decode("RestaurantWindowAggregate", v)) for v in values]
         finally:
             await codecs.stop()
 
-    windows = select(asyncio.run(decode()), from_ms=from_ms, to_ms=to_ms, kind="TUMBLING")
-    return len(windows), found.records_read, time.perf_counter() - started
+    return select(asyncio.run(decode()), from_ms=from_ms, to_ms=to_ms, kind="TUMBLING")
 
 
 def naive(settings: Any, restaurant: str, *, from_ms: int, to_ms: int) -> tuple[int, int, float]:
     """The peer: every partition from the beginning, keeping the restaurant's records."""
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    codecs = AvroCodecs(settings)
     started = time.perf_counter()
-    consumer = _consumer(settings, "history-naive")
+    consumer = reader_consumer(settings, "history-naive")
     key, values, read = restaurant.encode(), [], 0
     try:
         for message in read_to_end(consumer, [TopicPartition(AGGREGATES, p, OFFSET_BEGINNING)
@@ -112,14 +116,7 @@ def naive(settings: Any, restaurant: str, *, from_ms: int, to_ms: int) -> tuple[
                 values.append(message.value())
     finally:
         consumer.close()
-
-    async def decode() -> list[dict[str, Any]]:
-        try:
-            return [plain_record(await codecs.decode("RestaurantWindowAggregate", v)) for v in values]
-        finally:
-            await codecs.stop()
-
-    windows = select(asyncio.run(decode()), from_ms=from_ms, to_ms=to_ms, kind="TUMBLING")
+    windows = _windows(settings, values, from_ms=from_ms, to_ms=to_ms)
     return len(windows), read, time.perf_counter() - started
 
 

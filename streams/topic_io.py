@@ -26,7 +26,8 @@ def kafka_config(settings: Settings) -> dict[str, Any]:
     return conf
 
 
-def _consumer(settings: Settings, purpose: str) -> Any:
+def reader_consumer(settings: Settings, purpose: str) -> Any:
+    """A consumer that reads by assignment (its group is never joined, nothing is committed)."""
     from confluent_kafka import Consumer
 
     return Consumer({**kafka_config(settings), "group.id": f"{settings.app_id}-{purpose}",
@@ -92,7 +93,7 @@ def read_dead_letters(settings: Settings, *, reasons: Sequence[str] = ()) -> lis
     registry = SchemaRegistryClient(conf)
     deserialize = AvroDeserializer(registry)
     context = SerializationContext(DLQ, MessageField.VALUE)
-    consumer = _consumer(settings, "dlq")
+    consumer = reader_consumer(settings, "dlq")
     try:
         if DLQ not in consumer.list_topics(timeout=KAFKA_TIMEOUT_S).topics:
             return []  # no dead letter was ever written
@@ -129,7 +130,7 @@ def read_time_range(settings: Settings, *, from_ms: int, to_ms: int,
 
     if to_ms <= from_ms:
         raise ValueError("--to must be after --from")
-    consumer = _consumer(settings, "reprocess")
+    consumer = reader_consumer(settings, "reprocess")
     try:
         partitions = _partitions(consumer, topic)
         starts = consumer.offsets_for_times(
@@ -148,7 +149,7 @@ def iter_topic(settings: Settings, topic: str, *, purpose: str = "reconcile") ->
     partition order; nothing when the topic does not exist (nothing was ever written)."""
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    consumer = _consumer(settings, purpose)
+    consumer = reader_consumer(settings, purpose)
     try:
         if topic not in consumer.list_topics(timeout=KAFKA_TIMEOUT_S).topics:
             return

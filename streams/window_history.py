@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.settings import Settings
-from streams.topic_io import KAFKA_TIMEOUT_S, _consumer, read_to_end
+from streams.topic_io import KAFKA_TIMEOUT_S, read_to_end, reader_consumer
 from streams.topics import AGGREGATES
 
 # An aggregate goes out once the watermark passes its window's end plus the grace: a quiet
@@ -57,7 +57,7 @@ def scan(settings: Settings, restaurant_id: str, *, partition: int, from_ms: int
 
     key = restaurant_id.encode()
     stop_ms = to_ms + longest_window_ms + settings.window_grace_s * 1000 + CLOSE_SLACK_MS
-    consumer = _consumer(settings, "history")
+    consumer = reader_consumer(settings, "history")
     values: list[bytes] = []
     read = 0
     try:

@@ -287,6 +287,7 @@ async def enrich_batch(
     projected: Any = (restaurant_spent_micro_usd if reserve and restaurant_spent_micro_usd is not None
                       else dict(restaurant_spent_micro_usd or {}))
     call_size = max(min(batch_size, len(leaders)), 1)  # the reviews a call shares its prompt with
+    reserved, refused = {}, {}  # sources whose quota this pass drew on / refused (ordered sets)
     for item in leaders.values():
         t_in, t_out = estimate_review_tokens(item.review, batch_size=batch_size)
         quota_estimate = sum(estimate_review_tokens(item.review, batch_size=call_size))
@@ -302,16 +303,20 @@ async def enrich_batch(
         elif (quota := quotas.quota(item.source) if quotas is not None else None) is not None \
                 and not quota.try_reserve(quota_estimate):
             run._fallback(item, EnrichStatus.BUDGET_SKIPPED, SOURCE_QUOTA_REASON)
-            if quotas is not None:
-                quotas.watch(item.source, refused=True)
-                if quotas.on_skip is not None:
-                    quotas.on_skip(item.source)
+            refused[item.source] = True
+            if quotas is not None and quotas.on_skip is not None:
+                quotas.on_skip(item.source)
         else:
-            if quota is not None and quotas is not None:
-                quotas.watch(item.source)
+            if quota is not None:
+                reserved[item.source] = True
             item.source_reserved = quota_estimate if quota is not None else 0
             projected[rid] = spent + estimate
             to_send.append(item)
+    if quotas is not None:  # once per source and pass, not per review: warnings, then refusals
+        for label in reserved:
+            quotas.watch(label)
+        for label in refused:
+            quotas.watch(label, refused=True)
 
     chunks = [to_send[i : i + batch_size] for i in range(0, len(to_send), batch_size)]
     await asyncio.gather(*(run.resolve(chunk) for chunk in chunks))
