@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from streams import protocol
-from streams.codecs import to_ms
+from streams.codecs import to_ms as epoch_ms  # `to_ms` names the range's end here
 from streams.protocol import ProtocolError, read_item
 from streams.reconcile import iso_ms as iso
 from streams.settings import Settings
@@ -127,7 +127,7 @@ def build(wanted: Wanted, records: dict[str, list[Seen]]) -> Timeline:
     review_id = first["entity"]["review_id"] if first else wanted.review_id
     timeline = Timeline(event_id=event_id, review_id=review_id, trace_id=trace_id,
                         restaurant_id=first["entity"]["restaurant_id"] if first else None,
-                        occurred_ms=to_ms(first["occurred_at"]) if first else None)
+                        occurred_ms=epoch_ms(first["occurred_at"]) if first else None)
     ids = Wanted(event_id=event_id, review_id=review_id, trace_id=trace_id)
     steps = timeline.steps
     for r in inputs:
@@ -143,7 +143,7 @@ def build(wanted: Wanted, records: dict[str, list[Seen]]) -> Timeline:
                 steps.append(step)
                 if timeline.restaurant_id is None and topic == REVIEWS_ENRICHED:
                     timeline.restaurant_id = r.value["restaurant_id"]
-                    timeline.occurred_ms = to_ms(r.value["occurred_at"])
+                    timeline.occurred_ms = epoch_ms(r.value["occurred_at"])
     for r in records.get(DLQ, []):
         letter, original = r.value, r.value.get("original") or {}
         if ids.matches(event_id=original.get("event_id"), trace_id=letter.get("trace_id")):
@@ -214,11 +214,11 @@ def _aggregate_steps(timeline: Timeline, aggregates: Sequence[Seen], *,
     steps = []
     for r in aggregates:
         agg = r.value
-        start, end = to_ms(agg["window_start"]), to_ms(agg["window_end"])
+        start, end = epoch_ms(agg["window_start"]), epoch_ms(agg["window_end"])
         if agg["restaurant_id"] != timeline.restaurant_id or agg["window_kind"] not in WINDOW_KINDS \
                 or not start <= timeline.occurred_ms < end:
             continue
-        closed = to_ms(agg["closed_at"])
+        closed = epoch_ms(agg["closed_at"])
         label = "final" if answered_ms is not None and answered_ms <= closed else "provisional"
         steps.append(Step(r.time_ms, r.topic, r.partition, r.offset,
                           f"counted in the {agg['window_kind'].lower()} window {iso(start)} to {iso(end)} "
@@ -268,7 +268,7 @@ def read(settings: Settings, *, from_ms: int, to_ms: int) -> dict[str, list[Seen
                         continue  # a tick, or not an item
             letters = records.setdefault(DLQ, [])
             for letter in read_dead_letters(settings):
-                when = to_ms(letter["last_failure_at"])
+                when = epoch_ms(letter["last_failure_at"])
                 if not from_ms <= when < to_ms:
                     continue
                 original = None
