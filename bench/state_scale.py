@@ -142,7 +142,7 @@ class World:
         if tables is None:
             tables = self.tables[partition] = PartitionTables(
                 dedupe=CountingDict(), panes=CountingDict(), closures=CountingDict(),
-                daily_cost=CountingDict(), latest=CountingDict())
+                daily_cost=CountingDict(), latest=CountingDict(), review_states=CountingDict())
         return tables
 
     def ports(self) -> Ports:
@@ -153,7 +153,7 @@ class World:
     def sizes(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for tables in self.tables.values():
-            for name in ("dedupe", "panes", "closures", "daily_cost", "latest"):
+            for name in ("dedupe", "panes", "closures", "daily_cost", "latest", "review_states"):
                 out[name] = out.get(name, 0) + len(getattr(tables, name))
         return out
 
@@ -238,7 +238,7 @@ def table_bytes(world: World, *, sample: int = 2_000) -> dict[str, float]:
     scaled to all of them."""
     out: dict[str, float] = {}
     for tables in world.tables.values():
-        for name in ("dedupe", "panes", "closures", "daily_cost", "latest"):
+        for name in ("dedupe", "panes", "closures", "daily_cost", "latest", "review_states"):
             table = getattr(tables, name)
             special = [(k, v) for k, v in table.items() if str(k).startswith("~")]
             keys = [k for k in table if not str(k).startswith("~")]

@@ -23,7 +23,7 @@ from streams.readiness import Readiness
 from streams.runtime import Runtime, install
 from streams.settings import BrokerFlavor, Settings, load_settings
 from streams.topics import declare_topics
-from tables.state import CLOSURES, DAILY_COST, DEDUPE, LATEST, PANES, Tables
+from tables.state import CLOSURES, DAILY_COST, DEDUPE, LATEST, PANES, REVIEW_STATES, Tables
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -67,6 +67,10 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
                      extra_topic_configs={"cleanup.policy": "compact,delete",
                                           "retention.ms": str(ttl_ms)}),
         panes=table(PANES),
+        # Bounded as the dedupe table is: a review's state is kept review_state_ttl_s.
+        review_states=table(REVIEW_STATES, options={"ttl": settings.review_state_ttl_s},
+                            extra_topic_configs={"cleanup.policy": "compact,delete",
+                                                 "retention.ms": str(settings.review_state_ttl_s * 1000)}),
         closures=table(CLOSURES),
         daily_cost=table(DAILY_COST),
         # Same partitioning as the rest (written in the restaurant's partition); global:

@@ -311,6 +311,12 @@ def read_dedupe_mark(value: Any) -> int | None:
     return int(value)
 
 
+def review_state_key(restaurant_id: str, review_id: str) -> str:
+    """review-states table: one review's enrichment state (tables.review_states). The
+    restaurant id's length first: no pair of ids can spell another pair's key."""
+    return f"{len(restaurant_id)}:{restaurant_id}|{review_id}"
+
+
 def day_key(restaurant_id: str, day_start_ms: int) -> str:
     """daily-cost table: one restaurant's spend on one UTC day."""
     return f"{restaurant_id}|{day_start_ms}"

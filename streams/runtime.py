@@ -52,7 +52,7 @@ GC_THRESHOLDS = (20_000, 20, 20)
 # The stage's busy tables send their changelog records once per batch (streams.faust
 # point 7); the global table of latest aggregates keeps Faust's own write path (a few writes
 # per closed window) and the dedupe table its one marks record per batch (point 6).
-BATCHED_TABLES = ("panes", "closures", "daily_cost")
+BATCHED_TABLES = ("panes", "closures", "daily_cost", "review_states")
 
 ROUTING_TIMEOUT_S = 3.0  # a per-restaurant read is a few table gets: 3 s means the owner is stuck
 

@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     event_time_max_skew_s: float = Field(300.0, ge=0, description="How far occurred_at may lie ahead of the decoding clock; further goes to the DLQ (event_time_in_future).")
     event_time_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="How old occurred_at may be; older goes to the DLQ (event_time_too_old). Keep it at most dedupe_ttl_s.")
     dedupe_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication.")
+    review_states: bool = Field(True, description="Keep each review's enrichment state (PENDING, PROCESSING, final) for GET /api/restaurants/{id}/reviews/{review_id}; off saves a table write and changelog record per review state.")
+    review_state_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long a review's enrichment state is kept after it was first seen (RocksDB TTL and its changelog's retention).")
     take_max_events: int = Field(1_000, ge=1, description="Most events one agent batch holds (stream.take).")
     take_within_s: float = Field(0.05, gt=0, description="Longest an agent waits to fill a batch.")
     table_standby_replicas: int = Field(1, ge=0, le=8, description="Standby copies of each table partition kept warm on other workers (faster failover); each one costs its worker the CPU of applying every changelog record of the partition.")

@@ -57,14 +57,17 @@ def _peer_headers() -> dict[str, str]:
 
 
 async def routed(view: Any, request: Any, restaurant_id: str, answer: Any) -> Any:
-    """Answer locally when this worker owns the restaurant, else return the owner's answer."""
+    """Answer locally when this worker owns the restaurant, else return the owner's answer.
+
+    ``answer(restaurant_id, partition)`` returns the JSON body, or the body and its status."""
     await runtime.ready()
     partition = restaurant_partition(restaurant_id)
     owner = owner_of(partition)
     if request.headers.get(H_ROUTED) or (owner is not None and _ident(owner) == _ident(self_url())):
         metrics.WEB_ROUTED.labels("local").inc()
-        body = answer(restaurant_id, partition)
-        return view.json(body, headers={H_WORKER: self_url()})
+        body = answer(restaurant_id, partition)  # the body, or (the body, an HTTP status)
+        body, status = body if isinstance(body, tuple) else (body, 200)
+        return view.json(body, status=status, headers={H_WORKER: self_url()})
     if owner is None:
         metrics.WEB_ROUTED.labels("unavailable").inc()
         return view.json(

@@ -19,6 +19,7 @@ PANES = "panes"
 CLOSURES = "closures"
 DAILY_COST = "daily-cost"
 LATEST = "latest-aggregates"
+REVIEW_STATES = "review-states"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Tables:
     closures: faust.Table  # "r:<restaurant>" -> tables.panes.EMPTY_CLOSURE's shape; "~p<n>" index
     daily_cost: faust.Table  # "restaurant|day_start_ms" -> {"spent", "alerted", "warned"}
     latest: faust.GlobalTable  # restaurant -> latest closed tumbling RestaurantWindowAggregate
+    review_states: faust.Table  # review_state_key -> tables.review_states record (RocksDB TTL)
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,4 @@ class PartitionTables:
     closures: MutableMapping[str, Any]
     daily_cost: MutableMapping[str, Any]
     latest: MutableMapping[str, Any]
+    review_states: MutableMapping[str, Any]

@@ -36,8 +36,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams import metrics, window_history
 from streams.app import app, runtime
 from streams.codecs import parse_time_ms, plain_record
-from streams.protocol import closure_key, day_key, day_of_key, pane_key, restaurant_of_day_key
+from streams.protocol import (
+    closure_key,
+    day_key,
+    day_of_key,
+    pane_key,
+    restaurant_of_day_key,
+    review_state_key,
+)
 from tables.panes import TUMBLING_CLOSED, read_closure
+from tables.review_states import view as review_view
 from tables.routing import (
     H_WORKER,
     _ident,
@@ -153,6 +161,23 @@ def restaurant_windows(restaurant_id: str, partition: int) -> dict[str, Any]:
         "window_size_s": settings.window_size_s,
         "windows": windows_of(restaurant_id),
     }
+
+
+def review_state(restaurant_id: str, partition: int, *, review_id: str) -> tuple[dict[str, Any], int]:
+    """The review's enrichment state (tables.review_states), with what only this owner's
+    memory knows laid over it: a call queued or in flight reads PROCESSING."""
+    if not settings.review_states:
+        return {"error": "review states are off on this worker (REVIEWPULSE_REVIEW_STATES=false)"}, 404
+    stored = tables.review_states.get(review_state_key(restaurant_id, review_id))
+    in_flight = runtime.core.tracker.in_flight(stored["event_id"]) if stored else None
+    answer = review_view(stored, in_flight, now_ms=int(time.time() * 1000),
+                         ttl_ms=settings.review_state_ttl_s * 1000)
+    if answer is None:
+        return {"error": f"review {review_id!r} of restaurant {restaurant_id!r} is not known here: not "
+                         f"read by the stage yet, never sent, dead-lettered before it (see the DLQ), or "
+                         f"older than {settings.review_state_ttl_s} s",
+                "restaurant_id": restaurant_id, "review_id": review_id, "partition": partition}, 404
+    return {**answer, "worker": self_url(), "partition": partition}, 200
 
 
 def owned_summary() -> dict[str, Any]:
@@ -361,6 +386,15 @@ async def api_restaurant_windows(web: Any, request: Any, restaurant_id: str) -> 
     if "from" in request.query or "to" in request.query:
         return await restaurant_history(web, request, restaurant_id)
     return await routed(web, request, restaurant_id, restaurant_windows)
+
+
+@app.page("/api/restaurants/{restaurant_id}/reviews/{review_id}")
+async def api_review_state(web: Any, request: Any, restaurant_id: str, review_id: str) -> Any:
+    """One review's enrichment state; the restaurant's owner answers (issue 33, part 1)."""
+    def answer(restaurant: str, partition: int) -> tuple[dict[str, Any], int]:
+        return review_state(restaurant, partition, review_id=review_id)
+
+    return await routed(web, request, restaurant_id, answer)
 
 
 async def restaurant_history(web: Any, request: Any, restaurant_id: str) -> Any:

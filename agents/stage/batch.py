@@ -23,6 +23,7 @@ class PartitionBatch:
     due: set[str] = field(default_factory=set)  # restaurants it touched: closed at its end
     marks: dict[str, Any] = field(default_factory=dict)  # event_id -> dedupe mark to write
     daily: dict[str, dict[str, Any]] = field(default_factory=dict)  # day key -> cost entry to write
+    reviews: dict[str, dict[str, Any]] = field(default_factory=dict)  # review key -> its state record
 
     def mark_of(self, event_id: str) -> int | None:
         """The event's dedupe mark (first offset), as this batch left it or the table holds it."""

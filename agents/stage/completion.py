@@ -61,6 +61,7 @@ async def emit(jobs: Sequence[Job], outcomes: Sequence[EnrichOutcome], *, output
             if (settings.llm_failure_policy is FailurePolicy.RETRY_THEN_FALLBACK
                     and job.attempt < settings.llm_max_attempts):
                 pending.append(await outputs.retry(job, now_ms=now_ms, reason=outcome.error))
+                job.retried_for = outcome.error or "transient failure"
                 retried(job)
                 continue
             pending.append(await outputs.exhausted(job, outcome, now_ms=now_ms))

@@ -51,6 +51,7 @@ from agents.stage.joins import Joined, Joins
 from agents.stage.outputs import Outputs
 from agents.stage.ports import Ack, OutputTopics, Ports
 from agents.stage.publish import Publisher, Unjoined
+from agents.stage.tracking import ReviewTracker
 from agents.stage.watermarks import Watermarks
 from streams import metrics
 from streams.clean_stop import stop_now
@@ -86,15 +87,18 @@ class StageCore:
         self.generation = 0  # abandon() moves it: an answer of an older one is dropped
         self.watermarks = Watermarks(tick_skew_ms=int(settings.event_time_max_skew_s * 1000))
         self.owed = OwedReviews()
+        self.tracker = ReviewTracker(enabled=settings.review_states)
         self.states = States(spec=self.spec, retention_ms=int(settings.state_retention_s * 1000))
         self.outputs = Outputs(ports=ports, topics=topics, settings=settings, outbox=outbox)
         self.costs = Costs(cap_micro_usd=settings.restaurant_daily_cost_cap_micro_usd,
                            tables_for=ports.tables_for, warning_share=settings.budget_warning_share)
         self.folder = Folder(spec=self.spec, watermarks=self.watermarks, owed=self.owed, outputs=self.outputs,
+                             tracker=self.tracker,
                              pane_pending_cap=pane_pending_cap(max_pending=settings.pane_max_pending,
                                                                id_max_chars=settings.id_max_chars))
         self.closer = Closer(watermarks=self.watermarks, thresholds=self.thresholds)
-        self.joins = Joins(spec=self.spec, ports=ports, states=self.states, costs=self.costs, owed=self.owed)
+        self.joins = Joins(spec=self.spec, ports=ports, states=self.states, costs=self.costs, owed=self.owed,
+                           tracker=self.tracker)
         self.publisher = Publisher(ports)
         self.unjoined = Unjoined(settings.enrich_max_unjoined)
         self._enrich_fn = enrich
@@ -157,6 +161,7 @@ class StageCore:
             # Outputs are acknowledged: now the state may say "applied".
             self.outputs.acknowledged(sent)
             self._write(batches, closed)
+            self.tracker.written(joined.jobs)
             owed = {id(job.event) for job in jobs}
             acks = [(ack, ev) for evs in by_partition.values() for ev in evs if id(ev) not in owed]
             acks += [(job.ack, job.event) for job in joined.jobs]  # their outcome was sent, joined here
@@ -177,6 +182,7 @@ class StageCore:
             log_event("record_failed", level=40, stage="restaurant", error=repr(exc))
             error, reason = exc, "processing_error"
         metrics.input_outcome(ev.message.topic, "dead_lettered")
+        self.tracker.dead_lettered(batch, ev.message.value, reason, at_ms=now_ms)
         return Read(pending=[await self.ports.dead_letter(
             Origin.of(ev.message), stage="restaurant", reason=reason, error=error)])
 
@@ -188,6 +194,8 @@ class StageCore:
                 batch.tables.dedupe.update(batch.marks)
         for partition, batch in batches.items():
             batch.tables.daily_cost.update(batch.daily)
+            if batch.reviews:
+                batch.tables.review_states.update(batch.reviews)
             batch.state.flush()
             for restaurant_id, record in closed.latest.get(partition, {}).items():
                 batch.tables.latest[restaurant_id] = record
@@ -204,6 +212,7 @@ class StageCore:
             job.ack = ack
             job.size_bytes = job_bytes(job)
             self.owed.submit(job, generation=self.generation)
+        self.tracker.queued(jobs, at_ms=self.ports.clock_ms())
         refused = self.enricher.submit(jobs)
         if refused:  # a full backlog (reviews or bytes): the flow goes on
             metrics.ENRICH_SHED.inc(len(refused))
@@ -288,6 +297,7 @@ class StageCore:
         owed = [*self.enricher.abandon(), *self.enricher.in_flight_jobs(), *self.joins.drop()]
         self.generation += 1
         self.owed.clear()
+        self.tracker.clear()
         self.unjoined.reset(self.generation)
         return [job.event.message for job in owed]
 

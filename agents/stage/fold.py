@@ -25,6 +25,7 @@ from agents.llm.records import enrich_request
 from agents.stage.batch import PartitionBatch
 from agents.stage.jobs import Job, OwedReviews
 from agents.stage.outputs import Outputs
+from agents.stage.tracking import ReviewTracker
 from agents.stage.watermarks import Watermarks
 from streams import metrics
 from streams.logs import event as log_event
@@ -63,8 +64,9 @@ class Read:
 
 class Folder:
     def __init__(self, *, spec: WindowSpec, watermarks: Watermarks, owed: OwedReviews, outputs: Outputs,
-                 pane_pending_cap: int) -> None:
+                 tracker: ReviewTracker, pane_pending_cap: int) -> None:
         self.spec, self.watermarks, self.owed, self.outputs = spec, watermarks, owed, outputs
+        self.tracker = tracker
         self.pane_pending_cap = pane_pending_cap
 
     async def read(self, ev: Any, batch: PartitionBatch, *, now_ms: int) -> Read:
@@ -140,6 +142,10 @@ class Folder:
             metrics.input_outcome(item.origin.topic, "enriched")
         elif item.kind == REVIEW and not late:
             provisional = provisional_of(item)
+        if settled:
+            self.tracker.final(batch, Job(ev, partition, item, pane_start, late), outcome, at_ms=now_ms)
+        elif item.kind == REVIEW:  # a late one is counted late, but its state shows the heuristic's label
+            self.tracker.pending(batch, item, provisional or provisional_of(item), at_ms=now_ms)
         batch.marks[event_id] = dedupe_mark(offset)
         batch.due.add(restaurant_id)
         pane = state.touch(restaurant_id, pane_start)

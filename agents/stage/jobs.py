@@ -45,6 +45,7 @@ class Job:
     owed: bool = False  # counted in OwedReviews: its enrichment is queued, in flight or unjoined
     failures: int = 0  # this worker's failed tries at enriching or emitting it (agents.stage.enricher)
     given_up: str | None = None  # why its tries were spent: it is emitted as FALLBACK + dead letter
+    retried_for: str | None = None  # why it was handed on to reviews.retry (its review's state says)
     ack: Ack = _not_acked  # the ack of the stream its event came from, given with its batch
     size_bytes: int = 0  # job_bytes(), counted against enrich_backlog_max_bytes while owed
 

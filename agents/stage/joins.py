@@ -20,6 +20,7 @@ from agents.stage.costs import Costs
 from agents.stage.fold import provisional_of
 from agents.stage.jobs import Job, OwedReviews
 from agents.stage.ports import Ports
+from agents.stage.tracking import ReviewTracker
 from streams import metrics
 from tables.panes import TUMBLING_CLOSED
 from tables.windows import WindowSpec
@@ -37,8 +38,9 @@ class Joined:
 
 class Joins:
     def __init__(self, *, spec: WindowSpec, ports: Ports, states: States, costs: Costs,
-                 owed: OwedReviews) -> None:
+                 owed: OwedReviews, tracker: ReviewTracker) -> None:
         self.spec, self.ports, self.states, self.costs, self.owed = spec, ports, states, costs, owed
+        self.tracker = tracker
         self._ready: list[tuple[list[Job], list[Final]]] = []  # (answered, what joins), in order
         self.waiting = asyncio.Event()  # set while answers wait for their join
 
@@ -59,18 +61,26 @@ class Joins:
         """Join every answered enrichment into its pane, opening the batch of a partition the
         batch has no event of. Only jobs of ``generation`` join; the rest are dropped."""
         joined = Joined(generation=generation)
+
+        def batch_of(job: Job) -> PartitionBatch:
+            batch = batches.get(job.partition)
+            if batch is None:
+                batch = batches[job.partition] = self.states.open(
+                    job.partition, self.ports.tables_for(job.partition, job.event))
+            return batch
+
         for answered, final in self._ready:
             joined.jobs += [job for job in answered if job.generation == generation]
             for job in answered:
                 self.owed.release(job, generation=generation)
+                if job.retried_for is not None and job.generation == generation:
+                    self.tracker.retried(batch_of(job), job, at_ms=now_ms)
             for job, outcome in final:
                 if job.generation != generation:
                     continue
-                batch = batches.get(job.partition)
-                if batch is None:
-                    batch = batches[job.partition] = self.states.open(
-                        job.partition, self.ports.tables_for(job.partition, job.event))
+                batch = batch_of(job)
                 self._join(batch, job, outcome)
+                self.tracker.final(batch, job, outcome, at_ms=now_ms)
                 for alert in self.costs.book(batch, job, outcome, now_ms=now_ms):
                     joined.alerts.append((job.partition, alert))
         self._ready.clear()

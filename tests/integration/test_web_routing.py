@@ -79,7 +79,13 @@ def cluster(new_stack: NewStack, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="module")
-def restaurants(cluster: Cluster) -> dict[str, str]:
+def sent() -> dict[str, list[dict[str, Any]]]:
+    """The reviews :func:`restaurants` sent, by restaurant."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def restaurants(cluster: Cluster, sent: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
     """Two restaurants per partition (so both workers own some), reviewed; -> owner URL."""
     from confluent_kafka import Producer
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -111,6 +117,7 @@ def restaurants(cluster: Cluster) -> dict[str, str]:
             for rating, text in ((5, "Great food, arrived hot"), (1, "Cold food and a rude driver")):
                 review = review_created(uuid.uuid4().hex, restaurant_id=name, rating=rating,
                                         text=f"{text} {name}", occurred_at=now, language="en")
+                sent.setdefault(name, []).append(review)
                 producer.produce("reviews.created", key=name.encode(), value=serializer(review, context))
     assert producer.flush(10) == 0
     assert set(chosen.values()) == {a.url, cluster[2].url}
@@ -186,3 +193,33 @@ def test_token_guards_pages_and_api_but_not_probes_and_metrics(
         first = browser.get("/", params={"token": TOKEN})
         assert first.status_code == 200 and "httponly" in first.headers["set-cookie"].lower()
         assert browser.get("/api/restaurants").status_code == 200
+
+
+def test_a_review_state_is_answered_by_its_owner_then_by_the_worker_that_takes_it_over(
+        cluster: Cluster, restaurants: dict[str, str], sent: dict[str, list[dict[str, Any]]]) -> None:
+    """Last in the module: it kills B."""
+    _, a, b = cluster
+    restaurant = next(r for r, owner in restaurants.items() if owner == b.url)
+    review_id = sent[restaurant][0]["entity"]["review_id"]
+    path = f"/api/restaurants/{quote(restaurant, safe='')}/reviews/{quote(review_id, safe='')}"
+
+    def final(worker: Process) -> httpx.Response:
+        response = get(worker, path)
+        assert response.status_code in (200, 404), response.text
+        return response
+
+    at_b = until(lambda: final(b), timeout_s=30, what="the review's final state at B", interval_s=0.3,
+                 done=lambda r: r.status_code == 200 and r.json()["final"])
+    at_a = get(a, path)
+    assert at_a.status_code == 200, at_a.text
+    assert (at_a.headers["X-ReviewPulse-Worker"], at_a.headers["X-ReviewPulse-Routed-Via"]) == (b.url, a.url)
+    assert at_a.json() == at_b.json() and at_a.json()["worker"] == b.url
+    assert at_a.json()["partition"] == partition_of(restaurant)
+    assert get(a, f"/api/restaurants/{quote(restaurant, safe='')}/reviews/never-sent").status_code == 404
+
+    b.stop(kill=True)  # A takes B's partitions over, restoring their tables
+    taken = until(lambda: get(a, path), timeout_s=90, what="A answering for B's restaurant itself",
+                  interval_s=0.5,
+                  done=lambda r: r.status_code == 200 and r.headers.get("X-ReviewPulse-Worker") == a.url)
+    assert {k: v for k, v in taken.json().items() if k != "worker"} == {
+        k: v for k, v in at_b.json().items() if k != "worker"}

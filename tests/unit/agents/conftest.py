@@ -70,7 +70,7 @@ class JsonTable(dict):
 
 def new_tables() -> PartitionTables:
     return PartitionTables(dedupe=JsonTable(), panes=JsonTable(), closures=JsonTable(),
-                           daily_cost=JsonTable(), latest=JsonTable())
+                           daily_cost=JsonTable(), latest=JsonTable(), review_states=JsonTable())
 
 
 # --- events ---------------------------------------------------------------------------------
