@@ -59,6 +59,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
             beacon=app.tables.beacon, **extra))
 
     ttl_ms = settings.dedupe_ttl_s * 1000
+    state_ttl_ms = settings.review_state_ttl_s * 1000
     return Tables(
         # RocksDB's TTL expires local entries; compact+delete with retention bounds the
         # changelog, so a week of event ids never grows without limit.
@@ -68,9 +69,10 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
                                           "retention.ms": str(ttl_ms)}),
         panes=table(PANES),
         # Bounded as the dedupe table is: a review's state is kept review_state_ttl_s.
-        review_states=table(REVIEW_STATES, options={"ttl": settings.review_state_ttl_s},
-                            extra_topic_configs={"cleanup.policy": "compact,delete",
-                                                 "retention.ms": str(settings.review_state_ttl_s * 1000)}),
+        # One changelog record per batch of states, as for the marks (streams.faust.BoundBundle).
+        review_states=marks_table(REVIEW_STATES, options={"ttl": settings.review_state_ttl_s},
+                                  extra_topic_configs={"cleanup.policy": "compact,delete",
+                                                       "retention.ms": str(state_ttl_ms)}),
         closures=table(CLOSURES),
         daily_cost=table(DAILY_COST),
         # Same partitioning as the rest (written in the restaurant's partition); global:

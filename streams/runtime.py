@@ -33,7 +33,7 @@ from streams.codecs import AvroCodecs
 from streams.delivery import translate
 from streams.dlq import DeadLetters
 from streams.faust.app import ReviewPulseApp
-from streams.faust.tables import BatchedTable, BoundMarks, BoundTable
+from streams.faust.tables import BatchedTable, BoundBundle, BoundMarks, BoundTable
 from streams.logs import event as log_event
 from tables.state import PartitionTables
 from tables.webdata import configure, recent
@@ -51,8 +51,9 @@ GC_THRESHOLDS = (20_000, 20, 20)
 
 # The stage's busy tables send their changelog records once per batch (streams.faust
 # point 7); the global table of latest aggregates keeps Faust's own write path (a few writes
-# per closed window) and the dedupe table its one marks record per batch (point 6).
-BATCHED_TABLES = ("panes", "closures", "daily_cost", "review_states")
+# per closed window), the dedupe table its one marks record per batch (point 6), and the
+# review states likewise (a record per 200 states of a batch).
+BATCHED_TABLES = ("panes", "closures", "daily_cost")
 
 ROUTING_TIMEOUT_S = 3.0  # a per-restaurant read is a few table gets: 3 s means the owner is stuck
 
@@ -108,6 +109,7 @@ class Runtime:
 
         def tables_for(partition: int, event: Any) -> PartitionTables:
             return PartitionTables(dedupe=BoundMarks(tables.dedupe, event),
+                                   review_states=BoundBundle(tables.review_states, event),
                                    latest=BoundTable(tables.latest, event),
                                    **{name: BatchedTable(getattr(tables, name), event)
                                       for name in BATCHED_TABLES})

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.faust.app import ReviewPulseApp
-from streams.faust.tables import BoundMarks, MarksTable, expand_marks
+from streams.faust.tables import BoundBundle, BoundMarks, MarksTable, expand_marks
 from streams.protocol import is_marks_key, marks_key
 
 CHANGELOG = "marks-test-dedupe-changelog"
@@ -115,3 +115,26 @@ def test_a_batch_of_marks_is_one_changelog_record_and_every_mark_is_readable(mar
         (1, True, {"ev-1": 7, "ev-2": 8, "ev-3": 9})]
     bound = BoundMarks(table, event)
     assert [bound.get(key) for key in ("ev-1", "ev-2", "ev-3", "ev-4")] == [7, 8, 9, None]
+
+
+def test_a_batch_of_review_states_travels_in_records_of_at_most_200_and_comes_back_key_by_key(
+        marks_table) -> None:
+    """The review states' table (streams.faust.BoundBundle): 450 states in one batch are three
+    changelog records, each well under a produce request; recovery restores every state."""
+    app, table = marks_table
+    sent = []
+    table.send_changelog = lambda partition, key, value: sent.append((partition, key, value))
+    event = changelog_event(app, 3, 11, "by-restaurant-record", None)
+    states = {f"4:rest|rv-{i}": {"state": "PENDING", "history": [{"state": "PENDING"}]} for i in range(450)}
+
+    BoundBundle(table, event).update(states)
+
+    assert [len(value) for _, _, value in sent] == [200, 200, 50]
+    assert all(partition == 3 and is_marks_key(key) for partition, key, _ in sent)
+    assert BoundBundle(table, event).get("4:rest|rv-449") == states["4:rest|rv-449"]
+
+    restored = app.tables.add(MarksTable(app, name="states-restored", default=None, key_type=str,
+                                         partitions=4, beacon=app.tables.beacon))
+    restored.apply_changelog_batch([changelog_event(app, 3, 20 + n, key, value)
+                                    for n, (_, key, value) in enumerate(sent)])
+    assert {key: restored.data.get(key) for key in states} == states
