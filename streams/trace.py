@@ -285,6 +285,14 @@ def read(settings: Settings, *, from_ms: int, to_ms: int) -> dict[str, list[Seen
     return records
 
 
+def time_range(from_ms: int | None, to_ms: int | None, *, now_ms: int,
+               span_ms: int = DEFAULT_SPAN_MS) -> tuple[int, int]:
+    """``[from, to)`` with the ends not given filled in as the CLI does: up to now included,
+    from ``span_ms`` before the end (the web view passes a span no wider than its limit)."""
+    end = now_ms + 1 if to_ms is None else to_ms
+    return (end - span_ms if from_ms is None else from_ms), end
+
+
 def trace(settings: Settings, wanted: Wanted, *, from_ms: int, to_ms: int) -> Timeline:
     if to_ms <= from_ms:
         raise ValueError("--to must be after --from")

@@ -6,7 +6,9 @@ Where the data lives, and so who answers:
   partitions it owns (``/api/_local/owned``: its rows of ``latest``, cost today, alerts it
   emitted recently), merged; the owner's copy wins;
 - a per-restaurant request (``/api/restaurants/{id}`` and ``…/windows``) is answered by the
-  worker that owns the restaurant's partition, and proxied there by any other worker.
+  worker that owns the restaurant's partition, and proxied there by any other worker;
+- what is read back from the topics (a restaurant's windows over a range, a review's
+  timeline) is answered by whichever worker is asked.
 
 Routing cannot use ``@app.table_route``: it hashes the *JSON-serialized* table key, while
 the restaurant's partition is chosen when decode sends ``restaurant_id.encode()`` (raw
@@ -34,6 +36,7 @@ from aiohttp import web as aioweb
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import metrics, window_history
+from streams import trace as review_trace
 from streams.app import app, runtime
 from streams.codecs import parse_time_ms, plain_record
 from streams.protocol import (
@@ -326,6 +329,11 @@ async def restaurant_page(web: Any, request: Any, restaurant_id: str) -> Any:
     return _page(web, "restaurant.html")
 
 
+@app.page("/restaurants/{restaurant_id}/reviews/{review_id}")
+async def review_page(web: Any, request: Any, restaurant_id: str, review_id: str) -> Any:
+    return _page(web, "review.html")
+
+
 @app.page("/api/restaurants")
 async def api_restaurants(web: Any, request: Any) -> Any:
     """Every restaurant with a closed window, worst first (severity, negative share, volume)."""
@@ -424,3 +432,34 @@ async def restaurant_history(web: Any, request: Any, restaurant_id: str) -> Any:
                      "windows": windows, "records_read": found.records_read,
                      "read_ms": round((time.perf_counter() - started) * 1000, 1)},
                     headers={H_WORKER: self_url()})
+
+
+@app.page("/api/restaurants/{restaurant_id}/reviews/{review_id}/timeline")
+async def api_review_timeline(web: Any, request: Any, restaurant_id: str, review_id: str) -> Any:
+    """The review's records on every topic in time order (``streams.trace``, as ``reviewpulse
+    trace --review-id --json`` prints them), read within ``?from=&to=`` (epoch ms or ISO 8601;
+    by default the CLI's last 24 h, never wider than ``history_max_range_s``). Any worker
+    answers: it reads topics, not tables. 400 for a bad or too wide range; 404 when no record
+    of the review is in the range, or the review is another restaurant's."""
+    query = request.query
+    headers = {H_WORKER: self_url()}
+    try:
+        from_ms, to_ms = review_trace.time_range(
+            parse_time_ms(query["from"]) if "from" in query else None,
+            parse_time_ms(query["to"]) if "to" in query else None,
+            now_ms=int(time.time() * 1000),
+            span_ms=min(review_trace.DEFAULT_SPAN_MS, settings.history_max_range_s * 1000))
+        window_history.check_range(from_ms, to_ms, max_range_s=settings.history_max_range_s)
+    except ValueError as exc:
+        return web.json({"error": str(exc)}, status=400, headers=headers)
+    started = time.perf_counter()
+    # trace.read runs its own event loop (and librdkafka's blocking reads): off this one.
+    timeline = await asyncio.to_thread(review_trace.trace, settings, review_trace.Wanted(review_id=review_id),
+                                       from_ms=from_ms, to_ms=to_ms)
+    if not timeline.steps or timeline.restaurant_id != restaurant_id:
+        # No record, or only records that do not say the restaurant (a critical alert alone).
+        where = "" if not timeline.steps else f" of restaurant {restaurant_id}"
+        return web.json({"error": f"no record of review {review_id}{where} from {from_ms} to {to_ms} "
+                                  "(try a wider from/to)"}, status=404, headers=headers)
+    return web.json({**timeline.to_json(), "from_ms": from_ms, "to_ms": to_ms,
+                     "read_ms": round((time.perf_counter() - started) * 1000, 1)}, headers=headers)

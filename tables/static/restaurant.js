@@ -5,7 +5,8 @@
 (() => {
   const { el, svg, fmt } = RP;
   const restaurantId = decodeURIComponent(window.location.pathname.replace(/^\/restaurants\//, "").replace(/\/$/, ""));
-  const api = `/api/restaurants/${encodeURIComponent(restaurantId)}`;
+  const pagePath = `/restaurants/${encodeURIComponent(restaurantId)}`;
+  const api = `/api${pagePath}`;
   document.getElementById("name").textContent = restaurantId;
   document.title = `ReviewPulse · ${restaurantId}`;
 
@@ -40,9 +41,11 @@
     if (!d.alerts.length) alerts.append(el("li", { class: "muted" }, "No alert applies to the latest window."));
 
     const list = document.getElementById("critical");
-    list.replaceChildren(...d.critical_reviews.map((r) => el("li", { "data-event": r.event_id },
+    list.replaceChildren(...d.critical_reviews.map((r) => el("li", { "data-event": r.event_id, "data-review": r.review_id },
       el("div", { class: "small" }, `${"★".repeat(r.rating)}${"☆".repeat(5 - r.rating)} · score ${fmt.score(r.sentiment_score)} · `
-        + `${(r.categories || []).join(", ") || "no category"} · ${fmt.time(r.occurred_at)} · ${r.status}`),
+        + `${(r.categories || []).join(", ") || "no category"} · ${fmt.time(r.occurred_at)} · ${r.status}`,
+        r.review_id ? el("a", { class: "follow", href: `${pagePath}/reviews/${encodeURIComponent(r.review_id)}` },
+          "Follow this review →") : null),
       el("p", { class: "review-text" }, r.text))));
     if (!d.critical_reviews.length) {
       list.append(el("li", { class: "muted" }, "No critical review since this worker took over the restaurant."));

@@ -4,6 +4,9 @@ topic, found by any of its ids, as an operator runs the command.
 A review whose first enrichment call fails (the simulator answers HTTP 500 until the call's
 retries are spent) goes through ``reviews.retry`` and comes back; another fails validation
 and is dead-lettered at decode. The commands run with the worker's broker and registry.
+
+The same timeline over HTTP (issue 33.1): ``/api/restaurants/{id}/reviews/{id}/timeline`` on
+the worker, 404 for a review it has no record of, 400 for a range wider than its limit.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from test_pipeline_support import DLQ, ENRICHED, RETRY, Outputs, simulator_config
@@ -100,3 +104,51 @@ def test_trace_shows_a_dead_letter_with_its_reason_and_an_unknown_id_exits_1(sta
     assert code == 1 and "no record of that review" in text
     code, text = run_trace(stack)
     assert code == 2 and "--event-id" in text
+
+
+def test_the_web_api_gives_a_reviews_timeline_in_time_order_and_404_or_400_otherwise(
+        stack, worker, outputs) -> None:
+    tag = uuid.uuid4().hex[:6]
+    restaurant = f"rest-{tag}"
+    review = review_created(tag, 1, restaurant_id=restaurant)
+    review_id = review["entity"]["review_id"]
+    producer = Producer(stack)
+    try:
+        producer.send_review(review)
+    finally:
+        producer.close()
+    [enriched] = outputs.wait_enriched([review["event_id"]], timeout_s=30)
+    api = f"{worker.url}/api/restaurants/{restaurant}/reviews/{review_id}/timeline"
+
+    answer = httpx.get(api, timeout=60)  # the default range: the CLI's last 24 h
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    print(f"\nGET {api}: {len(body['steps'])} steps read in {body['read_ms']} ms")
+    assert (body["review_id"], body["event_id"], body["trace_id"], body["restaurant_id"]) == (
+        review_id, review["event_id"], review["metadata"]["trace_id"], restaurant)
+    topics = [s["topic"] for s in body["steps"]]
+    assert topics.index("reviews.created") < topics.index("reviews.enriched"), topics
+    times = [s["time_ms"] for s in body["steps"]]
+    assert times == sorted(times) and all(s["gap_ms"] >= 0 for s in body["steps"][1:])
+    created = body["steps"][topics.index("reviews.created")]
+    assert created["partition"] >= 0 and created["offset"] >= 0 and created["time"].startswith("20")
+    assert body["steps"][topics.index("reviews.enriched")]["details"]["status"] == enriched.value["status"]
+    assert body["to_ms"] - body["from_ms"] == 86_400_000
+
+    # An explicit range around the review gives the same steps (and any window that closed
+    # since: its aggregate is sent after every step read before).
+    now = int(time.time() * 1000)
+    ranged = httpx.get(api, params={"from": now - 600_000, "to": now + 1}, timeout=60)
+    assert ranged.status_code == 200 and ranged.json()["steps"][:len(body["steps"])] == body["steps"]
+
+    # Not found, saying so as JSON: an unknown review, the review under another restaurant.
+    for url in (f"{worker.url}/api/restaurants/{restaurant}/reviews/rv-{tag}-nobody/timeline",
+                f"{worker.url}/api/restaurants/rest-{tag}-other/reviews/{review_id}/timeline"):
+        missing = httpx.get(url, timeout=60)
+        assert missing.status_code == 404 and "no record of review" in missing.json()["error"], url
+
+    # Refused before any read: too wide for REVIEWPULSE_HISTORY_MAX_RANGE_S (8 days), or bad.
+    wide = httpx.get(api, params={"from": now - 9 * 86_400_000, "to": now}, timeout=10)
+    assert wide.status_code == 400 and "REVIEWPULSE_HISTORY_MAX_RANGE_S" in wide.json()["error"]
+    for bad in ({"from": "yesterday"}, {"from": now, "to": now - 1}):
+        assert httpx.get(api, params=bad, timeout=10).status_code == 400, bad

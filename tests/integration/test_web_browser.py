@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import pytest
@@ -228,6 +228,57 @@ def test_range_picker_charts_the_closed_windows_read_back_from_the_topic(
     screenshot(page, "restaurant-history-range")
     page.get_by_role("button", name="Live").click()
     page.locator('#chart[data-source="live"]').wait_for()
+
+
+def test_a_critical_reviews_link_opens_its_page_with_its_timeline_and_its_final_state(
+        page: Any, worker: Process, traffic: dict[str, str], listed: dict[str, dict[str, Any]]) -> None:
+    """Issue 33.1, "follow one review": from the restaurant's critical reviews to the review's
+    page (a hostile restaurant id in the links and the page's text), its records on every
+    topic in time order, and the state its owner holds."""
+    hostile = traffic["hostile"]
+    page.goto(f"{worker.url}/restaurants/{quote(hostile, safe='')}")
+    item = page.locator("#critical li[data-review]").first
+    item.wait_for(timeout=10_000)
+    review_id = item.get_attribute("data-review")
+    item.locator("a.follow").click()
+    page.wait_for_url(lambda url: "/reviews/" in url)
+    assert [unquote(part) for part in urlsplit(page.url).path.split("/")[1:]] == [
+        "restaurants", hostile, "reviews", review_id]
+    assert page.locator("#name").inner_text() == review_id
+    assert page.locator("#back").inner_text() == f"← {hostile}"
+    rows = page.locator("#timeline tbody tr[data-topic]")
+    page.locator('#timeline tr[data-topic="reviews.enriched"]').wait_for(timeout=30_000)
+    topics = rows.evaluate_all("rows => rows.map(r => r.dataset.topic)")
+    assert topics.index("reviews.created") < topics.index("reviews.enriched"), topics
+    assert "reviews.critical_alert" in topics, topics
+    enriched = page.locator('#timeline tr[data-topic="reviews.enriched"]').first.inner_text()
+    assert "enriched " in enriched and "status: " in enriched  # what the step says, and its details
+    assert "records from" in page.locator("#timeline-note").inner_text()
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("main img, main script").count() == 0
+    screenshot(page, "review")
+    page.get_by_role("link", name=f"← {hostile}").click()
+    page.locator("#critical li[data-review]").first.wait_for()
+    page.go_back()
+    # The state from the owner (the state API): a final one, since the review was answered.
+    state = page.locator('#state .pill[data-final="true"]')
+    state.wait_for(timeout=15_000)
+    assert state.inner_text() in ("ENRICHED", "FALLBACK")
+    assert page.locator("#history li[data-state]").count() >= 2  # PENDING … its final state
+    screenshot(page, "review-final")
+
+
+def test_a_review_nobody_knows_reads_not_known_yet_and_no_record_in_its_timeline(
+        page: Any, worker: Process, traffic: dict[str, str]) -> None:
+    """The state API answers 404 for a review its owner has no state of (not yet, or never):
+    the page says so and keeps asking for a while; the timeline says it found no record."""
+    restaurant = quote(traffic["happy"], safe="")
+    page.goto(f"{worker.url}/restaurants/{restaurant}/reviews/rv-nobody-{uuid.uuid4().hex}")
+    page.locator('#state .pill[data-state="UNKNOWN"]').wait_for()
+    assert page.locator("#state").inner_text() == "not known (yet)"
+    assert "asking again every 2 s" in page.locator("#subtitle").inner_text()
+    page.locator('#timeline[data-steps="0"]').wait_for(timeout=30_000)
+    assert "no record of review" in page.locator("#timeline tbody").inner_text()
 
 
 def test_pages_and_api_answer_without_a_token_when_none_is_set(worker: Process) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from streams.protocol import RETRY, REVIEW, Item, Origin, read_item, write_item
 from streams.topics import AGGREGATES, CRITICAL_ALERT, DLQ, REVIEWS_CREATED, REVIEWS_ENRICHED
 from streams.topics import RETRY as RETRY_TOPIC
-from streams.trace import Seen, Wanted, build, format_timeline
+from streams.trace import DEFAULT_SPAN_MS, Seen, Wanted, build, format_timeline, time_range
 from tests.records import review_created
 
 T0 = 1_796_000_000_000
@@ -130,6 +130,15 @@ def test_no_id_is_a_usage_error_and_an_unknown_one_an_empty_timeline() -> None:
         Wanted()
     review = review_created("t", 1, restaurant_id="rest-1", occurred_at=T0)
     assert build(Wanted(event_id="evt-nobody"), records_of(review)).steps == []
+
+
+def test_a_range_without_ends_is_the_last_span_up_to_now_included() -> None:
+    """The web timeline's default (issue 33.1): the CLI's last 24 h, or a narrower span."""
+    assert time_range(None, None, now_ms=T0) == (T0 + 1 - DEFAULT_SPAN_MS, T0 + 1)
+    assert time_range(None, None, now_ms=T0, span_ms=60_000) == (T0 + 1 - 60_000, T0 + 1)
+    assert time_range(None, T0 - 5_000, now_ms=T0, span_ms=60_000) == (T0 - 65_000, T0 - 5_000)
+    assert time_range(T0 - 10, None, now_ms=T0) == (T0 - 10, T0 + 1)
+    assert time_range(T0 - 10, T0 - 5, now_ms=T0) == (T0 - 10, T0 - 5)
 
 
 @given(seed=st.integers(0, 2**32 - 1))
