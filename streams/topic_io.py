@@ -74,10 +74,13 @@ def _partitions(consumer: Any, topic: str) -> list[int]:
     return sorted(metadata.partitions)
 
 
-def read_dead_letters(settings: Settings, *, reasons: Sequence[str] = ()) -> list[dict[str, Any]]:
+def read_dead_letters(settings: Settings, *, reasons: Sequence[str] = (),
+                      since_ms: int | None = None) -> list[dict[str, Any]]:
     """Every DeadLetter (optionally of ``reasons``), oldest last failure first.
 
     Decoded with confluent-kafka's official AvroDeserializer (the writer schema by id).
+    With ``since_ms``, each partition is read from the first record written at or after it
+    (``offsets_for_times``): a letter whose last failure is that late was written later.
     """
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -98,6 +101,10 @@ def read_dead_letters(settings: Settings, *, reasons: Sequence[str] = ()) -> lis
         if DLQ not in consumer.list_topics(timeout=KAFKA_TIMEOUT_S).topics:
             return []  # no dead letter was ever written
         assignments = [TopicPartition(DLQ, p, OFFSET_BEGINNING) for p in _partitions(consumer, DLQ)]
+        if since_ms is not None:
+            starts = consumer.offsets_for_times([TopicPartition(DLQ, tp.partition, since_ms)
+                                                 for tp in assignments], timeout=KAFKA_TIMEOUT_S)
+            assignments = [tp for tp in starts if tp.offset >= 0]  # -1: nothing written since
         letters = [deserialize(m.value(), context) for m in read_to_end(consumer, assignments)
                    if m.value() is not None]
     finally:

@@ -267,7 +267,7 @@ def read(settings: Settings, *, from_ms: int, to_ms: int) -> dict[str, list[Seen
                     except ProtocolError:
                         continue  # a tick, or not an item
             letters = records.setdefault(DLQ, [])
-            for letter in read_dead_letters(settings):
+            for letter in read_dead_letters(settings, since_ms=from_ms):
                 when = epoch_ms(letter["last_failure_at"])
                 if not from_ms <= when < to_ms:
                     continue
