@@ -63,8 +63,10 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if not changelogs:
             return listed
         assignor = self.app.assignor
-        await self.app.stage_transactions.assign(
-            {tp.partition for tp in changelogs if not assignor.is_standby(tp)})
+        actives = {tp.partition for tp in changelogs if not assignor.is_standby(tp)}
+        # The producers live on the worker's loop; this runs on the consumer thread's.
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+            self.app.stage_transactions.assign(actives), self.parent_loop))
         probe = self._create_client_consumer(self.transport)  # no group: never joins
         probe._fetch_max_wait_ms = 10
         probe._isolation_level = "read_committed"
