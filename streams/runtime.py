@@ -98,11 +98,8 @@ class Runtime:
         producer = app.producer
         by_restaurant = topics.by_restaurant.get_topic_name()
         exactly_once = settings.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE
-        txns = self.txns = None
-        if exactly_once:
-            txns = self.txns = app.stage_transactions = StageTransactions(
-                producer_config=self._consumer_config(), app_id=settings.app_id, group_id=app.conf.id,
-                input_topic=by_restaurant, timeout_ms=int(settings.transaction_timeout_s * 1000))
+        txns = self.txns = app.stage_transactions if exactly_once else None
+        if txns is not None:
             app.consumer.transactional_topics = frozenset({by_restaurant})
             await txns.assign(tp.partition for tp in app.consumer.assignment() if tp.topic == by_restaurant)
 
