@@ -207,7 +207,7 @@ class Runtime:
         """Exactly-once: the batches under way commit before the partitions move (their next
         owner would fence them, and a fenced commit stops the worker)."""
         if self.txns is not None and hasattr(self, "core"):
-            await self.core.published()
+            await self.core.settled()
 
     def share_budgets(self, assigned: Any) -> None:
         """Budgets are figures for the whole group: this worker enforces the share of the

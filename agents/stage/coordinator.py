@@ -120,13 +120,13 @@ class StageCore:
     # --- 1. a batch of the by-restaurant topic ---------------------------------------------
     async def process(self, events: Sequence[Any], ack: Ack) -> None:
         """One batch; each event is acked with its stream's ``ack`` once its outcome is durable."""
-        if self.exactly_once:
-            await self.publisher.published()
-        self.publisher.raise_failure()  # an earlier batch's publication failed: this one must not run
         by_partition: dict[int, list[Any]] = {}
         for ev in events:
             by_partition.setdefault(ev.message.partition, []).append(ev)
         async with self.lock:
+            if self.exactly_once:  # under the lock: the joiner's batch and the agent's may both wait
+                await self.publisher.published()
+            self.publisher.raise_failure()  # an earlier batch's publication failed: this one must not run
             try:
                 jobs = await self._batch(by_partition, ack)
             except BaseException:
@@ -295,6 +295,12 @@ class StageCore:
     async def published(self) -> None:
         """Wait until every batch so far is durable and its events acked (or failed)."""
         await self.publisher.published()
+
+    async def settled(self) -> None:
+        """Wait for the batch under way (if any), then for every publication: under
+        exactly-once, no transaction is open once this returns, until the next batch."""
+        async with self.lock:
+            await self.publisher.published()
 
     def abandon(self) -> list[Any]:
         """Before Faust waits for unacked events (rebalance, stop): give up every owed review.
