@@ -87,6 +87,8 @@ def test_repeated_kill_9_under_exactly_once_repeats_nothing(eos_stack: Stack, tm
         producing.join(timeout=60)
         configure_llm(stack, error_500_rate=0.0, rate_429_rate=0.0, malformed_rate=0.0)
         run.close()
+        worker.stop()  # the module's next test has a group of its own two workers
+        stack.workers.remove(worker)
 
     seen = repeats(stack, run)
     at = ", ".join(f"{(k * 1000 - run.started_ms) / 1000:.1f}" for k in kills)
