@@ -62,11 +62,12 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         changelogs = {tp: end for tp, end in listed.items() if self.consumer._is_changelog_tp(tp) and end > 0}
         if not changelogs:
             return listed
-        assignor = self.app.assignor
-        actives = {tp.partition for tp in changelogs if not assignor.is_standby(tp)}
+        txns = self.app.stage_transactions
+        # The stage's partitions this worker owns now (never a global table's or a standby's:
+        # taking an id another worker holds fences that worker).
+        owned = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == txns.input_topic}
         # The producers live on the worker's loop; this runs on the consumer thread's.
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-            self.app.stage_transactions.assign(actives), self.parent_loop))
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(txns.assign(owned), self.parent_loop))
         probe = self._create_client_consumer(self.transport)  # no group: never joins
         probe._fetch_max_wait_ms = 10
         probe._isolation_level = "read_committed"
