@@ -81,7 +81,9 @@ def kafka_scanner(consumer_config: Mapping[str, Any]) -> ScanOutputs:
 
     async def scan(partition: int, starts: Mapping[str, int]) -> tuple[set[str], dict[str, int]]:
         tps = {TopicPartition(topic, partition): start for topic, start in starts.items()}
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, fetch_max_wait_ms=10, **consumer_config)
+        # read_committed: under exactly-once an aggregate of an aborted transaction was never sent.
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, fetch_max_wait_ms=10,
+                                    isolation_level="read_committed", **consumer_config)
         await consumer.start()
         found: set[str] = set()
         try:

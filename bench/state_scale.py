@@ -118,7 +118,7 @@ class World:
         return future
 
     async def send(self, topic: str, *, key: bytes, value: bytes, partition: int | None = None,
-                   headers: Any = None) -> asyncio.Future[Delivery]:
+                   headers: Any = None, stage_partition: int | None = None) -> asyncio.Future[Delivery]:
         self.sent[topic] = self.sent.get(topic, 0) + 1
         self.sent_bytes += len(value)
         return self._delivered(topic, partition)

@@ -14,6 +14,7 @@ import ssl
 from typing import Any
 
 import faust
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from streams import admin
 from streams.faust.app import ReviewPulseApp
@@ -21,8 +22,9 @@ from streams.faust.tables import MarksTable
 from streams.health import Health
 from streams.readiness import Readiness
 from streams.runtime import Runtime, install
-from streams.settings import BrokerFlavor, Settings, load_settings
+from streams.settings import BrokerFlavor, ProcessingGuarantee, Settings, load_settings
 from streams.topics import declare_topics
+from streams.transactions import StageTransactions
 from tables.state import CLOSURES, DAILY_COST, DEDUPE, LATEST, PANES, REVIEW_STATES, Tables
 
 
@@ -128,6 +130,16 @@ def create_app(settings: Settings) -> ReviewPulseApp:
     app.readiness = Readiness(app)
     app.before_first_start = _before_first_start
     app.health = Health(app, commit_stuck_s=settings.commit_stuck_s)
+    if settings.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE:
+        # Built here, not by the runtime: recovery of the first assignment (which may come
+        # before the runtime service starts) fences through it (streams/faust/, point 12).
+        auth = credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context)
+        app.stage_transactions = StageTransactions(
+            producer_config={"bootstrap_servers": settings.kafka_bootstrap_servers,
+                             "linger_ms": settings.producer_linger_ms, **auth},
+            app_id=settings.app_id, group_id=app.conf.id,
+            input_topic=app.topics_.by_restaurant.get_topic_name(),
+            timeout_ms=int(settings.transaction_timeout_s * 1000))
     return app
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import mode
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+from faust.types import TP
 
 from agents.llm.batch import enrich_batch
 from agents.llm.outcome import EnrichOutcome
@@ -35,6 +36,8 @@ from streams.dlq import DeadLetters
 from streams.faust.app import ReviewPulseApp
 from streams.faust.tables import BatchedTable, BoundBundle, BoundMarks, BoundTable
 from streams.logs import event as log_event
+from streams.settings import ProcessingGuarantee
+from streams.transactions import StageTransactions
 from tables.state import PartitionTables
 from tables.webdata import configure, recent
 
@@ -54,6 +57,7 @@ GC_THRESHOLDS = (20_000, 20, 20)
 # per closed window), the dedupe table its one marks record per batch (point 6), and the
 # review states likewise (a record per 200 states of a batch).
 BATCHED_TABLES = ("panes", "closures", "daily_cost")
+HELD_TABLES = ("dedupe", "review_states")  # their batch records, sent by publish under exactly-once
 
 ROUTING_TIMEOUT_S = 3.0  # a per-restaurant read is a few table gets: 3 s means the owner is stuck
 
@@ -65,6 +69,7 @@ class Runtime:
     dead_letters: DeadLetters
     llm: LLMServices
     core: StageCore
+    txns: StageTransactions | None = None  # exactly-once only
     http: httpx.AsyncClient
     send: Callable[..., Awaitable[Any]]  # (topic, *, key, value, partition=None, headers=None)
 
@@ -91,13 +96,24 @@ class Runtime:
         self.llm.budgets.on_alert = self._budget_alert
         self.http = httpx.AsyncClient(timeout=ROUTING_TIMEOUT_S)
         producer = app.producer
+        by_restaurant = topics.by_restaurant.get_topic_name()
+        exactly_once = settings.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE
+        txns = self.txns = app.stage_transactions if exactly_once else None
+        if txns is not None:
+            app.consumer.transactional_topics = frozenset({by_restaurant})
+            await txns.assign(tp.partition for tp in app.consumer.assignment() if tp.topic == by_restaurant)
 
         async def send(topic: str, *, key: bytes, value: bytes, partition: int | None = None,
-                       headers: list[tuple[str, bytes]] | None = None) -> Any:
+                       headers: list[tuple[str, bytes]] | None = None,
+                       stage_partition: int | None = None) -> Any:
             # Our records are bytes already: straight to Faust's producer (the same aiokafka
             # producer, partitioner and flush), without Topic.send's FutureMessage, channel
             # and callbacks per record. Resolves to the record's metadata once acknowledged.
+            # Under exactly-once the stage's records go in their partition's transaction.
             try:
+                if txns is not None and stage_partition is not None:
+                    return await txns.send(stage_partition, topic, key=key, value=value, partition=partition,
+                                           headers=headers)
                 return await producer.send(topic, key, value, partition, None, headers)
             except Exception as exc:  # too large: ours, not retriable (streams.delivery)
                 error = translate(exc)
@@ -108,8 +124,8 @@ class Runtime:
         self.send = send
 
         def tables_for(partition: int, event: Any) -> PartitionTables:
-            return PartitionTables(dedupe=BoundMarks(tables.dedupe, event),
-                                   review_states=BoundBundle(tables.review_states, event),
+            return PartitionTables(dedupe=BoundMarks(tables.dedupe, event, held=exactly_once),
+                                   review_states=BoundBundle(tables.review_states, event, held=exactly_once),
                                    latest=BoundTable(tables.latest, event),
                                    **{name: BatchedTable(getattr(tables, name), event)
                                       for name in BATCHED_TABLES})
@@ -118,9 +134,22 @@ class Runtime:
             """Send the batch's changelog records; returns their deliveries."""
             deliveries = []
             for partition_tables in written:
-                for name in BATCHED_TABLES:
+                for name in (*BATCHED_TABLES, *HELD_TABLES) if exactly_once else BATCHED_TABLES:
                     deliveries += await getattr(partition_tables, name).publish(send)
             return deliveries
+
+        async def commit_batch(partitions: set[int] | frozenset[int]) -> None:
+            """Exactly-once: each partition's transaction, with the input offset it reached."""
+            assert txns is not None
+            consumer = app.consumer
+            offsets = {}
+            for partition in partitions:
+                position = consumer.take_position(TP(by_restaurant, partition))
+                if position is not None:
+                    offsets[partition] = position
+            await txns.commit(partitions, offsets)
+            for partition, position in offsets.items():  # what /health's commit check reads
+                consumer._committed_offset[TP(by_restaurant, partition)] = position
 
         outbox = Outbox([topics.aggregates.get_topic_name(), topics.restaurant_alerts.get_topic_name()],
                         scan=kafka_scanner(self._consumer_config()))
@@ -128,6 +157,7 @@ class Runtime:
             ports=Ports(tables_for=tables_for, send=send, dead_letter=self.dead_letters.send,
                         encode=self.codecs.encode, flush_producer=app.producer.flush,
                         publish_tables=publish_tables,
+                        **({"commit_batch": commit_batch} if exactly_once else {}),
                         remember_critical=recent.remember_critical, remember_alert=recent.remember_alert),
             topics=OutputTopics(enriched=topics.enriched.get_topic_name(),
                                 critical_alert=topics.critical_alert.get_topic_name(),
@@ -138,6 +168,7 @@ class Runtime:
         app.before_wait_empty = self.core.abandon
         self.core.watch = app.health.watch
         app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_partitions_revoked.connect(self._on_revoked)
         # The first assignment may come before this service starts (its signal then had no
         # receiver): without this the worker would enforce the whole group's budgets.
         self.share_budgets(app.consumer.assignment())
@@ -150,6 +181,8 @@ class Runtime:
     async def stop(self) -> None:
         if hasattr(self, "core"):
             await self.core.stop()
+        if getattr(self, "txns", None) is not None:
+            await self.txns.stop()
         if hasattr(self, "llm"):
             await self.llm.client.aclose()
         if hasattr(self, "http"):
@@ -164,6 +197,17 @@ class Runtime:
         self.core.outbox.reset()
         self.core.reset_due()
         self.share_budgets(assigned)
+        if self.txns is not None:  # the whole new assignment: producers follow it
+            topic = self.app.topics_.by_restaurant.get_topic_name()
+            owned = {tp.partition for tp in assigned or () if tp.topic == topic}
+            await self.txns.revoke(self.txns.partitions - owned)
+            await self.txns.assign(owned)
+
+    async def _on_revoked(self, sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        """Exactly-once: the batches under way commit before the partitions move (their next
+        owner would fence them, and a fenced commit stops the worker)."""
+        if self.txns is not None and hasattr(self, "core"):
+            await self.core.settled()
 
     def share_budgets(self, assigned: Any) -> None:
         """Budgets are figures for the whole group: this worker enforces the share of the

@@ -27,6 +27,13 @@ class SettingsError(ReviewPulseError):
     """Invalid configuration; the message lists every problem at once."""
 
 
+class ProcessingGuarantee(StrEnum):
+    """What a downstream consumer reading ``read_committed`` may see of the stage's outputs."""
+
+    AT_LEAST_ONCE = "at_least_once"  # ids to upsert on; reviews.enriched may repeat after a kill
+    EXACTLY_ONCE = "exactly_once"  # Kafka transactions per batch and partition (docs/exactly-once.md)
+
+
 class FailurePolicy(StrEnum):
     """What happens to a review whose LLM call failed transiently."""
 
@@ -114,6 +121,8 @@ class Settings(BaseSettings):
     event_time_max_skew_s: float = Field(300.0, ge=0, description="How far occurred_at may lie ahead of the decoding clock; further goes to the DLQ (event_time_in_future).")
     event_time_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="How old occurred_at may be; older goes to the DLQ (event_time_too_old). Keep it at most dedupe_ttl_s.")
     dedupe_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication.")
+    processing_guarantee: ProcessingGuarantee = Field(ProcessingGuarantee.AT_LEAST_ONCE, description="at_least_once: every output carries an id to upsert on, and reviews.enriched may repeat a review answered but not joined at a kill; exactly_once: the restaurant stage's outputs, state and input offsets are committed in one Kafka transaction per batch and partition, so read_committed consumers see each once (Kafka only; refused on Tansu).")
+    transaction_timeout_s: float = Field(30.0, ge=1, le=900, description="Kafka's transaction.timeout.ms under exactly_once: how long a killed worker's open transaction holds read_committed readers back when no new owner fences it sooner.")
     review_states: bool = Field(True, description="Keep each review's enrichment state (PENDING, PROCESSING, final) for GET /api/restaurants/{id}/reviews/{review_id}; off saves a table write and changelog record per review state.")
     review_state_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long a review's enrichment state is kept after it was first seen (RocksDB TTL and its changelog's retention).")
     take_max_events: int = Field(1_000, ge=1, description="Most events one agent batch holds (stream.take).")
@@ -159,6 +168,9 @@ class Settings(BaseSettings):
         problems = []
         if self.hopping_size_s % self.hopping_step_s:
             problems.append("hopping_size_s must be a multiple of hopping_step_s")
+        if self.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE and self.broker_flavor is BrokerFlavor.TANSU:
+            problems.append("processing_guarantee exactly_once needs Kafka transactions, and Tansu has none "
+                            "(broker_flavor tansu): use at_least_once, or Apache Kafka")
         if self.broker_heartbeat_interval_s * 3 > self.broker_session_timeout_s:
             problems.append("broker_heartbeat_interval_s must be at most a third of broker_session_timeout_s")
         if self.processing_lag_critical_s < self.processing_lag_slo_s:

@@ -57,7 +57,7 @@ from streams import metrics
 from streams.clean_stop import stop_now
 from streams.logs import event as log_event
 from streams.protocol import Origin, ProtocolError, checkpoint_key
-from streams.settings import Settings
+from streams.settings import ProcessingGuarantee, Settings
 from tables.panes import Closed
 from tables.rules import RuleThresholds
 from tables.values import pane_pending_cap
@@ -85,6 +85,9 @@ class StageCore:
         self.thresholds = RuleThresholds.from_settings(settings)
         self.lock = asyncio.Lock()
         self.generation = 0  # abandon() moves it: an answer of an older one is dropped
+        # Under exactly-once an answer's sends are made by the batch joining it, and batches
+        # run one after the other: each is one transaction per partition (docs/exactly-once.md).
+        self.exactly_once = settings.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE
         self.watermarks = Watermarks(tick_skew_ms=int(settings.event_time_max_skew_s * 1000))
         self.owed = OwedReviews()
         self.tracker = ReviewTracker(enabled=settings.review_states)
@@ -117,11 +120,13 @@ class StageCore:
     # --- 1. a batch of the by-restaurant topic ---------------------------------------------
     async def process(self, events: Sequence[Any], ack: Ack) -> None:
         """One batch; each event is acked with its stream's ``ack`` once its outcome is durable."""
-        self.publisher.raise_failure()  # an earlier batch's publication failed: this one must not run
         by_partition: dict[int, list[Any]] = {}
         for ev in events:
             by_partition.setdefault(ev.message.partition, []).append(ev)
         async with self.lock:
+            if self.exactly_once:  # under the lock: the joiner's batch and the agent's may both wait
+                await self.publisher.published()
+            self.publisher.raise_failure()  # an earlier batch's publication failed: this one must not run
             try:
                 jobs = await self._batch(by_partition, ack)
             except BaseException:
@@ -142,6 +147,7 @@ class StageCore:
         jobs: list[Job] = []
         pending: list[Awaitable[Any]] = []
         joined, acks = Joined(generation=self.generation), []
+        committed: set[int] = set()  # a failed batch commits no transaction (exactly-once)
         try:
             for partition, evs in by_partition.items():
                 tables = self.ports.tables_for(partition, evs[-1])
@@ -151,6 +157,8 @@ class StageCore:
                     jobs += read.jobs
                     pending += read.pending
             joined = self.joins.join_into(batches, generation=self.generation, now_ms=now_ms)
+            for topic, kwargs in joined.sends:  # answers' records, kept for this batch's transaction
+                pending.append(await self.ports.send(topic, **kwargs))
             closed = Closed(alerts=list(joined.alerts))
             for partition, batch in batches.items():
                 if partition not in self.outbox.recovered:
@@ -165,10 +173,11 @@ class StageCore:
             owed = {id(job.event) for job in jobs}
             acks = [(ack, ev) for evs in by_partition.values() for ev in evs if id(ev) not in owed]
             acks += [(job.ack, job.event) for job in joined.jobs]  # their outcome was sent, joined here
+            committed = set(batches) if self.exactly_once else set()
             return jobs
         finally:
             n, generation = len(joined.jobs), joined.generation
-            self.publisher.publish([batch.tables for batch in batches.values()],
+            self.publisher.publish([batch.tables for batch in batches.values()], partitions=committed,
                                    marked=any(batch.marks for batch in batches.values()), acks=acks,
                                    **({"then": lambda: self.unjoined.joined(generation, n)} if n else {}))
 
@@ -241,14 +250,15 @@ class StageCore:
         jobs, outcomes = [j for j, _ in current], [o for _, o in current]
         generation = self.generation
         self.unjoined.add(len(jobs))  # until their joins are durable
+        outputs, kept = self.outputs.deferred() if self.exactly_once else (self.outputs, None)
         try:
-            final = await emit(jobs, outcomes, outputs=self.outputs, settings=self.settings,
+            final = await emit(jobs, outcomes, outputs=outputs, settings=self.settings,
                                now_ms=self.ports.clock_ms(),
                                retried=lambda job: self.owed.release(job, generation=self.generation))
         except BaseException:  # nothing joins: the enricher queues them again
             self.unjoined.joined(generation, len(jobs))
             raise
-        self.joins.queue(list(jobs), final)
+        self.joins.queue(list(jobs), final, kept.sends if kept is not None else None)
 
     async def _joiner(self) -> None:
         """Joins when no batch comes (quiet partitions, a rebalance draining): at most
@@ -285,6 +295,12 @@ class StageCore:
     async def published(self) -> None:
         """Wait until every batch so far is durable and its events acked (or failed)."""
         await self.publisher.published()
+
+    async def settled(self) -> None:
+        """Wait for the batch under way (if any), then for every publication: under
+        exactly-once, no transaction is open once this returns, until the next batch."""
+        async with self.lock:
+            await self.publisher.published()
 
     def abandon(self) -> list[Any]:
         """Before Faust waits for unacked events (rebalance, stop): give up every owed review.

@@ -34,6 +34,7 @@ class Joined:
     jobs: list[Job] = field(default_factory=list)
     alerts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     generation: int = 0
+    sends: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # kept by exactly-once
 
 
 class Joins:
@@ -41,19 +42,21 @@ class Joins:
                  owed: OwedReviews, tracker: ReviewTracker) -> None:
         self.spec, self.ports, self.states, self.costs, self.owed = spec, ports, states, costs, owed
         self.tracker = tracker
-        self._ready: list[tuple[list[Job], list[Final]]] = []  # (answered, what joins), in order
+        # (answered, what joins, the sends kept for the joining batch under exactly-once), in order
+        self._ready: list[tuple[list[Job], list[Final], list[tuple[str, dict[str, Any]]]]] = []
         self.waiting = asyncio.Event()  # set while answers wait for their join
 
     def __bool__(self) -> bool:
         return bool(self._ready)
 
-    def queue(self, answered: list[Job], final: list[Final]) -> None:
-        self._ready.append((answered, final))
+    def queue(self, answered: list[Job], final: list[Final],
+              sends: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+        self._ready.append((answered, final, sends or []))
         self.waiting.set()
 
     def drop(self) -> list[Job]:
         """Every answered job not yet joined (a rebalance gives them up)."""
-        jobs = [job for answered, _ in self._ready for job in answered]
+        jobs = [job for answered, _, _ in self._ready for job in answered]
         self._ready.clear()
         return jobs
 
@@ -69,8 +72,10 @@ class Joins:
                     job.partition, self.ports.tables_for(job.partition, job.event))
             return batch
 
-        for answered, final in self._ready:
+        for answered, final, sends in self._ready:
             joined.jobs += [job for job in answered if job.generation == generation]
+            if answered and answered[0].generation == generation:  # one generation per completion
+                joined.sends += sends
             for job in answered:
                 self.owed.release(job, generation=generation)
                 if job.retried_for is not None and job.generation == generation:

@@ -7,6 +7,8 @@ says "applied" (a crash before that sends them again).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Awaitable
 from typing import Any
 
@@ -23,9 +25,29 @@ from streams.settings import Settings
 Sent = tuple[str, int, Any]  # (topic, partition, delivery) of a final output
 
 
+class Deferred:
+    """Sends kept for the batch that joins them (exactly-once: an answer's records must be
+    in the transaction of the batch that joins it and commits its review's offset)."""
+
+    def __init__(self) -> None:
+        self.sends: list[tuple[str, dict[str, Any]]] = []
+
+    async def send(self, topic: str, **kwargs: Any) -> Awaitable[Any]:
+        self.sends.append((topic, kwargs))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
 class Outputs:
     def __init__(self, *, ports: Ports, topics: OutputTopics, settings: Settings, outbox: Outbox) -> None:
         self.ports, self.topics, self.settings, self.outbox = ports, topics, settings, outbox
+
+    def deferred(self) -> tuple[Outputs, Deferred]:
+        """These outputs with every send kept (dead letters still go at once) for a batch to make."""
+        kept = Deferred()
+        return Outputs(ports=dataclasses.replace(self.ports, send=kept.send), topics=self.topics,
+                       settings=self.settings, outbox=self.outbox), kept
 
     async def enriched(self, job: Job, outcome: EnrichOutcome, *, now_ms: int) -> list[Awaitable[Any]]:
         """The review's ``reviews.enriched`` record, and its critical alert when it is one."""
@@ -37,14 +59,15 @@ class Outputs:
         key = job.item.restaurant_id.encode()
         headers = [(H_TRACE, record["trace_id"].encode())]
         ports = self.ports
-        futures = [await ports.send(self.topics.enriched, key=key, headers=headers,
+        stage = job.partition  # the transaction the sends belong to, under exactly-once
+        futures = [await ports.send(self.topics.enriched, key=key, headers=headers, stage_partition=stage,
                                     value=ports.encode("ReviewEnriched", record))]
         if record["sentiment"] == "CRITICAL":
             metrics.CRITICAL_ALERTS.inc()
             log_event("critical_review", restaurant=job.item.restaurant_id, trace_id=record["trace_id"])
             ports.remember_critical(record)
             futures.append(await ports.send(
-                self.topics.critical_alert, key=key, headers=headers,
+                self.topics.critical_alert, key=key, headers=headers, stage_partition=stage,
                 value=ports.encode("CriticalAlert", critical_alert_record(record))))
         return futures
 
@@ -62,7 +85,7 @@ class Outputs:
         log_event("retry_scheduled", restaurant=item.restaurant_id, attempt=job.attempt + 1,
                   delay_ms=delay_ms, trace_id=item.trace_id)
         return await self.ports.send(self.topics.retry, key=item.restaurant_id.encode(),
-                                     value=write_item(retry),
+                                     value=write_item(retry), stage_partition=job.partition,
                                      headers=[(H_TRACE, (item.trace_id or "").encode())])
 
     async def exhausted(self, job: Job, outcome: EnrichOutcome, *, now_ms: int,
@@ -95,7 +118,7 @@ class Outputs:
                 metrics.AGGREGATES.labels(record["window_kind"]).inc()
             future = await self.ports.send(
                 topic, key=record["restaurant_id"].encode(), value=self.ports.encode(record_name, record),
-                partition=partition, headers=[(H_ID, record[id_field].encode())])
+                partition=partition, stage_partition=partition, headers=[(H_ID, record[id_field].encode())])
             sent.append((topic, partition, future))
         return sent
 

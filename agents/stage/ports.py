@@ -24,6 +24,10 @@ async def _nothing_to_publish(written: Sequence[PartitionTables]) -> Sequence[Aw
     return ()
 
 
+async def _nothing_to_commit(partitions: set[int] | frozenset[int]) -> None:
+    return None
+
+
 @dataclass
 class Ports:
     """What the stage needs from the world; the worker wires Faust, tests wire fakes."""
@@ -37,6 +41,9 @@ class Ports:
     # until then: streams.faust point 7) and returns their deliveries; dicts have none.
     publish_tables: Callable[[Sequence[PartitionTables]], Awaitable[Sequence[Awaitable[Any]]]] = (
         _nothing_to_publish)
+    # Under exactly-once: commit the transactions of a batch's partitions, with the input
+    # offset each reached (its events are acked by then); at-least-once has nothing to do.
+    commit_batch: Callable[[set[int] | frozenset[int]], Awaitable[None]] = _nothing_to_commit
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
     # What the web view remembers of recent activity (a critical review, an alert as sent).
     remember_critical: Callable[[dict[str, Any]], None] = lambda record: None

@@ -44,6 +44,7 @@ class Publisher:
             raise error
 
     def publish(self, written: list[PartitionTables], *, marked: bool, acks: list[tuple[Ack, Any]],
+                partitions: set[int] | frozenset[int] = frozenset(),
                 then: Callable[[], None] = _nothing) -> None:
         """Chain the batch's publication behind the previous one; ``then`` runs once its
         changelog records are acknowledged (or failed: a broker error must not stop
@@ -52,11 +53,13 @@ class Publisher:
             then()
             return
         self._publishing = task = asyncio.ensure_future(
-            self._published(self._publishing, written, marked=marked, acks=acks, then=then))
+            self._published(self._publishing, written, marked=marked, acks=acks, partitions=partitions,
+                            then=then))
         task.add_done_callback(self._on_published)
 
     async def _published(self, previous: asyncio.Future[None] | None, written: list[PartitionTables], *,
-                         marked: bool, acks: list[tuple[Ack, Any]], then: Callable[[], None]) -> None:
+                         marked: bool, acks: list[tuple[Ack, Any]], partitions: set[int] | frozenset[int],
+                         then: Callable[[], None]) -> None:
         if previous is not None:
             await asyncio.wait([previous])  # its outcome is its own: reported by _on_published
         deliveries: Sequence[Awaitable[Any]] = ()
@@ -68,6 +71,8 @@ class Publisher:
                 deliveries = await self.ports.publish_tables(written)
             for ack, event in acks:
                 await ack(event)
+            if partitions:  # exactly-once: the partitions' transactions, with their input offsets
+                await self.ports.commit_batch(partitions)
         finally:
             if then is not _nothing:
                 delivered = asyncio.gather(*deliveries, return_exceptions=True)

@@ -1,7 +1,7 @@
 """Every touch of Faust's private API, in one package (an upgrade of Faust is checked here).
 
-By concern: :mod:`.transport` (points 1-3, 9, 10: the consumer thread, fetch probes),
-:mod:`.commits` (points 4, 5, 11: what a commit may pass, offsets fetched again),
+By concern: :mod:`.transport` (points 1-3, 9, 10, 12: the consumer thread, fetch probes),
+:mod:`.commits` (points 4, 5, 11, 12: what a commit may pass, offsets fetched again),
 :mod:`.tables` (points 6-8: table reads and writes), :mod:`.app` (the app class, its
 transport, the hooks around rebalances and agent errors).
 
@@ -115,6 +115,19 @@ partition being revoked.
    ``ReviewPulseApp._consumer_wait_empty``) takes the same lock, so an ack from another thread
    can never land between our sort and trim of a partition's acked offsets (a lost ack there
    is a commit that stops, or one that passes an offset: silent, not a crash).
+
+12. Under ``REVIEWPULSE_PROCESSING_GUARANTEE=exactly_once`` (streams.transactions,
+   docs/exactly-once.md) the changelogs are written in transactions, so each partition ends
+   with a commit marker, an offset no reader gets; Faust's recovery waits until it has
+   applied the offset before the high watermark, and allows for markers only under its own
+   exactly_once (``Recovery.detect_aborted_tx``). :meth:`ConsumerThread._highwaters` answers,
+   for changelogs, one past the last record a read_committed reader gets there, after the
+   worker has taken the partitions' transactional ids (which fences their earlier owner and
+   aborts its open transaction, so nothing commits past what it read). Without it every
+   restart under exactly-once waited forever ("Still fetching changelog topics for
+   recovery ... total remaining=20": one marker for each of 5 tables and 4 partitions).
+   :meth:`Consumer._new_offset` answers nothing for the stage's input, whose offsets go in
+   those transactions: a commit of Faust's could pass a batch whose transaction aborts.
 
 Upgrading Faust or aiokafka: both are pinned to the versions this was written against
 (pyproject.toml). ``tests/unit/streams/test_faust_private_api.py`` records every private name

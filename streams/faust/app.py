@@ -48,6 +48,9 @@ class ReviewPulseApp(faust.App):
     readiness: Any  # streams.readiness.Readiness
     health: Any  # streams.health.Health
     before_wait_empty: Callable[[], Iterable[Any]] | None = None
+    # Under exactly-once, the restaurant stage's transactional producers (streams.transactions):
+    # recovery fences a partition's earlier owner before it reads the changelog's end (point 12).
+    stage_transactions: Any = None
 
     # Run once before any child service (the consumer included) starts; the composition
     # root (streams.app) sets it: every topic we use is made to exist there.

@@ -147,6 +147,10 @@ class Consumer(faust_aiokafka.Consumer):
         # Records delivered while their partition is fetched again: they come again, in order.
         self.superseded: weakref.WeakSet[Any] = weakref.WeakSet()
         self.app.sensors.add(_Delivered(self))
+        # Topics whose offsets go in Kafka transactions instead (exactly-once: the stage's
+        # input, streams.transactions): Faust's commits must never pass a batch whose
+        # transaction may still abort.
+        self.transactional_topics: frozenset[str] = frozenset()
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -189,6 +193,13 @@ class Consumer(faust_aiokafka.Consumer):
         """Faust's gaps are not recorded: off by one after a seek; point 5 finds real ones."""
 
     def _new_offset(self, tp: TP) -> int | None:
+        if tp.topic in self.transactional_topics:
+            return None
+        return self.take_position(tp)
+
+    def take_position(self, tp: TP) -> int | None:
+        """The offset ``tp``'s commit may move to now (None: it stays), taken: the next call
+        answers from there. Faust's commit asks it; so does a transaction's commit."""
         with ack_lock:  # point 11: sorts and trims the lists an ack appends to
             head, acked = self.deliveries.heads.get(tp), self._acked[tp]
             if head is None or not acked:

@@ -219,7 +219,7 @@ class BatchedTable(BoundTable):
         persisted = partial(self._persisted, TP(topic, partition))
         deliveries = []
         for key, value in changes.items():
-            delivery = await send(topic, key=key, value=value, partition=partition)
+            delivery = await send(topic, key=key, value=value, partition=partition, stage_partition=partition)
             delivery.add_done_callback(persisted)
             deliveries.append(delivery)
         return deliveries
@@ -288,20 +288,47 @@ class BoundMarks(BoundTable):
     """The dedupe table seen from one partition, written a batch at a time (point 6).
 
     ``update`` puts every mark in the local store, without a changelog record each, and
-    sends them all in one changelog record; reads are those of any bound table.
+    sends them all in one changelog record; reads are those of any bound table. With
+    ``held``, the record waits for :meth:`publish` instead (exactly-once: it must go in the
+    batch's transaction, not through Faust's producer).
     """
+
+    _persisted = BatchedTable._persisted  # each held record acknowledged moves the persisted offset
+
+    def __init__(self, table: Any, event: Any, *, held: bool = False) -> None:
+        super().__init__(table, event)
+        self._held: list[tuple[str, dict[str, Any]]] | None = [] if held else None
 
     def update(self, marks: Mapping[str, Any], /) -> None:  # type: ignore[override]
         if not marks:
             return
         table, message = self._table, self._event.message
         self._store.put_many(marks)
+        key = marks_key(message.partition, self._first_offset(marks), uuid.uuid4().hex[:12])
+        if self._held is not None:
+            self._held.append((key, dict(marks)))
+            return
         token = _CURRENT_EVENT.set(self._ref)
         try:
-            key = marks_key(message.partition, self._first_offset(marks), uuid.uuid4().hex[:12])
             table.send_changelog(message.partition, key, marks)
         finally:
             _CURRENT_EVENT.reset(token)
+
+    async def publish(self, send: SendRecord) -> list[asyncio.Future[Any]]:
+        """Send the held records (see ``held``); their deliveries, as BatchedTable.publish."""
+        if not self._held:
+            return []
+        held, self._held = self._held, []
+        topic = self._table.changelog_topic.get_topic_name()
+        partition = self._event.message.partition
+        persisted = partial(self._persisted, TP(topic, partition))
+        deliveries = []
+        for key, value in held:
+            delivery = await send(topic, key=_JSON.dumps(key), value=_JSON.dumps(value), partition=partition,
+                                  stage_partition=partition)
+            delivery.add_done_callback(persisted)
+            deliveries.append(delivery)
+        return deliveries
 
     def _first_offset(self, marks: Mapping[str, Any]) -> int:
         return int(min(marks.values()))

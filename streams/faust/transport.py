@@ -28,6 +28,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         listed = await super()._highwaters(partitions)
+        if listed and getattr(self.app, "stage_transactions", None) is not None:
+            return await self._after_last_committed(listed)
         if not listed or self.consumer.in_transaction or not self.app.tansu:
             return listed  # point 2 is Tansu's alone: Kafka's ListOffsets is the log end
         probe = self._create_client_consumer(self.transport)  # no group: never joins
@@ -51,6 +53,60 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return committed
 
 
+    async def _after_last_committed(self, listed: Mapping[TP, int]) -> Mapping[TP, int]:
+        """Point 12 (exactly-once): a changelog written in transactions ends with a commit
+        marker, an offset no reader gets, and Faust's recovery waits for the offset before the
+        high watermark: for changelogs, one past the last record a read_committed reader gets.
+        The partitions' transactional ids are taken first (their earlier owner fenced and its
+        open transaction aborted), so no commit can land past what is read here."""
+        changelogs = {tp: end for tp, end in listed.items() if self.consumer._is_changelog_tp(tp) and end > 0}
+        if not changelogs:
+            return listed
+        txns = self.app.stage_transactions
+        # The stage's partitions this worker owns now (never a global table's or a standby's:
+        # taking an id another worker holds fences that worker).
+        owned = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == txns.input_topic}
+        # The producers live on the worker's loop; this runs on the consumer thread's.
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(txns.assign(owned), self.parent_loop))
+        probe = self._create_client_consumer(self.transport)  # no group: never joins
+        probe._fetch_max_wait_ms = 10
+        probe._isolation_level = "read_committed"
+        await probe.start()
+        try:
+            found = {tp: await _after_last_record(probe, tp, end) for tp, end in changelogs.items()}
+        finally:
+            await probe.stop()
+        logger.info("Changelog ends read_committed (point 12): %s", ", ".join(
+            f"{tp.topic}:{tp.partition}={found[tp]}/{end}" for tp, end in sorted(changelogs.items())))
+        return {**listed, **found}
+
+
+async def _after_last_record(probe: AIOKafkaConsumer, tp: TP, end: int) -> int:
+    """One past the last record below ``end`` a read_committed reader gets (0: none), read back
+    from the end in growing windows: a partition's tail holds markers and aborted records."""
+    target = TopicPartition(tp.topic, tp.partition)
+    probe.assign([target])
+    window = 64
+    while True:
+        start = max(0, end - window)
+        probe.seek(target, start)
+        last = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CHANGELOG_END_TIMEOUT_S
+        while await probe.position(target) < end and loop.time() < deadline:
+            batches = await probe.getmany(target, timeout_ms=100)
+            for message in batches.get(target, ()):
+                if message.offset < end:
+                    last = message.offset
+            lso = probe.last_stable_offset(target)
+            if lso is not None and lso <= await probe.position(target) and not batches:
+                break  # nothing more a read_committed reader gets
+        if last is not None or start == 0:
+            return 0 if last is None else last + 1
+        window *= 16
+
+
+CHANGELOG_END_TIMEOUT_S = 10.0  # reading one partition's tail; a slower broker is a failed start
 EMPTY_PROBE_TIMEOUT_S = 2.0  # one fetch round trip; a broker slower than this is asked again later
 
 

@@ -183,6 +183,7 @@ class Sent:
     partition: int | None
     headers: list[tuple[str, bytes]]
     offset: int
+    stage_partition: int | None = None  # the stage partition whose transaction it is in
 
     def json(self) -> dict[str, Any]:
         return json.loads(self.value)
@@ -210,7 +211,7 @@ class World:
         self.flush_error: Exception | None = None  # set to make the next flushes fail
         self.flush_gate: asyncio.Event | None = None  # set: a flush waits for it (a slow broker)
         self.published: list[list[PartitionTables]] = []  # the tables of each batch, as published
-        self.history: list[str] = []  # "flush", "publish", "ack <offset>", in the order they ran
+        self.history: list[str] = []  # "flush", "publish", "ack <offset>", "commit [p]", in order
         self._offsets: dict[tuple[str, int], int] = defaultdict(int)
         self._changed = asyncio.Event()
 
@@ -247,9 +248,11 @@ class World:
         return future
 
     async def send(self, topic: str, *, key: bytes, value: bytes, partition: int | None = None,
-                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Delivery]:
+                   headers: list[tuple[str, bytes]] | None = None,
+                   stage_partition: int | None = None) -> asyncio.Future[Delivery]:
         future = self._delivered(topic, partition)
-        self.sent.append(Sent(topic, key, value, partition, list(headers or ()), future.result().offset))
+        self.sent.append(Sent(topic, key, value, partition, list(headers or ()), future.result().offset,
+                              stage_partition))
         self.changed()
         return future
 
@@ -281,6 +284,11 @@ class World:
         self.changed()
         return []  # every send of the fakes is acknowledged at once
 
+    async def commit_batch(self, partitions: set[int] | frozenset[int]) -> None:
+        """Exactly-once's transaction commit of a batch's partitions (a no-op port otherwise)."""
+        self.history.append(f"commit {sorted(partitions)}")
+        self.changed()
+
     def tables_for(self, partition: int, event: Any) -> PartitionTables:
         if partition not in self.tables:
             self.tables[partition] = new_tables()
@@ -289,7 +297,8 @@ class World:
     def ports(self) -> Ports:
         return Ports(tables_for=self.tables_for, send=self.send, dead_letter=self.dead_letter,
                      encode=self.encode, flush_producer=self.flush_producer,
-                     publish_tables=self.publish_tables, clock_ms=self.clock)
+                     publish_tables=self.publish_tables, clock_ms=self.clock,
+                     commit_batch=self.commit_batch)
 
     # --- reading what happened ----------------------------------------------------------------
     def is_acked(self, event: FakeEvent) -> bool:

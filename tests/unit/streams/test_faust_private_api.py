@@ -35,7 +35,8 @@ SIGNATURES: dict[tuple[str, str], tuple[str, str]] = {
     (FAUST, "AIOKafkaConsumerThread._create_worker_consumer"): (
         "(self, transport)", "ConsumerThread sets _fetch_max_wait_ms and _isolation_level (points 1, 9)"),
     (FAUST, "AIOKafkaConsumerThread._highwaters"): (
-        "(self, partitions)", "ConsumerThread probes Tansu's high watermarks (point 2)"),
+        "(self, partitions)", "ConsumerThread probes Tansu's high watermarks (point 2) and changelog ends "
+                              "under exactly-once (point 12)"),
     (FAUST, "AIOKafkaConsumerThread.seek_to_committed"): (
         "(self)", "ConsumerThread rewinds partitions without a commit (point 3)"),
     (FAUST, "Consumer._new_consumer_thread"): ("(self)", "Consumer builds our ConsumerThread"),
@@ -72,6 +73,10 @@ SIGNATURES: dict[tuple[str, str], tuple[str, str]] = {
     ("faust.streams", "Stream.noack_take"): ("(self, max_, within)", "handled_batches"),
     ("aiokafka", "AIOKafkaConsumer.last_poll_timestamp"): ("(self, partition)", "last_fetched_ms"),
     ("aiokafka", "AIOKafkaConsumer.highwater"): ("(self, partition)", "fetched_highwaters"),
+    ("aiokafka", "AIOKafkaConsumer.last_stable_offset"): ("(self, partition)", "_after_last_record (pt. 12)"),
+    ("aiokafka", "AIOKafkaConsumer.position"): ("(self, partition)", "_after_last_record (point 12)"),
+    ("aiokafka", "AIOKafkaProducer.send_offsets_to_transaction"): (
+        "(self, offsets, group_id)", "StageTransactions.commit (exactly-once)"),
     ("aiokafka", "AIOKafkaConsumer.getmany"): (
         "(self, *partitions, timeout_ms=0, max_records=None)", "fetched_highwaters, holds_no_record"),
 }
@@ -95,6 +100,8 @@ SOURCE_FACTS: list[tuple[str, str, str, str]] = [
      "point 5: the fetch loop drops records by the _read_offset we replace with _ReadOffsets"),
     ("faust.transport.consumer", "Consumer._drain_messages", "await self._add_gap(tp,",
      "points 4, 5: the gaps we refuse to record come through _add_gap"),
+    ("faust.tables.recovery", "Recovery._build_highwaters", "highwaters = await consumer.highwaters(*tps)",
+     "point 12: recovery reads each changelog up to what the _highwaters we override answers"),
     ("faust.transport.consumer", "Consumer._filter_committable_offsets", "self._new_offset(tp)",
      "point 4: every commit position comes from the _new_offset we override"),
     ("faust.transport.consumer", "Consumer.ack", "self._acked_index[tp]",

@@ -42,7 +42,7 @@ class Changelog:
         self.deliveries: list[asyncio.Future[Meta]] = []
 
     async def send(self, topic: str, *, key: bytes, value: bytes | None,
-                   partition: int) -> asyncio.Future[Meta]:
+                   partition: int, stage_partition: int | None = None) -> asyncio.Future[Meta]:
         self.records.append((topic, partition, key, value))
         delivery: asyncio.Future[Meta] = asyncio.get_running_loop().create_future()
         self.deliveries.append(delivery)

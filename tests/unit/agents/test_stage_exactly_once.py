@@ -1,0 +1,115 @@
+"""The restaurant stage under exactly-once (docs/exactly-once.md), on dict tables and fakes.
+
+What the transactions rely on: every record the stage sends names the partition whose
+transaction it belongs to; an answer's records are sent by the batch that joins it (so the
+record, the join and the review's offset commit together), never when the LLM answers;
+each batch commits its partitions' transactions after its events are acked, one batch after
+the other; and a batch that fails commits nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agents.llm.outcome import EnrichStatus
+
+EXACTLY_ONCE = {"processing_guarantee": "exactly_once"}
+
+
+def commits(world: Any) -> list[str]:
+    return [h for h in world.history if h.startswith("commit")]
+
+
+async def test_an_answer_is_sent_by_the_batch_that_joins_it_inside_its_partitions_transaction(
+        world, feed, llm, make_stage) -> None:
+    core = make_stage(**EXACTLY_ONCE)
+    review = feed.review("e1", partition=2)
+    await core.process([review])
+    await world.until(lambda: llm.was_asked("e1"), what="the LLM call")
+    await core.published()
+    # Its state (the pane, PENDING) commits; its offset does not move while it is owed.
+    assert commits(world) == ["commit [2]"] and not world.is_acked(review)
+
+    llm.respond("e1", label="CRITICAL")
+    await world.until_acked(review)
+    enriched = world.on(world.topics.enriched)
+    critical = world.on(world.topics.critical_alert)
+    assert len(enriched) == len(critical) == 1
+    assert enriched[0].stage_partition == critical[0].stage_partition == 2
+    at = world.history.index(f"ack {review.message.offset}")
+    assert world.history[at + 1:][:1] == ["commit [2]"]  # acked, then its transaction commits
+
+
+async def test_nothing_of_an_answer_is_sent_before_a_batch_joins_it(world, feed, llm, make_stage) -> None:
+    core = make_stage(**EXACTLY_ONCE)
+    core.joins.waiting = asyncio.Event()  # the idle joiner never wakes: no batch comes
+    core._joiner_task.cancel()  # type: ignore[union-attr]
+    review = feed.review("e1")
+    await core.process([review])
+    llm.respond("e1")
+    await asyncio.wait_for(core.joins.waiting.wait(), 5)  # the answer waits for its join
+    assert world.on(world.topics.enriched) == []
+
+    await core.process([feed.order("o1")])  # the next batch joins it and sends its record
+    await world.until_acked(review)
+    [sent] = world.on(world.topics.enriched)
+    assert sent.json()["event_id"] == "e1" and sent.stage_partition == 0
+
+
+async def test_a_retry_record_goes_in_the_joining_batchs_transaction(world, feed, llm, make_stage) -> None:
+    core = make_stage(**EXACTLY_ONCE, llm_max_attempts=2)
+    review = feed.review("e1", partition=1)
+    await core.process([review])
+    llm.respond("e1", status=EnrichStatus.TRANSIENT_FAILURE)
+    await world.until_acked(review)
+    [retry] = world.retries()
+    assert retry.stage_partition == 1
+    assert commits(world)[-1] == "commit [1]"
+
+
+async def test_every_send_of_a_batch_names_its_partition(world, feed, llm, make_stage, t) -> None:
+    core = make_stage(**EXACTLY_ONCE)
+    llm.always()
+    review = feed.review("e1", partition=3)
+    await core.process([review])
+    await world.until_acked(review)
+    await core.process([feed.tick(t.closing(t.w0), partition=3)])
+    await core.published()
+    assert world.aggregates("TUMBLING")
+    assert {s.stage_partition for s in world.sent} == {3}
+
+
+async def test_batches_run_one_after_the_other_and_a_failed_one_commits_nothing(
+        world, feed, llm, make_stage) -> None:
+    core = make_stage(**EXACTLY_ONCE)
+    world.flush_gate = asyncio.Event()  # the first batch's publication waits on the broker
+    await core.process([feed.order("o1")])
+    second = asyncio.ensure_future(core.process([feed.order("o2")]))
+    await asyncio.sleep(0.05)
+    assert not second.done()  # waits for the first batch's transaction
+    world.flush_gate.set()
+    await asyncio.wait_for(second, 5)
+    await core.published()
+    assert commits(world) == ["commit [0]", "commit [0]"]
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a send refused")
+
+    core.outputs.finals = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await core.process([feed.order("o3")])
+    await core.published()
+    assert commits(world) == ["commit [0]", "commit [0]"]
+
+
+async def test_at_least_once_commits_no_transaction(world, feed, llm, make_stage) -> None:
+    core = make_stage()
+    llm.always()
+    review = feed.review("e1")
+    await core.process([review])
+    await world.until_acked(review)
+    await core.published()
+    assert commits(world) == []
