@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from streams.dev.reader import TopicReader
-from streams.dev.stack import Process, Stack
+from streams.dev.stack import EMBEDDED_SESSION_TIMEOUT_S, Process, Stack
 from tests.integration.conftest import SMALL_WINDOWS, NewStack, Producer, ms, tumbling_finals
 from tests.records import order_delivered, review_created
 from tests.until import until
@@ -378,3 +378,54 @@ def own_stack(new_stack: NewStack, name: str, *, partitions: int = 4,
     stack = new_stack(name, partitions=partitions).start(llm_args=["--latency-ms", str(llm_latency_ms)])
     yield stack
     stack.stop()
+
+
+def kill_three_times(stack: Stack, run: Run, *, data_dir: Any, env: dict[str, str], name: str,
+                     seconds: float, reviews_per_s: int) -> tuple[list[float], Process]:
+    """Traffic for ``seconds``, and three ``kill -9`` of the worker within about 20 s, each
+    restarted on ``data_dir``: the first once windows of the run have closed, the second as
+    soon as the restarted worker answers /health (joining, restoring), the third once the
+    next one is ready (joined, tables restored) and catching up. Waits for every window's
+    final aggregate; returns the kill times and the last worker (running)."""
+    worker = stack.add_worker(data_dir=data_dir, extra_env=env, name=f"{name}-0")
+    worker.wait_ready()
+    kills: list[float] = []
+    with run.traffic(seconds=seconds, reviews_per_s=reviews_per_s) as producing:
+        until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows of the run closed")
+        for i in range(1, 4):
+            if i == 3:
+                worker.wait_ready()
+            kills.append(time.time())
+            worker.stop(kill=True)
+            stack.workers.remove(worker)
+            worker = stack.add_worker(data_dir=data_dir, extra_env=env, name=f"{name}-{i}")
+        run.finish(producing, timeout_s=90, since_ms=int(kills[0] * 1000))
+    return kills, worker
+
+
+def take_over(stack: Stack, run: Run, *, tmp_path: Any, env: dict[str, str], name: str, seconds: float,
+              reviews_per_s: int) -> tuple[float, float, list[int], list[int], Process]:
+    """Two workers share the partitions; one is killed under load once windows of the run
+    have closed, and the survivor takes every partition. Waits for every window's final
+    aggregate; returns the kill time, how long the takeover took, the victim's partitions,
+    the survivor's, and the survivor."""
+    survivor = stack.add_worker(data_dir=tmp_path / "survivor", extra_env=env, name=f"{name}-survivor")
+    victim = stack.add_worker(data_dir=tmp_path / "victim", extra_env=env, name=f"{name}-victim")
+    # Both own by-restaurant partitions before the traffic (the group has settled on two members).
+    until(lambda: (owned_partitions(survivor), owned_partitions(victim)), timeout_s=60,
+          what="both workers own partitions", done=lambda p: bool(p[0] and p[1]))
+    with run.traffic(seconds=seconds, reviews_per_s=reviews_per_s) as producing:
+        until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows of the run closed")
+        victim_partitions = owned_partitions(victim)
+        killed = time.time()
+        victim.stop(kill=True)
+        stack.workers.remove(victim)
+        taken = until(lambda: owned_partitions(survivor), timeout_s=EMBEDDED_SESSION_TIMEOUT_S + 40,
+                      what="the survivor owns every partition", interval_s=0.2,
+                      done=lambda p: len(p) == stack.partitions)
+        took_over_s = time.time() - killed
+        run.finish(producing, timeout_s=90, since_ms=int(killed * 1000),
+                   context=f"victim owned {victim_partitions}, killed "
+                           f"{(killed * 1000 - run.started_ms) / 1000:.1f} s into the run, "
+                           f"survivor owned {taken} {took_over_s:.1f} s after the kill")
+    return killed, took_over_s, victim_partitions, taken, survivor

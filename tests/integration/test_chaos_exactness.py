@@ -17,7 +17,6 @@ wall-clock event time for 20 restaurants, counted by restaurant and 5 s tumbling
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +25,16 @@ import pytest
 
 from streams.dev.stack import EMBEDDED_SESSION_TIMEOUT_S, Stack
 from tests.integration.conftest import NewStack
-from tests.integration.ground_truth import ENV, LLM_FAULTS, Run, configure_llm, own_stack, owned_partitions
+from tests.integration.ground_truth import (
+    ENV,
+    LLM_FAULTS,
+    Run,
+    configure_llm,
+    kill_three_times,
+    own_stack,
+    owned_partitions,
+    take_over,
+)
 from tests.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -45,32 +53,12 @@ def test_repeated_kill_9_with_llm_faults_keeps_every_window_exact_and_every_revi
         kills_stack, tmp_path):
     stack = kills_stack
     configure_llm(stack, **LLM_FAULTS)
-    data_dir = tmp_path / "worker"
-    worker = stack.add_worker(data_dir=data_dir, extra_env=ENV, name="kills-0")
-    worker.wait_ready()
     run = Run(stack, "kills")
-    producing = threading.Thread(target=run.produce, kwargs={"seconds": 30, "reviews_per_s": 200})
-    producing.start()
-    kills: list[float] = []
     try:
-        # Three kills within about 20 s: the first once windows of the run have closed, the
-        # second as soon as the restarted worker answers /health (joining, restoring), the
-        # third once the next one is ready (joined, tables restored) and catching up.
-        until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows of the run closed")
-        for i in range(1, 4):
-            if i == 3:
-                worker.wait_ready()
-            kills.append(time.time())
-            worker.stop(kill=True)
-            stack.workers.remove(worker)
-            worker = stack.add_worker(data_dir=data_dir, extra_env=ENV, name=f"kills-{i}")
-        producing.join(timeout=60)
-        assert not producing.is_alive()
-        run.wait_final(timeout_s=90, since_ms=int(kills[0] * 1000))
+        kills, _ = kill_three_times(stack, run, data_dir=tmp_path / "worker", env=ENV, name="kills",
+                                    seconds=30, reviews_per_s=200)
     finally:
-        producing.join(timeout=60)
         configure_llm(stack, error_500_rate=0.0, rate_429_rate=0.0, malformed_rate=0.0)
-        run.close()
 
     start = run.started_ms
     at = ", ".join(f"{(k * 1000 - start) / 1000:.1f}" for k in kills)
@@ -92,33 +80,9 @@ def test_repeated_kill_9_with_llm_faults_keeps_every_window_exact_and_every_revi
 
 def test_two_workers_one_killed_under_load_keeps_every_window_exact(pair_stack, tmp_path):
     stack = pair_stack
-    survivor = stack.add_worker(data_dir=tmp_path / "survivor", extra_env=ENV, name="pair-survivor")
-    victim = stack.add_worker(data_dir=tmp_path / "victim", extra_env=ENV, name="pair-victim")
-    # Both own by-restaurant partitions before the traffic (the group has settled on two members).
-    until(lambda: (owned_partitions(survivor), owned_partitions(victim)), timeout_s=60,
-          what="both workers own partitions", done=lambda p: bool(p[0] and p[1]))
     run = Run(stack, "pair")
-    producing = threading.Thread(target=run.produce, kwargs={"seconds": 30, "reviews_per_s": 150})
-    producing.start()
-    try:
-        until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows of the run closed")
-        victim_partitions = owned_partitions(victim)
-        killed = time.time()
-        victim.stop(kill=True)
-        stack.workers.remove(victim)
-        taken = until(lambda: owned_partitions(survivor), timeout_s=EMBEDDED_SESSION_TIMEOUT_S + 40,
-                      what="the survivor owns every partition", interval_s=0.2,
-                      done=lambda p: len(p) == stack.partitions)
-        took_over_s = time.time() - killed
-        producing.join(timeout=60)
-        assert not producing.is_alive()
-        run.wait_final(timeout_s=90, since_ms=int(killed * 1000),
-                       context=f"victim owned {victim_partitions}, killed "
-                               f"{(killed * 1000 - run.started_ms) / 1000:.1f} s into the run, "
-                               f"survivor owned {taken} {took_over_s:.1f} s after the kill")
-    finally:
-        producing.join(timeout=60)
-        run.close()
+    killed, took_over_s, victim_partitions, taken, survivor = take_over(
+        stack, run, tmp_path=tmp_path, env=ENV, name="pair", seconds=30, reviews_per_s=150)
 
     start = run.started_ms
     print(f"\n{len(run.reviews)} reviews, {sum(run.truth_orders.values())} orders, "
