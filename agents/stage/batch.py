@@ -24,6 +24,9 @@ class PartitionBatch:
     marks: dict[str, Any] = field(default_factory=dict)  # event_id -> dedupe mark to write
     daily: dict[str, dict[str, Any]] = field(default_factory=dict)  # day key -> cost entry to write
     reviews: dict[str, dict[str, Any]] = field(default_factory=dict)  # review key -> its state record
+    # Reviews this batch made a job for: they are owed from here on, though submitted only
+    # after the batch (two copies of one review in a batch would be enriched, and sent, twice).
+    owing: set[str] = field(default_factory=set)
 
     def mark_of(self, event_id: str) -> int | None:
         """The event's dedupe mark (first offset), as this batch left it or the table holds it."""

@@ -37,16 +37,19 @@ def give_up(jobs: Sequence[Job], error: BaseException) -> list[EnrichOutcome]:
 
 
 async def emit(jobs: Sequence[Job], outcomes: Sequence[EnrichOutcome], *, outputs: Outputs,
-               settings: Settings, now_ms: int, retried: Callable[[Job], None]) -> list[Final]:
+               settings: Settings, now_ms: int, retried: Callable[[Job], None],
+               mark: Callable[[Job], None] = lambda job: None) -> list[Final]:
     """Send each job's outcome and await the acknowledgements; returns what joins.
 
     ``retried(job)`` is told of each job handed on to reviews.retry as its record is sent:
-    the retry record carries it on, so its copy is not a duplicate."""
+    the retry record carries it on, so its copy is not a duplicate. ``mark(job)`` is told of
+    each job before its sends."""
     pending: list[Awaitable[Any]] = []
     final: list[Final] = []
     finals: set[str] = set()
     returned: set[str] = set()
     for job, outcome in zip(jobs, outcomes, strict=True):
+        mark(job)  # whose sends follow (exactly-once keeps them per job)
         record = job.item.record
         if job.item.kind == RETRY:  # each copy counted retry_returned: all but one are duplicates
             if job.item.event_id in returned:

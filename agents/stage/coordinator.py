@@ -253,6 +253,7 @@ class StageCore:
         outputs, kept = self.outputs.deferred() if self.exactly_once else (self.outputs, None)
         try:
             final = await emit(jobs, outcomes, outputs=outputs, settings=self.settings,
+                               **({"mark": kept.mark} if kept is not None else {}),
                                now_ms=self.ports.clock_ms(),
                                retried=lambda job: self.owed.release(job, generation=self.generation))
         except BaseException:  # nothing joins: the enricher queues them again

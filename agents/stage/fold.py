@@ -96,7 +96,8 @@ class Folder:
                 # pane's offset says "this offset and every one before": the original and its
                 # copy replayed in one batch were enriched twice, seen in test_crash_enrichment).
                 if (item.kind == REVIEW and pane.owes(event_id) and event_id not in self.owed
-                        and batch.mark_of(event_id) in (None, offset)):
+                        and event_id not in batch.owing and batch.mark_of(event_id) in (None, offset)):
+                    batch.owing.add(event_id)
                     return Read(jobs=[Job(ev, partition, item, start, was_late)])
                 return Read()
         mark = batch.mark_of(event_id)
@@ -113,13 +114,16 @@ class Folder:
         if item.pane_start_ms is None:
             raise ProtocolError("retry record without its pane")
         metrics.input_outcome(item.origin.topic, "retry_returned")
-        if item.event_id in self.owed or (
+        if item.event_id in self.owed or item.event_id in batch.owing or (
                 state.has_pane(restaurant_id, item.pane_start_ms)
                 and not state.pane(restaurant_id, item.pane_start_ms).owes(item.event_id)):
-            # Another copy is being enriched, or its enrichment joined already.
+            # Another copy is being enriched (or is, from this batch on), or its enrichment
+            # joined already. Two copies in one batch (a replay after a restart reads the
+            # attempt 2 and 3 records of a review together) were both enriched and both sent.
             metrics.DUPLICATES.inc()
             metrics.input_outcome(item.origin.topic, "duplicate")
             return Read()
+        batch.owing.add(item.event_id)
         return Read(jobs=[Job(ev, ev.message.partition, item, item.pane_start_ms, item.late, item.attempt)])
 
     async def _first_sight(self, ev: Any, batch: PartitionBatch, item: Item, pane_start: int, late: bool,
@@ -156,6 +160,7 @@ class Folder:
             if item.kind == REVIEW and not settled:
                 pane.add_late(review_id=event_id)
                 read.jobs.append(Job(ev, partition, item, pane_start, True))
+                batch.owing.add(event_id)
             else:
                 pane.add_late()
                 if item.kind == ORDER:
@@ -178,5 +183,6 @@ class Folder:
                                  score=score, categories=categories, processing_lag_ms=lag_ms,
                                  event_age_ms=age_ms)
             read.jobs.append(Job(ev, partition, item, pane_start, False, provisional=provisional))
+            batch.owing.add(event_id)
         pane.mark_applied(offset)
         return read

@@ -43,14 +43,14 @@ class Joins:
         self.spec, self.ports, self.states, self.costs, self.owed = spec, ports, states, costs, owed
         self.tracker = tracker
         # (answered, what joins, the sends kept for the joining batch under exactly-once), in order
-        self._ready: list[tuple[list[Job], list[Final], list[tuple[str, dict[str, Any]]]]] = []
+        self._ready: list[tuple[list[Job], list[Final], list[tuple[Any, str, dict[str, Any]]]]] = []
         self.waiting = asyncio.Event()  # set while answers wait for their join
 
     def __bool__(self) -> bool:
         return bool(self._ready)
 
     def queue(self, answered: list[Job], final: list[Final],
-              sends: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+              sends: list[tuple[Any, str, dict[str, Any]]] | None = None) -> None:
         self._ready.append((answered, final, sends or []))
         self.waiting.set()
 
@@ -74,8 +74,7 @@ class Joins:
 
         for answered, final, sends in self._ready:
             joined.jobs += [job for job in answered if job.generation == generation]
-            if answered and answered[0].generation == generation:  # one generation per completion
-                joined.sends += sends
+            stale: set[int] = set()  # jobs whose review another job joined first
             for job in answered:
                 self.owed.release(job, generation=generation)
                 if job.retried_for is not None and job.generation == generation:
@@ -84,15 +83,22 @@ class Joins:
                 if job.generation != generation:
                     continue
                 batch = batch_of(job)
-                self._join(batch, job, outcome)
+                answered_before = self.tracker.is_final(batch, job.item)  # its records went out then
+                if not self._join(batch, job, outcome) or answered_before:
+                    stale.add(id(job))
                 self.tracker.final(batch, job, outcome, at_ms=now_ms)
                 for alert in self.costs.book(batch, job, outcome, now_ms=now_ms):
                     joined.alerts.append((job.partition, alert))
+            if answered and answered[0].generation == generation:  # one generation per completion
+                # Exactly-once: a review's records go out with its join, once.
+                joined.sends += [(topic, kwargs) for job, topic, kwargs in sends if id(job) not in stale]
         self._ready.clear()
         self.waiting.clear()
         return joined
 
-    def _join(self, batch: PartitionBatch, job: Job, outcome: EnrichOutcome) -> None:
+    def _join(self, batch: PartitionBatch, job: Job, outcome: EnrichOutcome) -> bool:
+        """Join the final label into the review's pane; False when another job of the review
+        joined it first (the pane no longer owes it)."""
         state, item = batch.state, job.item
         restaurant_id, event_id = item.restaurant_id, item.event_id
         closed_end = state.closure(restaurant_id)[TUMBLING_CLOSED]
@@ -100,9 +106,9 @@ class Joins:
         if job.late or (closed_end is not None and window_end <= closed_end):
             metrics.ENRICHED_AFTER_CLOSE.inc()
         if not state.has_pane(restaurant_id, job.pane_start_ms):
-            return  # collected: every window holding it is final
+            return True  # collected: every window holding it is final (its answer still goes out)
         if not state.pane(restaurant_id, job.pane_start_ms).owes(event_id):
-            return  # joined before (a replay, a second retry copy)
+            return False  # joined before (a replay, a second retry copy)
         provisional = job.provisional
         if provisional is None and not job.late:  # a replay or a retry copy: the heuristic is deterministic
             provisional = provisional_of(item)
@@ -113,3 +119,4 @@ class Joins:
             label=str(enrichment.label), score=enrichment.score, categories=enrichment.categories,
             status=str(outcome.status), cache_hit=outcome.cache_hit, tokens_in=outcome.tokens_in,
             tokens_out=outcome.tokens_out, cost_micro_usd=outcome.cost_micro_usd)
+        return True

@@ -30,10 +30,16 @@ class Deferred:
     in the transaction of the batch that joins it and commits its review's offset)."""
 
     def __init__(self) -> None:
-        self.sends: list[tuple[str, dict[str, Any]]] = []
+        self.sends: list[tuple[Any, str, dict[str, Any]]] = []  # (the job it is for, topic, kwargs)
+        self._job: Any = None
+
+    def mark(self, job: Any) -> None:
+        """The sends from here on are ``job``'s (the joining batch drops those of a job whose
+        review another job joined first)."""
+        self._job = job
 
     async def send(self, topic: str, **kwargs: Any) -> Awaitable[Any]:
-        self.sends.append((topic, kwargs))
+        self.sends.append((self._job, topic, kwargs))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done

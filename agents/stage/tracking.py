@@ -17,7 +17,7 @@ from agents.llm.outcome import EnrichOutcome, EnrichStatus
 from agents.stage.batch import PartitionBatch
 from agents.stage.jobs import Job
 from streams.protocol import ORDER, REVIEW, Item, read_item, review_state_key
-from tables.review_states import Entered, InFlight, ReviewState, advance
+from tables.review_states import FINAL, Entered, InFlight, ReviewState, advance
 
 FINAL_OF = {EnrichStatus.ENRICHED: ReviewState.ENRICHED, EnrichStatus.FALLBACK: ReviewState.FALLBACK,
             EnrichStatus.BUDGET_SKIPPED: ReviewState.BUDGET_SKIPPED}
@@ -44,6 +44,14 @@ class ReviewTracker:
             event_id=item.event_id, trace_id=item.trace_id, state=state, at_ms=at_ms, **fields))
         if record is not None:
             batch.reviews[key] = record
+
+    def is_final(self, batch: PartitionBatch, item: Item) -> bool:
+        """Whether this event of the review is in a final state already (as this batch sees it)."""
+        if not self.enabled:
+            return False
+        key = review_key(item)
+        stored = batch.reviews[key] if key in batch.reviews else batch.tables.review_states.get(key)
+        return bool(stored) and stored.get("event_id") == item.event_id and stored["state"] in FINAL
 
     def pending(self, batch: PartitionBatch, item: Item, provisional: tuple[str, float, Any] | None, *,
                 at_ms: int) -> None:

@@ -56,7 +56,7 @@ def test_repeated_kill_9_with_llm_faults_keeps_every_window_exact_and_every_revi
     run = Run(stack, "kills")
     try:
         kills, _ = kill_three_times(stack, run, data_dir=tmp_path / "worker", env=ENV, name="kills",
-                                    seconds=30, reviews_per_s=200)
+                                    seconds=24, reviews_per_s=200)
     finally:
         configure_llm(stack, error_500_rate=0.0, rate_429_rate=0.0, malformed_rate=0.0)
 
@@ -82,7 +82,7 @@ def test_two_workers_one_killed_under_load_keeps_every_window_exact(pair_stack, 
     stack = pair_stack
     run = Run(stack, "pair")
     killed, took_over_s, victim_partitions, taken, survivor = take_over(
-        stack, run, tmp_path=tmp_path, env=ENV, name="pair", seconds=30, reviews_per_s=150)
+        stack, run, tmp_path=tmp_path, env=ENV, name="pair", seconds=24, reviews_per_s=150)
 
     start = run.started_ms
     print(f"\n{len(run.reviews)} reviews, {sum(run.truth_orders.values())} orders, "
@@ -117,7 +117,7 @@ def test_kill_9_with_the_data_dir_kept_then_partitions_moved_keeps_every_window_
     first = stack.add_worker(data_dir=kept, extra_env=ENV, name="kept-first")
     first.wait_ready()
     run = Run(stack, "kept")
-    with run.traffic(seconds=30, reviews_per_s=150) as producing:
+    with run.traffic(seconds=24, reviews_per_s=150) as producing:
         until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows of the run closed")
         killed = time.time()
         first.stop(kill=True)

@@ -57,6 +57,11 @@ def repeats(stack: Stack, run: Run) -> dict[str, Any]:
             if value.get("restaurant_id") in mine:
                 seen[record.topic][value["alert_id"]] += 1
     tumbling = run.tumbling()
+    for event_id, records in run.enriched.items():  # say which, if any: where to look
+        if len(records) > 1:
+            print(f"\nrepeated {event_id}: " + "; ".join(
+                f"{r['status']} attempts={r['attempts']} enriched_at={r['enriched_at']} model={r['model']}"
+                for r in records))
     return {
         "reviews.enriched": run.enriched_repeats(),
         "final aggregates": sum(len(v) - 1 for v in tumbling.values()),

@@ -48,7 +48,7 @@ def test_broker_restart_under_load_loses_nothing_and_the_worker_carries_on(kafka
     worker = stack.add_worker(data_dir=tmp_path / "worker", extra_env=RESTART_ENV, name="broker-restart")
     worker.wait_ready()
     run = Run(stack, "brk")
-    with run.traffic(seconds=30, reviews_per_s=100) as producing:
+    with run.traffic(seconds=24, reviews_per_s=100) as producing:
         until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows of the run closed")
         stopped = time.time()
         stack.broker.restart()  # SIGTERM, then the same log dir and ports

@@ -82,7 +82,7 @@ def test_kill_9_during_a_refetch_after_a_rebalance_loses_nothing(refetch_stack, 
                               extra_env=with_faults(FAULT_KILL_DURING_REFETCH=BY_RESTAURANT))
     faulty.wait_ready()
     run = Run(stack, "refetch")
-    with run.traffic(seconds=30, reviews_per_s=150) as producing:
+    with run.traffic(seconds=24, reviews_per_s=150) as producing:
         until(lambda: len(run.read().tumbling()), timeout_s=30, what="first windows of the run closed")
         other = stack.add_worker(data_dir=tmp_path / "other", extra_env=ENV, name="refetch-other")
         code = until(lambda: faulty.proc.poll(), timeout_s=60, done=lambda c: c is not None,

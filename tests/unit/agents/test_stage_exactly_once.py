@@ -10,11 +10,15 @@ the other; and a batch that fails commits nothing.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from conftest import llm_outcome
 
 from agents.llm.outcome import EnrichStatus
+from agents.stage import Job
+from streams.protocol import read_item, write_item
 
 EXACTLY_ONCE = {"processing_guarantee": "exactly_once"}
 
@@ -113,3 +117,45 @@ async def test_at_least_once_commits_no_transaction(world, feed, llm, make_stage
     await world.until_acked(review)
     await core.published()
     assert commits(world) == []
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+async def test_two_retry_copies_of_a_review_in_one_batch_are_enriched_and_sent_once(
+        guarantee, world, feed, llm, make_stage) -> None:
+    """After a restart the stage may read a review's attempt-2 and attempt-3 retry records in
+    one batch (seen in test_exactly_once: 9 reviews sent twice, attempts 2 and 3 20 ms apart):
+    the first makes the job, the second is a duplicate."""
+    core = make_stage(processing_guarantee=guarantee, llm_max_attempts=3)
+    review = feed.review("e1")
+    await core.process([review])
+    llm.respond("e1", status=EnrichStatus.TRANSIENT_FAILURE)
+    await world.until_acked(review)
+    [second] = world.retries()
+    third = feed.event(write_item(replace(read_item(second.value), attempt=3)))
+
+    llm.always()
+    copies = [feed.event(second.value), third]
+    await core.process(copies)
+    await world.until_acked(*copies)
+    assert llm.asked == [("e1", 1), ("e1", 2)]
+    assert len(world.enriched("e1")) == 1
+
+
+async def test_an_answer_of_a_review_another_job_joined_first_is_not_sent(
+        world, feed, llm, make_stage) -> None:
+    """The joining batch sends a job's records only with its join: a second answer of the
+    same review (however its job came to be) sends nothing under exactly-once."""
+    core = make_stage(**EXACTLY_ONCE)
+    review = feed.review("e1")
+    await core.process([review])
+    await world.until(lambda: llm.was_asked("e1"), what="the first call")
+    [job] = core.enricher.in_flight_jobs()
+    twin = Job(feed.again(review), job.partition, job.item, job.pane_start_ms, job.late,
+               generation=core.generation, ack=job.ack)
+    core.owed.submit(twin, generation=core.generation)
+    await core.complete([twin], [llm_outcome(twin, label="POSITIVE")])  # answered and kept
+    llm.respond("e1", label="NEGATIVE")
+    await world.until_acked(review)
+    await core.process([feed.order("o1")])
+    await core.published()
+    assert [r["sentiment"] for r in world.enriched("e1")] == ["POSITIVE"]
