@@ -90,8 +90,12 @@ class Outputs:
         metrics.input_outcome(item.origin.topic, "retry_scheduled")
         log_event("retry_scheduled", restaurant=item.restaurant_id, attempt=job.attempt + 1,
                   delay_ms=delay_ms, trace_id=item.trace_id)
+        # Never in a transaction (no stage_partition): a transactional topic gets a commit
+        # marker per transaction, which the retry stage's stream takes for a missed offset and
+        # seeks back over, one seek per marker (and aiokafka 0.14's fetcher once crashed on such
+        # a seek, KeyError in fetched_records). A copy sent twice is a duplicate to the stage.
         return await self.ports.send(self.topics.retry, key=item.restaurant_id.encode(),
-                                     value=write_item(retry), stage_partition=job.partition,
+                                     value=write_item(retry),
                                      headers=[(H_TRACE, (item.trace_id or "").encode())])
 
     async def exhausted(self, job: Job, outcome: EnrichOutcome, *, now_ms: int,

@@ -63,14 +63,22 @@ async def test_nothing_of_an_answer_is_sent_before_a_batch_joins_it(world, feed,
     assert sent.json()["event_id"] == "e1" and sent.stage_partition == 0
 
 
-async def test_a_retry_record_goes_in_the_joining_batchs_transaction(world, feed, llm, make_stage) -> None:
+async def test_a_retry_record_is_sent_by_the_joining_batch_outside_the_transaction(
+        world, feed, llm, make_stage) -> None:
+    """Sent with the batch that records PROCESSING attempt 2 and acks the review, but not in
+    its transaction: reviews.retry must hold no commit markers (see Outputs.retry)."""
     core = make_stage(**EXACTLY_ONCE, llm_max_attempts=2)
+    core.joins.waiting = asyncio.Event()  # no idle joiner: the next batch joins
+    core._joiner_task.cancel()  # type: ignore[union-attr]
     review = feed.review("e1", partition=1)
     await core.process([review])
     llm.respond("e1", status=EnrichStatus.TRANSIENT_FAILURE)
+    await asyncio.wait_for(core.joins.waiting.wait(), 5)
+    assert world.retries() == []  # kept for the joining batch
+    await core.process([feed.order("o1", partition=1)])
     await world.until_acked(review)
     [retry] = world.retries()
-    assert retry.stage_partition == 1
+    assert retry.stage_partition is None
     assert commits(world)[-1] == "commit [1]"
 
 
