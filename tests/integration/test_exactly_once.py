@@ -99,7 +99,7 @@ def test_repeated_kill_9_under_exactly_once_repeats_nothing(eos_stack: Stack, tm
 def test_a_takeover_under_exactly_once_repeats_nothing(eos_stack: Stack, tmp_path) -> None:
     run = Run(eos_stack, "eospair")
     killed, took_over_s, _, _, _ = take_over(eos_stack, run, tmp_path=tmp_path, env=EOS_ENV, name="eos",
-                                             seconds=15, reviews_per_s=150)
+                                             seconds=12, reviews_per_s=150)
     seen = repeats(eos_stack, run)
     print(f"\nexactly-once, takeover {took_over_s:.1f} s after the kill: {len(run.reviews)} reviews, "
           f"{len(run.truth_reviews)} windows; seen by a read_committed reader: {seen}")

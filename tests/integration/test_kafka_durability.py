@@ -121,7 +121,7 @@ def test_tables_restored_from_compacted_changelogs_after_kill_9_keep_every_windo
     assert tables, "the worker created no changelog topic"
     compact_soon(bootstrap, tables)
     run = Run(stack, "cmp")
-    with run.traffic(seconds=30, reviews_per_s=150) as producing:
+    with run.traffic(seconds=24, reviews_per_s=150) as producing:
         removed = until(lambda: compacted_away(bootstrap, tables), timeout_s=40, interval_s=1.0,
                         what="the log cleaner compacting a changelog")
         killed = time.time()
