@@ -142,14 +142,10 @@ class Runtime:
             """Exactly-once: each partition's transaction, with the input offset it reached."""
             assert txns is not None
             consumer = app.consumer
-            offsets = {}
-            for partition in partitions:
-                position = consumer.take_position(TP(by_restaurant, partition))
-                if position is not None:
-                    offsets[partition] = position
-            await txns.commit(partitions, offsets)
-            for partition, position in offsets.items():  # what /health's commit check reads
-                consumer._committed_offset[TP(by_restaurant, partition)] = position
+            positions = {tp: consumer.take_position(tp) for tp in (TP(by_restaurant, p) for p in partitions)}
+            offsets = {tp: offset for tp, offset in positions.items() if offset is not None}
+            await txns.commit(partitions, {tp.partition: offset for tp, offset in offsets.items()})
+            consumer.committed_in_transaction(offsets)
 
         outbox = Outbox([topics.aggregates.get_topic_name(), topics.restaurant_alerts.get_topic_name()],
                         scan=kafka_scanner(self._consumer_config()))

@@ -74,6 +74,15 @@ def _partitions(consumer: Any, topic: str) -> list[int]:
     return sorted(metadata.partitions)
 
 
+def _from_time(consumer: Any, topic: str, partitions: list[int], from_ms: int) -> list[Any]:
+    """Each partition assigned from its first record at or after ``from_ms`` (none: left out)."""
+    from confluent_kafka import TopicPartition
+
+    starts = consumer.offsets_for_times([TopicPartition(topic, p, from_ms) for p in partitions],
+                                        timeout=KAFKA_TIMEOUT_S)
+    return [TopicPartition(topic, tp.partition, tp.offset) for tp in starts if tp.offset >= 0]
+
+
 def read_dead_letters(settings: Settings, *, reasons: Sequence[str] = (),
                       since_ms: int | None = None) -> list[dict[str, Any]]:
     """Every DeadLetter (optionally of ``reasons``), oldest last failure first.
@@ -100,11 +109,9 @@ def read_dead_letters(settings: Settings, *, reasons: Sequence[str] = (),
     try:
         if DLQ not in consumer.list_topics(timeout=KAFKA_TIMEOUT_S).topics:
             return []  # no dead letter was ever written
-        assignments = [TopicPartition(DLQ, p, OFFSET_BEGINNING) for p in _partitions(consumer, DLQ)]
-        if since_ms is not None:
-            starts = consumer.offsets_for_times([TopicPartition(DLQ, tp.partition, since_ms)
-                                                 for tp in assignments], timeout=KAFKA_TIMEOUT_S)
-            assignments = [tp for tp in starts if tp.offset >= 0]  # -1: nothing written since
+        partitions = _partitions(consumer, DLQ)
+        assignments = ([TopicPartition(DLQ, p, OFFSET_BEGINNING) for p in partitions] if since_ms is None
+                       else _from_time(consumer, DLQ, partitions, since_ms))
         letters = [deserialize(m.value(), context) for m in read_to_end(consumer, assignments)
                    if m.value() is not None]
     finally:
@@ -133,17 +140,12 @@ def read_time_range(settings: Settings, *, from_ms: int, to_ms: int,
     ``to_ms`` is not trusted (producer timestamps are not ordered, and Tansu answers a
     time past the end with offset 0).
     """
-    from confluent_kafka import TopicPartition
 
     if to_ms <= from_ms:
         raise ValueError("--to must be after --from")
     consumer = reader_consumer(settings, "reprocess")
     try:
-        partitions = _partitions(consumer, topic)
-        starts = consumer.offsets_for_times(
-            [TopicPartition(topic, p, from_ms) for p in partitions], timeout=KAFKA_TIMEOUT_S)
-        assignments = [TopicPartition(topic, tp.partition, tp.offset) for tp in starts
-                       if tp.offset >= 0]  # -1: nothing at or after from_ms
+        assignments = _from_time(consumer, topic, _partitions(consumer, topic), from_ms)
         return [RawRecord(m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])
                 for m in read_to_end(consumer, assignments)
                 if from_ms <= m.timestamp()[1] < to_ms]

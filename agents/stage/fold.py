@@ -70,7 +70,13 @@ class Folder:
         self.pane_pending_cap = pane_pending_cap
 
     async def read(self, ev: Any, batch: PartitionBatch, *, now_ms: int) -> Read:
-        """Fold one record of the batch; raises :class:`ProtocolError` for a malformed one."""
+        """Fold one record of the batch; raises :class:`ProtocolError` for a malformed one.
+        A review it makes a job for is owed from here on (``PartitionBatch.owing``)."""
+        read = await self._read(ev, batch, now_ms=now_ms)
+        batch.owing.update(job.item.event_id for job in read.jobs)
+        return read
+
+    async def _read(self, ev: Any, batch: PartitionBatch, *, now_ms: int) -> Read:
         message = ev.message
         partition, offset = message.partition, message.offset
         if kind_of(message.value) == TICK:
@@ -97,7 +103,6 @@ class Folder:
                 # copy replayed in one batch were enriched twice, seen in test_crash_enrichment).
                 if (item.kind == REVIEW and pane.owes(event_id) and event_id not in self.owed
                         and event_id not in batch.owing and batch.mark_of(event_id) in (None, offset)):
-                    batch.owing.add(event_id)
                     return Read(jobs=[Job(ev, partition, item, start, was_late)])
                 return Read()
         mark = batch.mark_of(event_id)
@@ -123,7 +128,6 @@ class Folder:
             metrics.DUPLICATES.inc()
             metrics.input_outcome(item.origin.topic, "duplicate")
             return Read()
-        batch.owing.add(item.event_id)
         return Read(jobs=[Job(ev, ev.message.partition, item, item.pane_start_ms, item.late, item.attempt)])
 
     async def _first_sight(self, ev: Any, batch: PartitionBatch, item: Item, pane_start: int, late: bool,
@@ -160,7 +164,6 @@ class Folder:
             if item.kind == REVIEW and not settled:
                 pane.add_late(review_id=event_id)
                 read.jobs.append(Job(ev, partition, item, pane_start, True))
-                batch.owing.add(event_id)
             else:
                 pane.add_late()
                 if item.kind == ORDER:
@@ -183,6 +186,5 @@ class Folder:
                                  score=score, categories=categories, processing_lag_ms=lag_ms,
                                  event_age_ms=age_ms)
             read.jobs.append(Job(ev, partition, item, pane_start, False, provisional=provisional))
-            batch.owing.add(event_id)
         pane.mark_applied(offset)
         return read

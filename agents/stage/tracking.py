@@ -27,6 +27,11 @@ def review_key(item: Item) -> str:
     return review_state_key(item.restaurant_id, str(item.record["entity"]["review_id"]))
 
 
+def _stored(batch: PartitionBatch, key: str) -> dict[str, Any] | None:
+    """The review's record as this batch left it, or as the table holds it."""
+    return batch.reviews[key] if key in batch.reviews else batch.tables.review_states.get(key)
+
+
 class ReviewTracker:
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
@@ -38,8 +43,7 @@ class ReviewTracker:
         if not self.enabled or item.kind == ORDER:
             return
         key = review_key(item)
-        stored = batch.reviews[key] if key in batch.reviews else batch.tables.review_states.get(key)
-        record = advance(stored, Entered(
+        record = advance(_stored(batch, key), Entered(
             restaurant_id=item.restaurant_id, review_id=str(item.record["entity"]["review_id"]),
             event_id=item.event_id, trace_id=item.trace_id, state=state, at_ms=at_ms, **fields))
         if record is not None:
@@ -49,8 +53,7 @@ class ReviewTracker:
         """Whether this event of the review is in a final state already (as this batch sees it)."""
         if not self.enabled:
             return False
-        key = review_key(item)
-        stored = batch.reviews[key] if key in batch.reviews else batch.tables.review_states.get(key)
+        stored = _stored(batch, review_key(item))
         return bool(stored) and stored.get("event_id") == item.event_id and stored["state"] in FINAL
 
     def pending(self, batch: PartitionBatch, item: Item, provisional: tuple[str, float, Any] | None, *,

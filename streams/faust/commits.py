@@ -197,6 +197,11 @@ class Consumer(faust_aiokafka.Consumer):
             return None
         return self.take_position(tp)
 
+    def committed_in_transaction(self, offsets: Mapping[TP, int]) -> None:
+        """Offsets a transaction committed: what Faust's own commit records (the health
+        check's committed offsets, point 5's expectations)."""
+        self._committed_offset.update(offsets)
+
     def take_position(self, tp: TP) -> int | None:
         """The offset ``tp``'s commit may move to now (None: it stays), taken: the next call
         answers from there. Faust's commit asks it; so does a transaction's commit."""
