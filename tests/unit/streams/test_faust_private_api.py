@@ -59,7 +59,7 @@ SIGNATURES: dict[tuple[str, str], tuple[str, str]] = {
     (FAUST, "AIOKafkaConsumerThread._ensure_consumer"): (
         "(self)", "seek_to_committed, last_fetched_ms"),
     (FAUST, "AIOKafkaConsumerThread.seek"): (
-        "(self, partition, offset)", "Consumer.on_delivered seeks back (point 5)"),
+        "(self, partition, offset)", "seek_on_thread: Consumer.on_delivered seeks back (point 5)"),
     (FAUST, "AIOKafkaConsumerThread.call_thread"): (
         "(self, fun, *args, **kwargs)", "ConsumerThread.seek_to_committed"),
     (FAUST, "Consumer._is_changelog_tp"): ("(self, tp)", "ConsumerThread.seek_to_committed"),
@@ -205,5 +205,7 @@ async def test_the_consumer_has_the_private_structures_the_shim_reads_and_writes
     assert isinstance(consumer._thread, shim_transport.ConsumerThread)
     assert consumer._thread.consumer is consumer
     assert consumer._thread.transport is not None
+    # seek_on_thread runs the seek on the consumer thread's own loop (aiokafka is not thread-safe)
+    assert consumer._thread.thread_loop is not consumer.loop
     assert consumer.in_transaction is False
     assert consumer.app.producer.buffer.max_messages == shim_app.PRODUCER_BUFFER_MAX_MESSAGES

@@ -9,7 +9,10 @@ broker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
 import weakref
 
 import pytest
@@ -18,6 +21,7 @@ from faust.types.tuples import ack_lock
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.faust import commits
 from streams.faust.app import ReviewPulseApp
 from streams.faust.commits import Deliveries, commit_position, without_superseded
 
@@ -118,7 +122,7 @@ async def test_acks_during_a_revocation_commit_nothing_for_the_revoked_partition
 def seeks(consumer, monkeypatch) -> list[tuple[TP, int]]:
     """The seeks the consumer asks of its (never started) consumer thread."""
     asked: list[tuple[TP, int]] = []
-    monkeypatch.setattr(consumer._thread, "seek", lambda tp, offset: asked.append((tp, offset)))
+    monkeypatch.setattr(commits, "seek_on_thread", lambda thread, tp, offset: asked.append((tp, offset)))
     return asked
 
 
@@ -168,41 +172,98 @@ async def test_offsets_without_records_are_done_once_the_fetch_again_starts_past
 
 
 @given(records=st.lists(st.booleans(), min_size=1, max_size=80),
-       drops=st.lists(st.booleans(), max_size=120), batch=st.integers(1, 8))
+       drops=st.lists(st.booleans(), max_size=120), lost=st.lists(st.booleans(), max_size=6),
+       batch=st.integers(1, 8))
 def test_every_record_reaches_the_stream_whatever_it_misses(
-        records: list[bool], drops: list[bool], batch: int) -> None:
+        records: list[bool], drops: list[bool], lost: list[bool], batch: int) -> None:
     """A log (False: an offset without a record), a stream that misses a record the first time
-    it is fetched where ``drops`` says (the misses we know of happen around a rebalance) and a
-    fetch loop that hands over batches: with what the bookkeeping asks for, every record is
-    delivered, the stage handles each once and in order, and only offsets without a record are
-    ever reported done."""
+    it is fetched where ``drops`` says (the misses we know of happen around a rebalance), seeks
+    that do not take where ``lost`` says, and a fetch loop that hands over a batch a second:
+    with what the bookkeeping asks for, every record is delivered, the stage handles each
+    once and in order, and only offsets without a record are ever reported done. Ticks keep
+    coming on by-restaurant, as they do, while the partition waits for a seek."""
     deliveries, tp = Deliveries(), TP0
     delivered: set[int] = set()
     handled: list[int] = []  # delivered and not to come again: what the stage works on
     done: set[int] = set()
     records.append(True)  # a later record (on by-restaurant, a tick) shows any miss before it
-    position, misses, last, fetched_before = 0, iter(drops), len(records) - 1, set()
-    for _ in range(10_000):
+    position, misses, seeks_lost, fetched_before = 0, iter(drops), iter(lost), set()
+    never_missed = len(records) - 1  # the last record and the ticks after it
+    for second in range(10_000):
         fetched = [o for o in range(position, len(records)) if records[o]][:batch]
         if not fetched:
-            break
+            if not deliveries.refetch:
+                break
+            records.append(True)  # the next tick
+            continue
         position, seek = fetched[-1] + 1, None
         for offset in fetched:  # the whole batch goes by, even after a seek is asked for
             first_time = offset not in fetched_before
             fetched_before.add(offset)
-            if next(misses, False) and first_time and offset != last:
+            if next(misses, False) and first_time and offset < never_missed:
                 continue
             delivered.add(offset)
-            delivery = deliveries.delivered(tp, offset, committed=0)
+            delivery = deliveries.delivered(tp, offset, committed=0, now=float(second))
             done.update(delivery.done)
             if not delivery.again:
                 handled.append(offset)
             seek = delivery.seek_to if delivery.seek_to is not None else seek
-        if seek is not None:
+        if seek is not None and not next(seeks_lost, False):
             position = seek
     assert delivered == {o for o, present in enumerate(records) if present}
     assert handled == [o for o, present in enumerate(records) if present]  # each once, in order
     assert all(not records[o] for o in done)
+
+
+async def test_a_seek_that_did_not_take_is_asked_for_again(consumer, seeks, caplog) -> None:
+    consumer._committed_offset[TP0] = 10
+    deliver(consumer, 10)
+    deliver(consumer, 15)  # 11-14 missed: seek back to 11
+    assert seeks == [(TP0, 11)]
+    later = commits.SEEK_AGAIN_AFTER_S + 0.1
+    now = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="streams.faust.commits"):
+        consumer.deliveries._sought_at[TP0] = now - 1.0  # the fetch before the seek, going by
+        deliver(consumer, 16)
+        assert seeks == [(TP0, 11)]
+        consumer.deliveries._sought_at[TP0] = now - later  # still above 11 after the wait: lost
+        early = deliver(consumer, 17)
+        assert seeks == [(TP0, 11), (TP0, 11)]
+        assert "did not take" in caplog.text
+    assert all(m in consumer.superseded for m in early)
+    again = deliver(consumer, *range(11, 18))
+    assert not any(m in consumer.superseded for m in again)
+    assert seeks == [(TP0, 11), (TP0, 11)]
+
+
+def test_a_seek_runs_on_the_consumer_thread_s_loop(caplog) -> None:
+    """aiokafka is not thread-safe: a seek asked from the worker's thread is handed to the
+    consumer thread's loop (a seek done in place was overwritten by a batch being handed out:
+    tests/integration/test_consumer_seek.py measures it on a real consumer)."""
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, name="consumer-thread")
+    runner.start()
+    ran_on: list[str] = []
+    ran = threading.Event()
+
+    class Thread:
+        thread_loop = loop
+
+        def seek(self, tp: TP, offset: int) -> None:
+            ran_on.append(threading.current_thread().name)
+            ran.set()
+
+    try:
+        commits.seek_on_thread(Thread(), TP0, 11)
+        assert ran.wait(5)
+        assert ran_on == ["consumer-thread"]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
+    with caplog.at_level(logging.WARNING, logger="streams.faust.commits"):
+        commits.seek_on_thread(Thread(), TP0, 11)  # the loop closed: the worker is stopping
+    assert "Could not seek" in caplog.text
 
 
 @given(head=st.integers(0, 50), acked=st.lists(st.integers(0, 120), max_size=60))
