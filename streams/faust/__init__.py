@@ -74,8 +74,16 @@ partition being revoked.
    handled 7 reviews in a row (by-restaurant 241-248, 1 run in 3) and Faust's gap
    bookkeeping then committed past them. :class:`Deliveries` follows the offsets each
    stream gets; when a stream misses some, the partition is sought back to the first one
-   missed (and the fetch loop told not to drop it, :class:`_ReadOffsets`). What is fetched
-   twice is deduplicated downstream. Offsets that hold no record (compaction, transaction
+   missed (and the fetch loop told not to drop it, :class:`_ReadOffsets`). The seek runs on
+   the consumer thread's loop (:func:`seek_on_thread`): aiokafka is not thread-safe, and a
+   seek made from the worker's thread was overwritten by a batch of the partition being
+   handed out, so the stream waited for ever (issue 29's takeover stall). The fetch again
+   begins with the first offset that thread fetches after the seek (it reports it,
+   :meth:`ConsumerThread.refetching`); every record before that in the stream came from
+   before the seek, even one whose offset repeats (after a rebalance Faust seeks to the
+   commit twice and passes both copies: a repeated offset taken for the start once
+   committed 171 offsets as empty). A fetch not begun 5 s after its seek is asked for
+   again. What is fetched twice is deduplicated downstream. Offsets that hold no record (compaction, transaction
    markers) are found by the same fetch: it starts past them.
 
 6. A Faust table sends one changelog record per key written. The dedupe table gets a key

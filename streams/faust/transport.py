@@ -18,6 +18,27 @@ logger = logging.getLogger(__name__)
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Partitions sought back by point 5, and the seek's token: the first records fetched
+        # for them after the seek tell where the fetch again starts (commits.Deliveries).
+        self._refetching: dict[TP, int] = {}
+
+    def refetching(self, tp: TP, token: int) -> None:
+        """``tp`` was just sought (on this thread's loop) by the seek ``token``."""
+        self._refetching[tp] = token
+
+    async def _fetch_records(self, *args: Any, **kwargs: Any) -> Any:
+        """Point 5: the first records of a partition sought back start its fetch again. No
+        other callback of this loop runs between the fetcher handing out records and here."""
+        records = await super()._fetch_records(*args, **kwargs)
+        for tp, token in list(self._refetching.items()):
+            fetched = records.get(tp)
+            if fetched:
+                del self._refetching[tp]
+                self.consumer.deliveries.fetched_from(tp, token, fetched[0].offset)
+        return records
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]

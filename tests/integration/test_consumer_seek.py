@@ -39,10 +39,10 @@ BACK = 20_000  # each seek goes this far back: a batch starting there is the see
 
 
 class FetchingThread:
-    """A consumer on a thread and loop of its own, as Faust's ``ConsumerThread`` runs it:
-    ``thread_loop`` and ``seek`` are the two names :func:`seek_on_thread` uses. It fetches
-    the partition over and over (back to 0 at its end) and reports each batch's first and
-    last offsets."""
+    """A consumer on a thread and loop of its own, as Faust's ``ConsumerThread`` runs it, with
+    the names :func:`seek_on_thread` uses (``thread_loop``, ``seek``, ``refetching``). It
+    fetches the partition over and over (back to 0 at its end) and reports each batch's first
+    and last offsets."""
 
     def __init__(self, bootstrap: str, tp: TopicPartition) -> None:
         self.bootstrap, self.tp = bootstrap, tp
@@ -68,6 +68,9 @@ class FetchingThread:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
         self._consumer.seek(tp, offset)
+
+    def refetching(self, tp: TopicPartition, token: int) -> None:
+        """The worker's thread then watches for the seek's first records; not needed here."""
 
     async def _fetch(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)

@@ -39,6 +39,9 @@ SIGNATURES: dict[tuple[str, str], tuple[str, str]] = {
                               "under exactly-once (point 12)"),
     (FAUST, "AIOKafkaConsumerThread.seek_to_committed"): (
         "(self)", "ConsumerThread rewinds partitions without a commit (point 3)"),
+    (FAUST, "AIOKafkaConsumerThread._fetch_records"): (
+        "(self, consumer, active_partitions, timeout=None, max_records=None)",
+        "ConsumerThread reports the first offset fetched after a point-5 seek"),
     (FAUST, "Consumer._new_consumer_thread"): ("(self)", "Consumer builds our ConsumerThread"),
     (FAUST, "Consumer.on_partitions_revoked"): (
         "(self, revoked)", "Consumer forgets revoked heads (point 4)"),
@@ -98,6 +101,10 @@ SOURCE_FACTS: list[tuple[str, str, str, str]] = [
      "points 1, 9: a worker builds its consumer through the method we override"),
     ("faust.transport.consumer", "Consumer._drain_messages", "self._read_offset.__getitem__",
      "point 5: the fetch loop drops records by the _read_offset we replace with _ReadOffsets"),
+    (FAUST, "AIOKafkaConsumerThread.getmany", "self._fetch_records,",
+     "point 5: every fetch goes through the _fetch_records we override (the first offset after a seek)"),
+    ("aiokafka.consumer.fetcher", "Fetcher.seek_to", "del self._records[tp]",
+     "point 5: a seek drops the partition's fetched records, so the next ones start at the target"),
     ("faust.transport.consumer", "Consumer._drain_messages", "await self._add_gap(tp,",
      "points 4, 5: the gaps we refuse to record come through _add_gap"),
     ("faust.tables.recovery", "Recovery._build_highwaters", "highwaters = await consumer.highwaters(*tps)",

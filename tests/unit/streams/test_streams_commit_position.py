@@ -82,7 +82,9 @@ async def test_a_partition_never_committed_whose_first_record_is_not_its_first_r
     assert all(m in consumer.superseded for m in early)
     ack(consumer, 252, 253)  # whatever acks them meanwhile
     assert consumer._new_offset(TP0) is None
-    deliver(consumer, *range(0, 254))  # fetched from the beginning
+    fetched_from(consumer, 0)
+    again = deliver(consumer, *range(0, 254))  # fetched from the beginning
+    assert not any(m in consumer.superseded for m in again)
     ack(consumer, *range(0, 251))
     assert consumer._new_offset(TP0) == 251  # 251 still owed
     ack(consumer, 251, 252, 253)
@@ -94,7 +96,8 @@ async def test_a_partition_never_committed_whose_log_starts_later_commits_from_t
     # Retention removed 0-99: the fetch from 0 starts at 100, and 0-99 hold no record.
     deliver(consumer, 100)
     assert seeks == [(TP0, 0)]
-    deliver(consumer, 100, 101)  # the fetch from the beginning: the log starts at 100
+    fetched_from(consumer, 100)  # the fetch from the beginning: the log starts at 100
+    deliver(consumer, 100, 101)
     assert seeks == [(TP0, 0)]
     assert consumer._new_offset(TP0) == 100
     ack(consumer, 100, 101)
@@ -122,8 +125,20 @@ async def test_acks_during_a_revocation_commit_nothing_for_the_revoked_partition
 def seeks(consumer, monkeypatch) -> list[tuple[TP, int]]:
     """The seeks the consumer asks of its (never started) consumer thread."""
     asked: list[tuple[TP, int]] = []
-    monkeypatch.setattr(commits, "seek_on_thread", lambda thread, tp, offset: asked.append((tp, offset)))
+    tokens: list[int] = []
+
+    def seek(thread, tp: TP, offset: int, *, token: int) -> None:
+        asked.append((tp, offset))
+        tokens.append(token)
+
+    monkeypatch.setattr(commits, "seek_on_thread", seek)
+    consumer.seek_tokens = tokens
     return asked
+
+
+def fetched_from(consumer, offset: int) -> None:
+    """What the consumer thread reports: its first records after the last seek start at ``offset``."""
+    consumer.deliveries.fetched_from(TP0, consumer.seek_tokens[-1], offset)
 
 
 async def test_offsets_a_stream_missed_are_fetched_again_and_hold_the_commit(consumer, seeks) -> None:
@@ -136,6 +151,7 @@ async def test_offsets_a_stream_missed_are_fetched_again_and_hold_the_commit(con
     assert all(m in consumer.superseded for m in early)  # handled when they come again
     ack(consumer, 249, 250)
     assert consumer._new_offset(TP0) == 241  # never past 241
+    fetched_from(consumer, 241)
     again = deliver(consumer, *range(241, 252))  # fetched again from 241: 249-250 a second time
     assert seeks == [(TP0, 241)]
     assert not any(m in consumer.superseded for m in again)
@@ -149,6 +165,7 @@ async def test_a_first_delivery_past_the_committed_offset_seeks_back_to_it(consu
     ack(consumer, 158, 159)
     assert seeks == [(TP0, 157)]
     assert consumer._new_offset(TP0) is None  # 157 was never handled
+    fetched_from(consumer, 157)
     deliver(consumer, 157, 158)
     ack(consumer, 157, 158)
     assert consumer._new_offset(TP0) == 160
@@ -164,7 +181,8 @@ async def test_offsets_without_records_are_done_once_the_fetch_again_starts_past
     await consumer._add_gap(TP0, 11, 15)  # what Faust's fetch loop records, not trusted
     assert seeks == [(TP0, 11)]
     assert consumer._new_offset(TP0) is None
-    deliver(consumer, 15)  # the fetch from 11 starts at 15: nothing below it exists
+    fetched_from(consumer, 15)  # the fetch from 11 starts at 15: nothing below it exists
+    deliver(consumer, 15)
     ack(consumer, 9)  # a stale ack below the head is dropped, never a reason to commit
     assert consumer._new_offset(TP0) == 15  # 15 is owed
     ack(consumer, 15)
@@ -173,22 +191,26 @@ async def test_offsets_without_records_are_done_once_the_fetch_again_starts_past
 
 @given(records=st.lists(st.booleans(), min_size=1, max_size=80),
        drops=st.lists(st.booleans(), max_size=120), lost=st.lists(st.booleans(), max_size=6),
-       batch=st.integers(1, 8))
+       repeats=st.lists(st.integers(0, 8), max_size=12), batch=st.integers(1, 8))
 def test_every_record_reaches_the_stream_whatever_it_misses(
-        records: list[bool], drops: list[bool], lost: list[bool], batch: int) -> None:
+        records: list[bool], drops: list[bool], lost: list[bool], repeats: list[int], batch: int) -> None:
     """A log (False: an offset without a record), a stream that misses a record the first time
-    it is fetched where ``drops`` says (the misses we know of happen around a rebalance), seeks
-    that do not take where ``lost`` says, and a fetch loop that hands over a batch a second:
-    with what the bookkeeping asks for, every record is delivered, the stage handles each
-    once and in order, and only offsets without a record are ever reported done. Ticks keep
-    coming on by-restaurant, as they do, while the partition waits for a seek."""
+    it is fetched where ``drops`` says (the misses we know of happen around a rebalance),
+    seeks that do not take where ``lost`` says, batches fetched before a seek that repeat the
+    last few offsets delivered where ``repeats`` says (Faust's second seek to the commit after a
+    rebalance), and a fetch loop that hands over a batch a second: with what the bookkeeping
+    asks for and the first offset fetched after each seek, every record is delivered, the
+    stage handles each in order (a repeated copy again: deduplicated downstream), and only
+    offsets without a record are ever reported done. Ticks keep coming on by-restaurant, as
+    they do, while the partition waits for a seek."""
     deliveries, tp = Deliveries(), TP0
     delivered: set[int] = set()
     handled: list[int] = []  # delivered and not to come again: what the stage works on
     done: set[int] = set()
     records.append(True)  # a later record (on by-restaurant, a tick) shows any miss before it
-    position, misses, seeks_lost, fetched_before = 0, iter(drops), iter(lost), set()
+    position, misses, seeks_lost, repeated, fetched_before = 0, iter(drops), iter(lost), iter(repeats), set()
     never_missed = len(records) - 1  # the last record and the ticks after it
+    token = None  # the seek whose first fetch the consumer thread reports next
     for second in range(10_000):
         fetched = [o for o in range(position, len(records)) if records[o]][:batch]
         if not fetched:
@@ -196,6 +218,12 @@ def test_every_record_reaches_the_stream_whatever_it_misses(
                 break
             records.append(True)  # the next tick
             continue
+        if token is not None:
+            deliveries.fetched_from(tp, token, fetched[0])
+            token = None
+        back = next(repeated, 0)  # a batch fetched before the seek, starting below the last one
+        if back and handled and deliveries.refetch:
+            fetched = [o for o in range(max(0, fetched[0] - back), fetched[0]) if records[o]] + fetched
         position, seek = fetched[-1] + 1, None
         for offset in fetched:  # the whole batch goes by, even after a seek is asked for
             first_time = offset not in fetched_before
@@ -205,32 +233,57 @@ def test_every_record_reaches_the_stream_whatever_it_misses(
             delivered.add(offset)
             delivery = deliveries.delivered(tp, offset, committed=0, now=float(second))
             done.update(delivery.done)
-            if not delivery.again:
+            if not delivery.again and offset not in handled:
                 handled.append(offset)
-            seek = delivery.seek_to if delivery.seek_to is not None else seek
+            if delivery.seek_to is not None:
+                seek = delivery
         if seek is not None and not next(seeks_lost, False):
-            position = seek
+            position, token = seek.seek_to, seek.token
     assert delivered == {o for o, present in enumerate(records) if present}
     assert handled == [o for o, present in enumerate(records) if present]  # each once, in order
     assert all(not records[o] for o in done)
 
 
-async def test_a_seek_that_did_not_take_is_asked_for_again(consumer, seeks, caplog) -> None:
+async def test_a_repeated_offset_before_the_fetch_again_is_not_its_start(consumer, seeks) -> None:
+    """Issue 29: after a takeover, Faust's two seeks to the commit left two copies of a run of
+    offsets in the stream's way; the repeated 396 was taken for the start of the fetch from
+    225, and 225-395 (45 reviews) were committed as offsets without records."""
+    consumer._committed_offset[TP0] = 188
+    deliver(consumer, *range(188, 225))
+    ack(consumer, *range(188, 225))
+    early = deliver(consumer, 228, *range(229, 400))  # 225-227 missed
+    assert seeks == [(TP0, 225)]
+    repeated = deliver(consumer, 396, 397)  # the second copy, fetched before the seek
+    assert all(m in consumer.superseded for m in early + repeated)
+    assert consumer._new_offset(TP0) == 225
+    fetched_from(consumer, 225)
+    again = deliver(consumer, *range(225, 400))
+    assert not any(m in consumer.superseded for m in again)
+    assert consumer._new_offset(TP0) is None  # 225 onwards are owed until acked: none is done
+    ack(consumer, *range(225, 400))
+    assert consumer._new_offset(TP0) == 400
+
+
+async def test_a_fetch_again_not_begun_is_asked_for_again(consumer, seeks, caplog) -> None:
     consumer._committed_offset[TP0] = 10
     deliver(consumer, 10)
     deliver(consumer, 15)  # 11-14 missed: seek back to 11
     assert seeks == [(TP0, 11)]
+    first = consumer.seek_tokens[-1]
     later = commits.SEEK_AGAIN_AFTER_S + 0.1
     now = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="streams.faust.commits"):
         consumer.deliveries._sought_at[TP0] = now - 1.0  # the fetch before the seek, going by
         deliver(consumer, 16)
         assert seeks == [(TP0, 11)]
-        consumer.deliveries._sought_at[TP0] = now - later  # still above 11 after the wait: lost
+        consumer.deliveries._sought_at[TP0] = now - later  # its first records never came
         early = deliver(consumer, 17)
         assert seeks == [(TP0, 11), (TP0, 11)]
-        assert "did not take" in caplog.text
+        assert "has not begun" in caplog.text
     assert all(m in consumer.superseded for m in early)
+    consumer.deliveries.fetched_from(TP0, first, 11)  # the first seek's fetch, reported late
+    assert all(m in consumer.superseded for m in deliver(consumer, 11))  # not the one waited for
+    fetched_from(consumer, 11)
     again = deliver(consumer, *range(11, 18))
     assert not any(m in consumer.superseded for m in again)
     assert seeks == [(TP0, 11), (TP0, 11)]
@@ -239,30 +292,34 @@ async def test_a_seek_that_did_not_take_is_asked_for_again(consumer, seeks, capl
 def test_a_seek_runs_on_the_consumer_thread_s_loop(caplog) -> None:
     """aiokafka is not thread-safe: a seek asked from the worker's thread is handed to the
     consumer thread's loop (a seek done in place was overwritten by a batch being handed out:
-    tests/integration/test_consumer_seek.py measures it on a real consumer)."""
+    tests/integration/test_consumer_seek.py measures it on a real consumer), which then
+    expects the seek's first records."""
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, name="consumer-thread")
     runner.start()
-    ran_on: list[str] = []
+    ran_on: list[tuple[str, str]] = []
     ran = threading.Event()
 
     class Thread:
         thread_loop = loop
 
         def seek(self, tp: TP, offset: int) -> None:
-            ran_on.append(threading.current_thread().name)
+            ran_on.append(("seek", threading.current_thread().name))
+
+        def refetching(self, tp: TP, token: int) -> None:
+            ran_on.append((f"refetching {token}", threading.current_thread().name))
             ran.set()
 
     try:
-        commits.seek_on_thread(Thread(), TP0, 11)
+        commits.seek_on_thread(Thread(), TP0, 11, token=7)
         assert ran.wait(5)
-        assert ran_on == ["consumer-thread"]
+        assert ran_on == [("seek", "consumer-thread"), ("refetching 7", "consumer-thread")]
     finally:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(5)
         loop.close()
     with caplog.at_level(logging.WARNING, logger="streams.faust.commits"):
-        commits.seek_on_thread(Thread(), TP0, 11)  # the loop closed: the worker is stopping
+        commits.seek_on_thread(Thread(), TP0, 11, token=8)  # the loop closed: the worker is stopping
     assert "Could not seek" in caplog.text
 
 
@@ -309,6 +366,7 @@ async def test_a_copy_fetched_again_and_still_owed_holds_the_commit(consumer, se
     early = deliver(consumer, 12, 13)
     await without_superseded(Stream(consumer), [Event(m) for m in handled + early])
     ack(consumer, 10)
+    fetched_from(consumer, 11)
     deliver(consumer, 11, 12, 13)  # the fetch from 11
     ack(consumer, 11, 13)  # 12 is a review whose enrichment is in flight
     assert consumer._new_offset(TP0) == 12
@@ -385,7 +443,8 @@ async def test_the_commit_bookkeeping_changes_faust_s_ack_structures_only_under_
     early = deliver(consumer, 12)  # 11 missed: sought back to it
     consumer._unacked_messages.update(early)
     await without_superseded(Stream(consumer), [Event(m) for m in early])  # release()
-    deliver(consumer, 12)  # the fetch from 11 starts at 12: 11 holds no record (done)
+    fetched_from(consumer, 12)  # the fetch from 11 starts at 12: 11 holds no record (done)
+    deliver(consumer, 12)
     ack(consumer, 10, 12)
     assert consumer._new_offset(TP0) == 13  # sorted and trimmed under the lock
     assert consumer.settle_empty(TP0, 13, 16)  # markers
