@@ -99,9 +99,8 @@ class Runtime:
         by_restaurant = topics.by_restaurant.get_topic_name()
         exactly_once = settings.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE
         txns = self.txns = app.stage_transactions if exactly_once else None
-        if txns is not None:
+        if txns is not None:  # its producers follow every assignment from the first (_on_assigned)
             app.consumer.transactional_topics = frozenset({by_restaurant})
-            await txns.assign(tp.partition for tp in app.consumer.assignment() if tp.topic == by_restaurant)
 
         async def send(topic: str, *, key: bytes, value: bytes, partition: int | None = None,
                        headers: list[tuple[str, bytes]] | None = None,
@@ -163,8 +162,6 @@ class Runtime:
             settings=settings, outbox=outbox, enrich=self._enrich)
         app.before_wait_empty = self.core.abandon
         self.core.watch = app.health.watch
-        app.on_partitions_assigned.connect(self._on_assigned)
-        app.on_partitions_revoked.connect(self._on_revoked)
         # The first assignment may come before this service starts (its signal then had no
         # receiver): without this the worker would enforce the whole group's budgets.
         self.share_budgets(app.consumer.assignment())
@@ -190,19 +187,29 @@ class Runtime:
         await self._started.wait()
 
     async def _on_assigned(self, sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        """Every assignment, from the worker's first (connected by :func:`install`, before this
+        service starts). Exactly-once: the transactional producers follow the whole new
+        assignment. They must see each one: a partition lost to another worker and got back
+        later needs a new producer (the other worker's fenced the old one). Following from
+        :meth:`start` missed the assignments before it, and a worker that lost partitions 0-1
+        while it started kept their producers, fenced, and stopped at its first commit after
+        taking them back (issue 29, 1 takeover run in 10)."""
+        txns = self.app.stage_transactions
+        if txns is not None:
+            topic = self.app.topics_.by_restaurant.get_topic_name()
+            owned = {tp.partition for tp in assigned or () if tp.topic == topic}
+            await txns.revoke(txns.partitions - owned)
+            await txns.assign(owned)
+        if not self._started.is_set():  # start() shares the budgets of the assignment it finds
+            return
         self.core.outbox.reset()
         self.core.reset_due()
         self.share_budgets(assigned)
-        if self.txns is not None:  # the whole new assignment: producers follow it
-            topic = self.app.topics_.by_restaurant.get_topic_name()
-            owned = {tp.partition for tp in assigned or () if tp.topic == topic}
-            await self.txns.revoke(self.txns.partitions - owned)
-            await self.txns.assign(owned)
 
     async def _on_revoked(self, sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         """Exactly-once: the batches under way commit before the partitions move (their next
         owner would fence them, and a fenced commit stops the worker)."""
-        if self.txns is not None and hasattr(self, "core"):
+        if self.txns is not None and self._started.is_set():
             await self.core.settled()
 
     def share_budgets(self, assigned: Any) -> None:
@@ -249,6 +256,8 @@ class Runtime:
 def install(app: ReviewPulseApp) -> Runtime:
     """Create the runtime service (nothing built yet) and tie it to the worker's lifecycle."""
     runtime = Runtime(app)
+    app.on_partitions_assigned.connect(runtime._on_assigned)
+    app.on_partitions_revoked.connect(runtime._on_revoked)
 
     class RuntimeService(mode.Service):
         async def on_start(self) -> None:
