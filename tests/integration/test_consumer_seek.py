@@ -33,8 +33,8 @@ from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
 
-RECORDS = 60_000  # about 60 fetches of aiokafka's 1 MiB default
-SEEKS = 100
+RECORDS = 40_000  # about 40 fetches of aiokafka's 1 MiB default
+SEEKS = 60
 BACK = 20_000  # each seek goes this far back: a batch starting there is the seek taking
 
 
