@@ -83,8 +83,8 @@ partition being revoked.
    before the seek, even one whose offset repeats (after a rebalance Faust seeks to the
    commit twice and passes both copies: a repeated offset taken for the start once
    committed 171 offsets as empty). A fetch not begun 5 s after its seek is asked for
-   again. What is fetched twice is deduplicated downstream. Offsets that hold no record (compaction, transaction
-   markers) are found by the same fetch: it starts past them.
+   again. What is fetched twice is deduplicated downstream. Offsets that hold no record
+   (compaction, transaction markers) are found by the same fetch: it starts past them.
 
 6. A Faust table sends one changelog record per key written. The dedupe table gets a key
    per event, so its changelog alone was one record per input record (in a0's profile, 5.6%
