@@ -73,7 +73,7 @@ def test_slow_llm_windows_close_on_time_with_exact_counts_and_every_review_is_en
         slow_stack, slow_worker, make_run):
     run = make_run("slow")
     started = time.monotonic()
-    run.produce(seconds=12, reviews_per_s=20, orders_every=3)
+    run.produce(seconds=9, reviews_per_s=20, orders_every=3)
     until(run.windows_final, timeout_s=30, what="every window of the run final", done=lambda n: n == 0)
     finals = run.assert_exact_and_on_time()
     assert sum(a["provisional_labels"] for a in finals) > 0  # the LLM had not answered: nobody waited
@@ -89,7 +89,7 @@ def test_slow_llm_windows_close_on_time_with_exact_counts_and_every_review_is_en
 
     configure_llm(slow_stack, latency_ms=5)
     fast = make_run("fast")
-    fast.produce(seconds=6, reviews_per_s=20, orders_every=3)
+    fast.produce(seconds=4, reviews_per_s=20, orders_every=3)
     until(fast.windows_final, timeout_s=30, what="every window after the LLM recovered",
           done=lambda n: n == 0)
     finals = fast.assert_exact_and_on_time()

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from faust.types import TP
 
 from streams import metrics
 from streams.health import CommitWatch, Health
+from tests.fake_signal import Signal
 
 BY_RESTAURANT = TP("reviewpulse-by-restaurant", 0)
 REVIEWS = TP("reviews.created", 1)
@@ -93,18 +93,6 @@ def test_nothing_is_judged_while_the_worker_is_not_flowing_and_the_stall_restart
 
 
 # --- the checks -------------------------------------------------------------------------------
-class Signal:
-    def __init__(self) -> None:
-        self.receivers: list[Any] = []
-
-    def connect(self, receiver: Any) -> None:
-        self.receivers.append(receiver)
-
-    async def send(self, **kwargs: Any) -> None:
-        for receiver in self.receivers:
-            await receiver(None, **kwargs)
-
-
 @dataclass
 class FakeApp:
     """What Health reads of a Faust app: agents' topics, assignment, offsets, readiness, crash."""

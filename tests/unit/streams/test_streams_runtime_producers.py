@@ -20,6 +20,7 @@ from aiokafka.errors import ProducerFenced
 from streams import runtime as runtime_module
 from streams import transactions
 from streams.transactions import StageTransactions
+from tests.fake_signal import Signal
 
 BY_RESTAURANT = "reviewpulse-by-restaurant"
 
@@ -62,18 +63,6 @@ class FakeProducer:
 
     async def stop(self) -> None:
         pass
-
-
-class Signal:
-    def __init__(self) -> None:
-        self.receivers: list[Any] = []
-
-    def connect(self, receiver: Any) -> None:
-        self.receivers.append(receiver)
-
-    async def send(self, **kwargs: Any) -> None:
-        for receiver in self.receivers:
-            await receiver(None, **kwargs)
 
 
 def worker(coordinator: Coordinator, name: str) -> SimpleNamespace:
