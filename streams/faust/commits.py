@@ -61,6 +61,8 @@ class Delivery(NamedTuple):
     done: range = range(0)
     again: bool = False
     token: int = 0
+    began: bool = False  # this record starts the fetch again
+    sought_before: bool = False  # seek_to repeats a seek whose fetch never began
 
 
 NOTHING_TO_DO = Delivery()
@@ -97,7 +99,7 @@ class Deliveries:
         """The consumer thread's first records of ``tp`` after the seek ``token`` start at ``offset``."""
         self._fetched_from[tp] = (token, offset)
 
-    def delivered(self, tp: TP, offset: int, *, committed: int | None, now: float) -> Delivery:
+    def delivered(self, tp: TP, offset: int, *, committed: int | None, now: float | None = None) -> Delivery:
         """Note ``offset`` delivered to its stream, and say what follows from it.
 
         ``committed`` is the partition's committed offset, the first to expect after assignment;
@@ -117,8 +119,8 @@ class Deliveries:
         rebalance, and its fetch loop passes both copies), and a repeated offset taken for the
         fetch's start declared 171 records "without records" (issue 29: 45 reviews never
         enriched after a takeover). A fetch not begun ``SEEK_AGAIN_AFTER_S`` (``now``,
-        monotonic seconds) after its seek is asked for again: its first records may have
-        been dropped on their way, or the seek lost.
+        monotonic seconds, the clock's when not given) after its seek is asked for again: its
+        first records may have been dropped on their way, or the seek lost.
         """
         expected = self._next.get(tp)
         if expected is None:
@@ -131,20 +133,21 @@ class Deliveries:
             if fetched_from is not None and fetched_from[0] == token and offset == fetched_from[1]:
                 del self.refetch[tp]  # the records fetched from the target have begun
                 self._next[tp] = offset + 1
-                return Delivery(done=range(target, offset))
+                return Delivery(done=range(target, offset), began=True)
+            now = time.monotonic() if now is None else now
             if now - self._sought_at[tp] < SEEK_AGAIN_AFTER_S:
                 return COMES_AGAIN
-            return self._seek(tp, target, now=now)
+            return self._seek(tp, target, now=now, again=True)
         if offset > expected:  # the stream never got [expected, offset)
             self.refetch[tp] = expected
-            return self._seek(tp, expected, now=now)
+            return self._seek(tp, expected, now=time.monotonic() if now is None else now)
         self._next[tp] = max(expected, offset + 1)
         return NOTHING_TO_DO
 
-    def _seek(self, tp: TP, target: int, *, now: float) -> Delivery:
+    def _seek(self, tp: TP, target: int, *, now: float, again: bool = False) -> Delivery:
         self._sought_at[tp] = now
         token = self._token[tp] = next(self._tokens)
-        return Delivery(seek_to=target, again=True, token=token)
+        return Delivery(seek_to=target, again=True, token=token, sought_before=again)
 
 
 class _ReadOffsets(defaultdict):  # type: ignore[type-arg]
@@ -192,13 +195,13 @@ class Consumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
 
     def on_delivered(self, tp: TP, offset: int, message: Any) -> None:
-        refetching = tp in self.deliveries.refetch
-        delivery = self.deliveries.delivered(tp, offset, committed=self._committed_offset.get(tp),
-                                             now=time.monotonic())
+        delivery = self.deliveries.delivered(tp, offset, committed=self._committed_offset.get(tp))
+        if delivery is NOTHING_TO_DO:  # nearly every delivery
+            return
         if delivery.done:
             with ack_lock:  # point 11
                 self._acked[tp].extend(delivery.done)
-        if refetching and tp not in self.deliveries.refetch:
+        if delivery.began:
             logger.info("The fetch of %s:%d again began at %d%s", tp.topic, tp.partition, offset,
                         f": offsets {delivery.done.start}-{delivery.done.stop - 1} hold no record"
                         if delivery.done else "")
@@ -206,7 +209,7 @@ class Consumer(faust_aiokafka.Consumer):
             self.superseded.add(message)
         if delivery.seek_to is None:
             return
-        if refetching:
+        if delivery.sought_before:
             logger.warning("The fetch of %s:%d again from %d has not begun %.0f s after its seek "
                            "(offset %d came): seeking again", tp.topic, tp.partition, delivery.seek_to,
                            SEEK_AGAIN_AFTER_S, offset)
