@@ -162,8 +162,8 @@ class Runtime:
             settings=settings, outbox=outbox, enrich=self._enrich)
         app.before_wait_empty = self.core.abandon
         self.core.watch = app.health.watch
-        # The first assignment may come before this service starts (its signal then had no
-        # receiver): without this the worker would enforce the whole group's budgets.
+        # The first assignment may come before this service starts (_on_assigned then had no
+        # budgets to share): without this the worker would enforce the whole group's budgets.
         self.share_budgets(app.consumer.assignment())
         self.core.start()
         gc.collect()

@@ -117,7 +117,7 @@ class Deliveries:
         transaction markers). The stream's own order cannot tell: records fetched before the
         seek can repeat offsets (Faust seeks a partition to its commit twice after a
         rebalance, and its fetch loop passes both copies), and a repeated offset taken for the
-        fetch's start declared 171 records "without records" (issue 29: 45 reviews never
+        fetch's start declared 171 offsets empty (issue 29: 45 reviews never folded nor
         enriched after a takeover). A fetch not begun ``SEEK_AGAIN_AFTER_S`` (``now``,
         monotonic seconds, the clock's when not given) after its seek is asked for again: its
         first records may have been dropped on their way, or the seek lost.
@@ -269,10 +269,11 @@ def seek_on_thread(thread: Any, tp: TP, offset: int, *, token: int = 0) -> None:
     partition's stream waited for them for ever (issue 29: after a takeover, 1 run in about 9,
     the windows of the partitions taken over never closed), or the fetcher met a batch the
     seek had just deleted (``KeyError`` in ``fetched_records``). Measured with a real aiokafka
-    consumer on a thread, 500 seeks each: 153 lost from the other thread, none from its loop
-    (tests/integration/test_consumer_seek.py). A revoked partition's seek fails there,
-    harmlessly: its next owner reads from the commit. Once sought, the thread reports the first
-    offset it fetches from there with ``token`` (:meth:`ConsumerThread.refetching`).
+    consumer on a thread, 500 seeks each way: 153 lost from the other thread, none from its
+    loop (session 19; tests/integration/test_consumer_seek.py keeps a smaller measure). A
+    revoked partition's seek fails there, harmlessly: its next owner reads from the commit.
+    Once sought, the thread reports the first offset it fetches from there with ``token``
+    (:meth:`ConsumerThread.refetching`).
     """
 
     def seek() -> None:
