@@ -69,7 +69,6 @@ class Runtime:
     dead_letters: DeadLetters
     llm: LLMServices
     core: StageCore
-    txns: StageTransactions | None = None  # exactly-once only
     http: httpx.AsyncClient
     send: Callable[..., Awaitable[Any]]  # (topic, *, key, value, partition=None, headers=None)
 
@@ -98,7 +97,7 @@ class Runtime:
         producer = app.producer
         by_restaurant = topics.by_restaurant.get_topic_name()
         exactly_once = settings.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE
-        txns = self.txns = app.stage_transactions if exactly_once else None
+        txns = self.txns
         if txns is not None:  # its producers follow every assignment from the first (_on_assigned)
             app.consumer.transactional_topics = frozenset({by_restaurant})
 
@@ -174,7 +173,7 @@ class Runtime:
     async def stop(self) -> None:
         if hasattr(self, "core"):
             await self.core.stop()
-        if getattr(self, "txns", None) is not None:
+        if self.txns is not None:  # started by _on_assigned, maybe before start() ran
             await self.txns.stop()
         if hasattr(self, "llm"):
             await self.llm.client.aclose()
@@ -194,10 +193,9 @@ class Runtime:
         :meth:`start` missed the assignments before it, and a worker that lost partitions 0-1
         while it started kept their producers, fenced, and stopped at its first commit after
         taking them back (issue 29, 1 takeover run in 10)."""
-        txns = self.app.stage_transactions
+        txns = self.txns
         if txns is not None:
-            topic = self.app.topics_.by_restaurant.get_topic_name()
-            owned = {tp.partition for tp in assigned or () if tp.topic == topic}
+            owned = self._stage_partitions(assigned)
             await txns.revoke(txns.partitions - owned)
             await txns.assign(owned)
         if not self._started.is_set():  # start() shares the budgets of the assignment it finds
@@ -212,11 +210,20 @@ class Runtime:
         if self.txns is not None and self._started.is_set():
             await self.core.settled()
 
+    @property
+    def txns(self) -> StageTransactions | None:
+        """The stage's transactions: exactly-once only (built with the app, streams.app)."""
+        return getattr(self.app, "stage_transactions", None)
+
+    def _stage_partitions(self, assigned: Any) -> set[int]:
+        """The by-restaurant partitions of ``assigned``: the stage's share of the work."""
+        topic = self.app.topics_.by_restaurant.get_topic_name()
+        return {tp.partition for tp in assigned or () if tp.topic == topic}
+
     def share_budgets(self, assigned: Any) -> None:
         """Budgets are figures for the whole group: this worker enforces the share of the
         by-restaurant partitions it owns (``assigned`` is its whole new assignment)."""
-        topic = self.app.topics_.by_restaurant.get_topic_name()
-        owned = sum(1 for tp in assigned or () if tp.topic == topic)
+        owned = len(self._stage_partitions(assigned))
         share = share_of(owned, self.app.settings.topic_partitions)
         self.llm.budgets.set_share(share)
         metrics.BUDGET_SHARE.set(share)

@@ -140,7 +140,6 @@ def read_time_range(settings: Settings, *, from_ms: int, to_ms: int,
     ``to_ms`` is not trusted (producer timestamps are not ordered, and Tansu answers a
     time past the end with offset 0).
     """
-
     if to_ms <= from_ms:
         raise ValueError("--to must be after --from")
     consumer = reader_consumer(settings, "reprocess")

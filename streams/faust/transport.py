@@ -32,6 +32,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         """Point 5: the first records of a partition sought back start its fetch again. No
         other callback of this loop runs between the fetcher handing out records and here."""
         records = await super()._fetch_records(*args, **kwargs)
+        if not self._refetching:  # nearly every fetch
+            return records
         for tp, token in list(self._refetching.items()):
             fetched = records.get(tp)
             if fetched:

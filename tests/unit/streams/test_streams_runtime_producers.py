@@ -12,10 +12,11 @@ latest ``init_transactions`` of a transactional id fences every earlier producer
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from aiokafka.errors import ProducerFenced
+from faust.types import TP
 
 from streams import runtime as runtime_module
 from streams import transactions
@@ -23,11 +24,6 @@ from streams.transactions import StageTransactions
 from tests.fake_signal import Signal
 
 BY_RESTAURANT = "reviewpulse-by-restaurant"
-
-
-class TP(NamedTuple):
-    topic: str
-    partition: int
 
 
 class Coordinator:
